@@ -1,0 +1,213 @@
+"""Digit data sets: the bundled UCI 8x8 digits, and MNIST from IDX files (with a checked download).
+
+Every loader returns a `Dataset` with pixels scaled to [0, 1] in the requested dtype and
+labels as int64 class ids. Problems with the files raise `DataError` with a one-line
+message naming the file.
+"""
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+
+class DataError(Exception):
+    """A data file is missing, malformed or fails its checksum."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    image_shape: tuple
+
+    @property
+    def n_inputs(self):
+        return self.X_train.shape[1]
+
+
+# ----------------------------------------------------------------------------- digits
+def load_digits(test_fraction=0.2, seed=0, dtype="float32"):
+    """The UCI optical-recognition digits (1797 8x8 images, values 0..16), bundled with nbnet,
+    split into train and test by a seeded stratified split (each class keeps its proportion)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test fraction must lie strictly between 0 and 1, got {test_fraction}")
+    with resources.files("nbnet").joinpath("data/digits.csv.gz").open("rb") as raw:
+        table = np.loadtxt(gzip.open(raw), delimiter=",", dtype=np.int64)
+    X = (table[:, :-1] / 16.0).astype(dtype)
+    y = table[:, -1]
+    test = stratified_test_mask(y, test_fraction, seed)
+    return Dataset("digits", X[~test], y[~test], X[test], y[test], (8, 8))
+
+
+def stratified_test_mask(y, test_fraction, seed):
+    """Boolean mask choosing round(test_fraction * count) samples of every class, at random."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        test[members[:int(round(test_fraction * len(members)))]] = True
+    return test
+
+
+# ----------------------------------------------------------------------------- MNIST (IDX)
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+LABELS_MAGIC, IMAGES_MAGIC = 2049, 2051
+
+
+def default_data_dir():
+    """$NBNET_DATA_DIR, else ~/.cache/nbnet/mnist."""
+    return Path(os.environ.get("NBNET_DATA_DIR") or Path.home() / ".cache" / "nbnet" / "mnist")
+
+
+def find_idx(directory, stem):
+    """The path of STEM.gz or STEM in `directory`."""
+    for name in (stem + ".gz", stem):
+        if (Path(directory) / name).is_file():
+            return Path(directory) / name
+    raise DataError(f"{stem}(.gz) not found in {directory} (try: nbnet download mnist --data-dir {directory})")
+
+
+def read_idx(path, magic):
+    """The array stored in one IDX file (gzipped or raw), after checking its header.
+
+    Header: 4-byte big-endian magic (2049 labels, 2051 images), then one 4-byte count per
+    dimension, then unsigned bytes.
+    """
+    path = Path(path)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            content = handle.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot read ({error})") from None
+    if len(content) < 8:
+        raise DataError(f"{path}: too short to be an IDX file")
+    found = int.from_bytes(content[:4], "big")
+    if found != magic:
+        raise DataError(f"{path}: magic number {found}, expected {magic}")
+    n_dims = 1 if magic == LABELS_MAGIC else 3
+    header = 4 + 4 * n_dims
+    if len(content) < header:
+        raise DataError(f"{path}: header truncated")
+    dims = [int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims)]
+    expected = int(np.prod(dims))
+    if len(content) - header != expected:
+        raise DataError(f"{path}: header says {' x '.join(map(str, dims))} = {expected} bytes, "
+                        f"file holds {len(content) - header}")
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx_pair(images_path, labels_path, dtype):
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{labels_path}: label {labels.max()} is out of range 0..9")
+    X = (images.reshape(len(images), -1) / np.float32(255)).astype(dtype)
+    return X, labels.astype(np.int64), images.shape[1:]
+
+
+def load_mnist(data_dir=None, dtype="float32"):
+    """The four standard MNIST IDX files from `data_dir` (default: see default_data_dir)."""
+    directory = Path(data_dir) if data_dir else default_data_dir()
+    paths = {key: find_idx(directory, stem) for key, stem in MNIST_FILES.items()}
+    X_train, y_train, shape = read_idx_pair(paths["train_images"], paths["train_labels"], dtype)
+    X_test, y_test, test_shape = read_idx_pair(paths["test_images"], paths["test_labels"], dtype)
+    if shape != test_shape:
+        raise DataError(f"train images are {shape} but test images are {test_shape}")
+    return Dataset("mnist", X_train, y_train, X_test, y_test, tuple(shape))
+
+
+def load_dataset(name, data_dir=None, test_fraction=0.2, seed=0, dtype="float32"):
+    if name == "digits":
+        return load_digits(test_fraction, seed, dtype)
+    if name == "mnist":
+        return load_mnist(data_dir, dtype)
+    raise DataError(f"unknown dataset {name!r}; choose digits or mnist")
+
+
+# ----------------------------------------------------------------------------- download
+# The mirrors torchvision and TensorFlow use, tried in order, and the SHA-256 of each file.
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
+
+def download_mnist(data_dir=None, mirrors=MNIST_MIRRORS, checksums=None, progress=None, timeout=30):
+    """Fetch each missing file into `data_dir`: stream to NAME.part, check its SHA-256, then
+    rename into place. A file whose checksum does not match is deleted and the next mirror
+    tried. `progress(name, done_bytes, total_bytes)` is called while bytes arrive.
+    Returns the directory."""
+    checksums = MNIST_SHA256 if checksums is None else checksums
+    directory = Path(data_dir) if data_dir else default_data_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create {directory}: {error.strerror}") from None
+    for name, sha256 in checksums.items():
+        target = directory / name
+        if target.is_file() and _sha256(target) == sha256:
+            continue
+        failures = []
+        for mirror in mirrors:
+            failure = _fetch_checked(mirror + name, target, sha256, progress, timeout)
+            if failure is None:
+                break
+            failures.append(failure)
+        else:
+            raise DataError(f"could not download {name}: " + "; ".join(failures))
+    return directory
+
+
+def _fetch_checked(url, target, sha256, progress, timeout):
+    """Download url to target via target.part; return None on success or why it failed."""
+    part = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(target.name, done, total)
+        if digest.hexdigest() != sha256:
+            part.unlink()
+            return f"{url}: SHA-256 mismatch"
+        os.replace(part, target)
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        part.unlink(missing_ok=True)
+        return f"{url}: {getattr(error, 'reason', error)}"
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

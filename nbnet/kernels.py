@@ -1,0 +1,231 @@
+"""The compiled heart of nbnet: one explicit loop nest per backpropagation equation.
+
+Conventions (see README, "Kernel map"):
+  shapes   X, a, z, delta: (n_samples, n_neurons)   W^m: (n_out, n_in)   b^m: (n_out,)
+  indices  s sample, j neuron of this layer, k neuron of the layer below
+  threads  each `prange` runs over the index that owns what the loop writes: samples `s`
+           for z, a and delta; neurons `j` for grad_W, grad_b and the update. No two threads
+           write one element and every sum runs in a fixed order, so results are the same for
+           any thread count.
+  numbers  constants are float32 literals (exact in float64 too), learning rates are cast to
+           the array dtype, so float32 loops stay float32.
+
+The last part of the file chains the kernels into a forward pass, a backward pass and a
+whole run of minibatch SGD steps, all compiled, so Python is not in the inner loop. They live
+here, beside the kernels they call, because Numba's on-disk cache only notices edits to the
+file that holds a function.
+"""
+
+import numpy as np
+from numba import prange
+from numba.typed import List
+
+from .config import kernel, serial
+
+# Activation and cost codes; nbnet.activations and nbnet.costs map names to these.
+SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
+QUADRATIC, CROSS_ENTROPY = 0, 1
+
+ZERO, HALF, ONE = np.float32(0), np.float32(0.5), np.float32(1)
+
+
+# ----------------------------------------------------------------------------- element-wise
+@serial(inline="always")
+def f(x, act):
+    """a = f(z) for one element of a sigmoid, tanh or relu layer."""
+    if act == SIGMOID:
+        return ONE / (ONE + np.exp(-x))
+    if act == TANH:
+        return np.tanh(x)
+    return x if x > ZERO else x * ZERO  # relu (x * 0 keeps the dtype of x)
+
+
+@serial(inline="always")
+def f_prime(x, fx, act):
+    """f'(z) from z = x and a = fx, for one element (sigmoid and tanh reuse a)."""
+    if act == SIGMOID:
+        return fx * (ONE - fx)
+    if act == TANH:
+        return ONE - fx * fx
+    return ONE if x > ZERO else ZERO  # relu
+
+
+# ----------------------------------------------------------------------------- forward
+@kernel
+def weighted_sum(W, b, a_prev, z):
+    """z^m = W^m a^(m-1) + b^m, for every sample:  z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k]."""
+    for s in prange(a_prev.shape[0]):
+        for j in range(W.shape[0]):
+            acc = b[j]
+            for k in range(W.shape[1]):
+                acc += W[j, k] * a_prev[s, k]
+            z[s, j] = acc
+
+
+@kernel
+def activate(z, act, a):
+    """a^m = f(z^m): element-wise, or a row-wise softmax a[s, j] = exp(z[s, j]) / sum_i exp(z[s, i])."""
+    for s in prange(z.shape[0]):
+        if act == SOFTMAX:
+            top = z[s, 0]  # subtract the row maximum so exp cannot overflow
+            for j in range(z.shape[1]):
+                top = max(top, z[s, j])
+            total = z[s, 0] * ZERO
+            for j in range(z.shape[1]):
+                a[s, j] = np.exp(z[s, j] - top)
+                total += a[s, j]
+            for j in range(z.shape[1]):
+                a[s, j] /= total
+        else:
+            for j in range(z.shape[1]):
+                a[s, j] = f(z[s, j], act)
+
+
+# ----------------------------------------------------------------------------- backward
+@kernel
+def output_delta(z, a, y, act, cost, delta):
+    """delta^L = f'(z^L) * dJ/da^L, with y[s] the class id of sample s (one-hot inside).
+
+    Cross-entropy with a sigmoid or softmax output simplifies exactly to delta = a - y (the
+    f' factor cancels). The quadratic cost J = 1/2 ||a - y||^2 has dJ/da = a - y, times
+    f'(z) for a sigmoid output, or times the softmax Jacobian: delta_j = a_j (e_j - sum_i e_i a_i).
+    """
+    for s in prange(a.shape[0]):
+        for j in range(a.shape[1]):
+            delta[s, j] = a[s, j] - (ONE if j == y[s] else ZERO)
+        if cost == QUADRATIC:
+            if act == SOFTMAX:
+                e_dot_a = a[s, 0] * ZERO
+                for i in range(a.shape[1]):
+                    e_dot_a += delta[s, i] * a[s, i]
+                for j in range(a.shape[1]):
+                    delta[s, j] = a[s, j] * (delta[s, j] - e_dot_a)
+            else:
+                for j in range(a.shape[1]):
+                    delta[s, j] *= f_prime(z[s, j], a[s, j], act)
+
+
+@kernel
+def hidden_delta(W_next, delta_next, z, a, act, delta):
+    """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W[j, k] delta_next[s, j].
+
+    The sum over j is the outer loop so the inner loop walks a row of W (contiguous memory).
+    """
+    for s in prange(a.shape[0]):
+        for k in range(a.shape[1]):
+            delta[s, k] = ZERO
+        for j in range(W_next.shape[0]):
+            d = delta_next[s, j]
+            for k in range(a.shape[1]):
+                delta[s, k] += W_next[j, k] * d
+        for k in range(a.shape[1]):
+            delta[s, k] *= f_prime(z[s, k], a[s, k], act)
+
+
+@kernel
+def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
+    """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
+
+    grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k]; one thread owns row j.
+    """
+    scale = a_prev.dtype.type(1.0 / a_prev.shape[0])
+    l2 = W.dtype.type(l2_over_n)
+    for j in prange(W.shape[0]):
+        for k in range(W.shape[1]):
+            grad_W[j, k] = ZERO
+        gb = ZERO * scale
+        for s in range(a_prev.shape[0]):
+            d = delta[s, j]
+            gb += d
+            for k in range(W.shape[1]):
+                grad_W[j, k] += d * a_prev[s, k]
+        for k in range(W.shape[1]):
+            grad_W[j, k] = grad_W[j, k] * scale + l2 * W[j, k]
+        grad_b[j] = gb * scale
+
+
+@kernel
+def sgd_update(W, b, grad_W, grad_b, lr):
+    """W^m -= alpha dJ/dW^m,  b^m -= alpha dJ/db^m  (the L2 term is already inside grad_W)."""
+    alpha = W.dtype.type(lr)
+    for j in prange(W.shape[0]):
+        for k in range(W.shape[1]):
+            W[j, k] -= alpha * grad_W[j, k]
+        b[j] -= alpha * grad_b[j]
+
+
+# ----------------------------------------------------------------------------- whole passes
+# `weights`, `biases` and the buffers are numba.typed.List of arrays, one entry per layer m
+# (index m - 1); `acts` holds the activation code of each layer.
+
+
+@serial
+def forward(weights, biases, acts, X, zs, activations):
+    """a^0 = X; for m = 1..L: z^m = W^m a^(m-1) + b^m, a^m = f(z^m). Fills zs and activations."""
+    a_prev = X
+    for m in range(len(weights)):
+        weighted_sum(weights[m], biases[m], a_prev, zs[m])
+        activate(zs[m], acts[m], activations[m])
+        a_prev = activations[m]
+
+
+@serial
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b):
+    """delta^L, then delta^m for m = L-1..1, then every dJ/dW^m and dJ/db^m (after `forward`)."""
+    L = len(weights)
+    output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
+    for m in range(L - 2, -1, -1):
+        hidden_delta(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m])
+    for m in range(L):
+        a_prev = X if m == 0 else activations[m - 1]
+        weight_gradient(deltas[m], a_prev, weights[m], l2_over_n, grads_W[m], grads_b[m])
+
+
+@serial
+def layer_buffers(weights, n_samples):
+    """One (n_samples, n_out) array per layer, in the dtype of the weights."""
+    out = List()
+    for m in range(len(weights)):
+        out.append(np.empty((n_samples, weights[m].shape[0]), dtype=weights[m].dtype))
+    return out
+
+
+@serial
+def like_each(arrays):
+    """An empty array shaped like each array of the list."""
+    out = List()
+    for m in range(len(arrays)):
+        out.append(np.empty_like(arrays[m]))
+    return out
+
+
+@serial
+def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n):
+    """Minibatch SGD steps for batches first..stop-1 of the shuffled `order` (the last may be short).
+
+    Each step gathers its samples, runs forward and backward, then W -= lr dJ/dW, b -= lr dJ/db.
+    """
+    n_in = X.shape[1]
+    x_batch = np.empty((batch_size, n_in), dtype=X.dtype)
+    y_batch = np.empty(batch_size, dtype=y.dtype)
+    zs = layer_buffers(weights, batch_size)
+    activations = layer_buffers(weights, batch_size)
+    deltas = layer_buffers(weights, batch_size)
+    grads_W = like_each(weights)
+    grads_b = like_each(biases)
+    for batch in range(first, stop):
+        start = batch * batch_size
+        size = min(batch_size, order.shape[0] - start)
+        for s in range(size):
+            x_batch[s, :] = X[order[start + s], :]
+            y_batch[s] = y[order[start + s]]
+        if size < batch_size:  # short last batch: fresh buffers of the right size
+            x_batch = x_batch[:size]
+            y_batch = y_batch[:size]
+            zs = layer_buffers(weights, size)
+            activations = layer_buffers(weights, size)
+            deltas = layer_buffers(weights, size)
+        forward(weights, biases, acts, x_batch, zs, activations)
+        backward(weights, acts, cost, x_batch, y_batch, l2_over_n, zs, activations, deltas, grads_W, grads_b)
+        for m in range(len(weights)):
+            sgd_update(weights[m], biases[m], grads_W[m], grads_b[m], lr)

@@ -1,0 +1,137 @@
+"""The Network: parameters, configuration, and the calls that run the compiled kernels."""
+
+import numpy as np
+from numba.typed import List
+
+from . import kernels
+from .activations import CODES, HIDDEN, OUTPUT
+from .costs import COSTS, one_hot
+
+DTYPES = ("float32", "float64")
+
+
+class Network:
+    """A fully connected network trained by backpropagation.
+
+    sizes       neurons per layer, input first: [784, 100, 10]
+    activation  hidden layers: "sigmoid", "tanh" or "relu"
+    output      output layer: "sigmoid" or "softmax"
+    cost        "cross-entropy" or "quadratic"
+    dtype       "float32" or "float64"
+    seed        seeds the initial weights: W^m ~ N(0, 1/n_in), b^m ~ N(0, 1) (Nielsen's choice)
+
+    weights[m-1] is W^m with shape (n_out, n_in); biases[m-1] is b^m with shape (n_out,).
+    """
+
+    def __init__(self, sizes, activation="sigmoid", output="softmax", cost="cross-entropy",
+                 dtype="float32", seed=0):
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least two positive layer sizes, got {sizes}")
+        _check_choice("activation", activation, HIDDEN)
+        _check_choice("output", output, OUTPUT)
+        _check_choice("cost", cost, tuple(COSTS))
+        try:
+            dtype_name = np.dtype(dtype).name
+        except TypeError:
+            dtype_name = str(dtype)
+        _check_choice("dtype", dtype_name, DTYPES)
+        self.sizes = sizes
+        self.activation, self.output, self.cost_name = activation, output, cost
+        self.dtype = np.dtype(dtype)
+        rng = np.random.default_rng(seed)
+        self.weights = [(rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(self.dtype)
+                        for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        self.biases = [rng.standard_normal(n_out).astype(self.dtype) for n_out in sizes[1:]]
+        self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
+        self.cost_function = COSTS[cost]
+
+    def __repr__(self):
+        return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+                f"cost={self.cost_name!r}, dtype={self.dtype.name!r})")
+
+    # ------------------------------------------------------------------ inputs
+    def as_inputs(self, X):
+        """X as a C-contiguous (n_samples, n_in) array of the network's dtype."""
+        X = np.asarray(X)
+        if X.ndim == 1 and X.shape[0] == self.sizes[0]:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"inputs must have shape (n_samples, {self.sizes[0]}), got {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("inputs hold no samples")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.all(np.isfinite(X)):
+            raise ValueError("inputs contain NaN or infinite values")
+        return X
+
+    def as_labels(self, y, n_samples):
+        """y as int64 class ids 0..n_out-1, one per sample."""
+        y = np.asarray(y)
+        if y.shape != (n_samples,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"labels must be {n_samples} integer class ids, got shape {y.shape} of {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= self.sizes[-1]):
+            raise ValueError(f"labels must lie in 0..{self.sizes[-1] - 1}")
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    def typed_parameters(self):
+        """(weights, biases) as numba typed lists that share memory with self.weights/biases."""
+        return List(self.weights), List(self.biases)
+
+    # ------------------------------------------------------------------ compiled passes
+    def _forward(self, X):
+        weights, biases = self.typed_parameters()
+        zs = kernels.layer_buffers(weights, X.shape[0])
+        activations = kernels.layer_buffers(weights, X.shape[0])
+        kernels.forward(weights, biases, self.acts, X, zs, activations)
+        return weights, zs, activations
+
+    def forward(self, X):
+        """Output activations a^L, shape (n_samples, n_out)."""
+        return self._forward(self.as_inputs(X))[2][-1]
+
+    def predict(self, X):
+        """Class ids: the index of the largest output activation."""
+        return np.argmax(self.forward(X), axis=1)
+
+    def l2_penalty(self, l2, n_train):
+        """(lambda / 2n) sum of all W^2 (biases are not penalised)."""
+        if not l2:
+            return 0.0
+        return 0.5 * l2 / n_train * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in self.weights)
+
+    def evaluate(self, X, y, l2=0.0, n_train=None):
+        """(mean cost including the L2 term, accuracy) in one forward pass."""
+        X = self.as_inputs(X)
+        y = self.as_labels(y, X.shape[0])
+        _, zs, activations = self._forward(X)
+        z, a = zs[-1], activations[-1]
+        per_sample = self.cost_function.fn(z, a, one_hot(y, a.shape[1], a.dtype), self.acts[-1])
+        cost = float(np.mean(per_sample, dtype=np.float64)) + self.l2_penalty(l2, n_train or X.shape[0])
+        accuracy = float(np.mean(np.argmax(a, axis=1) == y))
+        return cost, accuracy
+
+    def cost(self, X, y, l2=0.0, n_train=None):
+        """J_hat = mean_s J(x_s, y_s) + (lambda / 2n) sum W^2, with n = n_train or len(X)."""
+        return self.evaluate(X, y, l2, n_train)[0]
+
+    def accuracy(self, X, y):
+        """Fraction of samples whose predicted class is y."""
+        return self.evaluate(X, y)[1]
+
+    def gradients(self, X, y, l2=0.0, n_train=None):
+        """(grads_W, grads_b): the gradients of `cost(X, y, l2, n_train)`, shaped like weights/biases."""
+        X = self.as_inputs(X)
+        y = self.as_labels(y, X.shape[0])
+        weights, zs, activations = self._forward(X)
+        deltas = kernels.layer_buffers(weights, X.shape[0])
+        grads_W, grads_b = kernels.like_each(weights), kernels.like_each(List(self.biases))
+        l2_over_n = float(l2) / (n_train or X.shape[0])
+        kernels.backward(weights, self.acts, self.cost_function.code, X, y, l2_over_n,
+                         zs, activations, deltas, grads_W, grads_b)
+        return list(grads_W), list(grads_b)
+
+
+def _check_choice(what, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")

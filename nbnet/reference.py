@@ -1,0 +1,80 @@
+"""The same maths as nbnet.kernels in plain vectorised NumPy (matrix products, no loops).
+
+Each function is the twin of the kernel of the same name: tests compare them on random
+shapes, and bench/ races them. Arrays here are returned rather than filled in place.
+"""
+
+import numpy as np
+
+from .activations import f, f_prime
+from .costs import BY_CODE, one_hot
+
+
+def weighted_sum(W, b, a_prev):
+    """z = a_prev W^T + b  (samples are rows)."""
+    return a_prev @ W.T + b
+
+
+def activate(z, act):
+    return f(z, act)
+
+
+def output_delta(z, a, y, act, cost):
+    return BY_CODE[cost].delta(z, a, one_hot(y, a.shape[1], a.dtype), act)
+
+
+def hidden_delta(W_next, delta_next, z, a, act):
+    """delta = f'(z) * (delta_next W_next)."""
+    return f_prime(z, a, act) * (delta_next @ W_next)
+
+
+def weight_gradient(delta, a_prev, W, l2_over_n):
+    """(delta^T a_prev / S + l2_over_n W,  mean of delta over samples)."""
+    scale = W.dtype.type(1.0 / a_prev.shape[0])
+    return (delta.T @ a_prev) * scale + W.dtype.type(l2_over_n) * W, delta.sum(axis=0) * scale
+
+
+def sgd_update(W, b, grad_W, grad_b, lr):
+    """In place, like the kernel: W -= lr grad_W, b -= lr grad_b."""
+    alpha = W.dtype.type(lr)
+    W -= alpha * grad_W
+    b -= alpha * grad_b
+
+
+def forward(weights, biases, acts, X):
+    """Lists (zs, activations) of every layer."""
+    zs, activations = [], []
+    a = X
+    for W, b, act in zip(weights, biases, acts):
+        z = weighted_sum(W, b, a)
+        a = activate(z, act)
+        zs.append(z)
+        activations.append(a)
+    return zs, activations
+
+
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations):
+    """Lists (grads_W, grads_b) from the outputs of `forward`."""
+    L = len(weights)
+    deltas = [None] * L
+    deltas[L - 1] = output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost)
+    for m in range(L - 2, -1, -1):
+        deltas[m] = hidden_delta(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m])
+    grads_W, grads_b = [], []
+    for m in range(L):
+        a_prev = X if m == 0 else activations[m - 1]
+        gW, gb = weight_gradient(deltas[m], a_prev, weights[m], l2_over_n)
+        grads_W.append(gW)
+        grads_b.append(gb)
+    return grads_W, grads_b
+
+
+def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n):
+    """Minibatch SGD steps for batches first..stop-1 of `order`, updating the lists in place."""
+    for batch in range(first, stop):
+        idx = order[batch * batch_size:(batch + 1) * batch_size]
+        xb, yb = X[idx], y[idx]
+        zs, activations = forward(weights, biases, acts, xb)
+        grads_W, grads_b = backward(weights, acts, cost, xb, yb, l2_over_n, zs, activations)
+        for W, b, gW, gb in zip(weights, biases, grads_W, grads_b):
+            sgd_update(W, b, gW, gb, lr)

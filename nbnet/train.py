@@ -1,0 +1,100 @@
+"""The training driver: epochs of shuffled minibatch SGD, and the per-epoch monitoring
+(train and test cost and accuracy) that shows overfitting, after Nielsen's network2.SGD.
+
+The minibatch steps themselves run inside compiled code (kernels.train_batches); Python
+only shuffles, hands over slices of an epoch (so a progress bar can move) and evaluates.
+"""
+
+import time
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+
+from . import kernels
+from .network import Network
+
+METRIC_COLUMNS = ("epoch", "train_cost", "test_cost", "train_accuracy", "test_accuracy", "seconds")
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_cost: float
+    test_cost: float
+    train_accuracy: float
+    test_accuracy: float
+    seconds: float  # wall time of the epoch's training steps, evaluation excluded
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def set_threads(threads):
+    """Use `threads` threads in the parallel kernels (None: every core Numba found)."""
+    limit = numba.config.NUMBA_NUM_THREADS
+    threads = limit if threads is None else int(threads)
+    if not 1 <= threads <= limit:
+        raise ValueError(f"threads must lie in 1..{limit}, got {threads}")
+    numba.set_num_threads(threads)
+    return threads
+
+
+def prepare_kernels(dtype):
+    """Run every compiled function once on a tiny network of `dtype`, so that compiling (or
+    loading from the disk cache) happens here and not inside the first timed epoch.
+    Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
+    start = time.perf_counter()
+    tiny = Network([3, 2, 2], dtype=dtype, seed=0)
+    X = np.zeros((4, 3), dtype=tiny.dtype)
+    y = np.zeros(4, dtype=np.int64)
+    _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 3, 0, 2, 0.1, 0.0)
+    tiny.evaluate(X, y)
+    tiny.gradients(X, y)
+    compiled = any(sum(f.stats.cache_misses.values()) for f in
+                   (kernels.train_batches, kernels.forward, kernels.backward))
+    return time.perf_counter() - start, compiled
+
+
+def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n):
+    weights, biases = net.typed_parameters()
+    kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order,
+                          int(batch_size), int(first), int(stop), float(lr), float(l2_over_n))
+
+
+def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
+          seed=0, on_epoch=None, on_progress=None):
+    """Train `net` in place with minibatch SGD; return the list of EpochMetrics.
+
+    Each epoch draws a fresh shuffle from a generator seeded with `seed`, so the same seed
+    and the same initial network give the same final weights. The L2 term uses
+    n = len(X_train); reported costs (train and test) include it.
+    on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches) during it.
+    """
+    if epochs < 1 or batch_size < 1 or not lr > 0 or l2 < 0:
+        raise ValueError("epochs, batch size and learning rate must be positive, l2 non-negative")
+    X_train = net.as_inputs(X_train)
+    y_train = net.as_labels(y_train, X_train.shape[0])
+    X_test = net.as_inputs(X_test)
+    y_test = net.as_labels(y_test, X_test.shape[0])
+    n = X_train.shape[0]
+    n_batches = -(-n // batch_size)
+    slice_size = max(1, n_batches // 50)  # ~50 progress updates per epoch
+    rng = np.random.default_rng(seed)
+    history = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(n).astype(np.int64)
+        start = time.perf_counter()
+        for first in range(0, n_batches, slice_size):
+            stop = min(first + slice_size, n_batches)
+            _train_steps(net, X_train, y_train, order, batch_size, first, stop, lr, l2 / n)
+            if on_progress:
+                on_progress(epoch, stop, n_batches)
+        seconds = time.perf_counter() - start
+        train_cost, train_accuracy = net.evaluate(X_train, y_train, l2, n)
+        test_cost, test_accuracy = net.evaluate(X_test, y_test, l2, n)
+        metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds)
+        history.append(metrics)
+        if on_epoch:
+            on_epoch(metrics)
+    return history
