@@ -155,11 +155,12 @@ MNIST_SHA256 = {
 }
 
 
-def download_mnist(data_dir=None, mirrors=MNIST_MIRRORS, checksums=None, progress=None, timeout=30):
+def download_mnist(data_dir=None, mirrors=None, checksums=None, progress=None, timeout=30):
     """Fetch each missing file into `data_dir`: stream to NAME.part, check its SHA-256, then
     rename into place. A file whose checksum does not match is deleted and the next mirror
     tried. `progress(name, done_bytes, total_bytes)` is called while bytes arrive.
-    Returns the directory."""
+    mirrors and checksums default to MNIST_MIRRORS and MNIST_SHA256. Returns the directory."""
+    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     checksums = MNIST_SHA256 if checksums is None else checksums
     directory = Path(data_dir) if data_dir else default_data_dir()
     try:

@@ -128,7 +128,7 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
 
     grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k]; one thread owns row j.
     """
-    scale = a_prev.dtype.type(1.0 / a_prev.shape[0])
+    scale = ONE / a_prev.dtype.type(a_prev.shape[0])
     l2 = W.dtype.type(l2_over_n)
     for j in prange(W.shape[0]):
         for k in range(W.shape[1]):

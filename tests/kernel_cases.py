@@ -1,0 +1,82 @@
+"""Each kernel against its NumPy twin in nbnet.reference, on random shapes.
+
+Imported by test_kernels.py (compiled kernels) and run by it again in a child process with
+NUMBA_DISABLE_JIT=1 on small shapes, so the loop code itself is executed and covered.
+"""
+
+import numpy as np
+
+from nbnet import kernels as K
+from nbnet import reference as R
+from nbnet.kernels import CROSS_ENTROPY, QUADRATIC, RELU, SIGMOID, SOFTMAX, TANH
+
+TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+
+
+def random_layer(rng, dtype, n_samples, n_in, n_out):
+    W = rng.standard_normal((n_out, n_in)).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    a_prev = rng.random((n_samples, n_in)).astype(dtype)
+    return W, b, a_prev
+
+
+def close(actual, expected, dtype, what):
+    """Equal up to rounding: relative, plus an absolute part scaled by the largest value
+    (sums of many terms of both signs lose relative precision near zero)."""
+    tolerance = TOLERANCE[dtype]
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=tolerance["rtol"], atol=tolerance["atol"] * scale,
+                               err_msg=what)
+
+
+def check_layer(rng, dtype, n_samples, n_in, n_out):
+    """Every kernel once on one random layer of the given shape."""
+    W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
+    shape = f"{dtype.__name__} S={n_samples} in={n_in} out={n_out}"
+
+    z = np.empty((n_samples, n_out), dtype)
+    K.weighted_sum(W, b, a_prev, z)
+    close(z, R.weighted_sum(W, b, a_prev), dtype, "weighted_sum " + shape)
+
+    z = (3 * rng.standard_normal((n_samples, n_out))).astype(dtype)
+    for act in (SIGMOID, TANH, RELU, SOFTMAX):
+        a = np.empty_like(z)
+        K.activate(z, act, a)
+        close(a, R.activate(z, act), dtype, f"activate {act} " + shape)
+
+    y = rng.integers(0, n_out, n_samples)
+    for act in (SIGMOID, SOFTMAX):
+        a = R.activate(z, act)
+        for cost in (QUADRATIC, CROSS_ENTROPY):
+            delta = np.empty_like(z)
+            K.output_delta(z, a, y, act, cost, delta)
+            close(delta, R.output_delta(z, a, y, act, cost), dtype, f"output_delta {act} {cost} " + shape)
+
+    z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
+    delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)
+    for act in (SIGMOID, TANH, RELU):
+        a_hidden = R.activate(z_hidden, act)
+        delta = np.empty_like(z_hidden)
+        K.hidden_delta(W, delta_next, z_hidden, a_hidden, act, delta)
+        close(delta, R.hidden_delta(W, delta_next, z_hidden, a_hidden, act), dtype, f"hidden_delta {act} " + shape)
+
+    for l2_over_n in (0.0, 0.37):
+        grad_W, grad_b = np.empty_like(W), np.empty_like(b)
+        K.weight_gradient(delta_next, a_prev, W, l2_over_n, grad_W, grad_b)
+        expected_W, expected_b = R.weight_gradient(delta_next, a_prev, W, l2_over_n)
+        close(grad_W, expected_W, dtype, "weight_gradient W " + shape)
+        close(grad_b, expected_b, dtype, "weight_gradient b " + shape)
+
+    W2, b2 = W.copy(), b.copy()
+    K.sgd_update(W, b, grad_W, grad_b, 0.3)
+    R.sgd_update(W2, b2, grad_W, grad_b, 0.3)
+    close(W, W2, dtype, "sgd_update W " + shape)
+    close(b, b2, dtype, "sgd_update b " + shape)
+    assert W.dtype == dtype and b.dtype == dtype
+
+
+def check_all(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        for n_samples, n_in, n_out in shapes:
+            check_layer(rng, dtype, n_samples, n_in, n_out)

@@ -1,0 +1,149 @@
+import csv
+import hashlib
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from nbnet import data as data_module
+from nbnet.cli import main
+from nbnet.train import METRIC_COLUMNS
+
+from idx_files import idx_bytes, write_mnist
+from test_data import QuietHandler, mirror  # noqa: F401  (fixture)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, code, fragment):
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert fragment in result.output
+
+
+def test_train_on_digits_writes_metrics_and_plot(tmp_path):
+    metrics, plot = tmp_path / "m.csv", tmp_path / "out" / "cost.png"
+    result = invoke("train", "--epochs", 3, "--metrics", metrics, "--plot", plot, "--hidden", 20, "--hidden", 12)
+    assert result.exit_code == 0, result.output
+    with open(metrics, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == METRIC_COLUMNS
+    assert [row[0] for row in rows[1:]] == ["1", "2", "3"]
+    for row in rows[1:]:
+        values = [float(v) for v in row]
+        assert 0 <= values[3] <= 1 and 0 <= values[4] <= 1 and values[5] > 0
+    assert plot.read_bytes().startswith(PNG)
+    assert "[64, 20, 12, 10]" in result.output  # the notes name the network
+    assert "Kernels" in result.output  # and tell about compiling / the cache
+    lines = [line for line in result.output.splitlines() if line.strip().startswith(("1/3", "2/3", "3/3"))]
+    assert len(lines) == 3
+
+
+def test_train_defaults_plot_under_plots(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--epochs", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plots" / "digits-cost.png").read_bytes().startswith(PNG)
+    assert "Kernels" not in result.output  # --quiet drops the notes, keeps the epoch lines
+    assert "1/1" in result.output
+
+
+def test_train_size_and_threads_and_dtype(tmp_path):
+    metrics = tmp_path / "m.csv"
+    result = invoke("train", "--epochs", 2, "--train-size", 100, "--threads", 1, "--dtype", "float64",
+                    "--l2", 1.0, "--batch-size", 7, "--plot", tmp_path / "p.png", "--metrics", metrics)
+    assert result.exit_code == 0, result.output
+    assert "100 training" in result.output and "1 thread" in result.output
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--epochs", "0"], "--epochs"),
+    (["--activation", "swish"], "--activation"),
+    (["--hidden", "0"], "--hidden"),
+    (["--lr", "-1"], "--lr"),
+    (["--l2", "-0.5"], "--l2"),
+    (["--test-fraction", "1.5"], "--test-fraction"),
+    (["--dataset", "cifar"], "--dataset"),
+    (["--threads", "999"], "--threads"),
+    (["--train-size", "999999"], "--train-size"),
+    (["--no-such-option"], "No such option"),
+])
+def test_bad_options_are_usage_errors(tmp_path, args, fragment):
+    result = invoke("train", "--epochs", 1, "--plot", tmp_path / "p.png", *args)
+    assert_one_line_error(result, 2, fragment)
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_missing_mnist_is_a_one_line_error(tmp_path):
+    result = invoke("train", "--dataset", "mnist", "--data-dir", tmp_path, "--plot", tmp_path / "p.png")
+    assert_one_line_error(result, 1, "not found")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_corrupt_mnist_is_a_one_line_error(tmp_path):
+    write_mnist(tmp_path)
+    import gzip
+    with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as handle:
+        handle.write(idx_bytes([1, 2, 11] + [0] * 27))
+    result = invoke("train", "--dataset", "mnist", "--data-dir", tmp_path, "--plot", tmp_path / "p.png")
+    assert_one_line_error(result, 1, "label 11")
+
+
+def test_train_on_small_mnist_files(tmp_path):
+    write_mnist(tmp_path, n_train=40, n_test=10)
+    result = invoke("train", "--dataset", "mnist", "--data-dir", tmp_path, "--epochs", 2, "--plot", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    assert "[16, 30, 10]" in result.output
+
+
+def test_unwritable_plot_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = invoke("train", "--epochs", 1, "--plot", blocker / "p.png")
+    assert_one_line_error(result, 1, "cannot write")
+
+
+def test_plot_command_redraws_from_csv(tmp_path):
+    metrics = tmp_path / "m.csv"
+    assert invoke("train", "--epochs", 2, "--metrics", metrics, "--plot", tmp_path / "a.png").exit_code == 0
+    result = invoke("plot", metrics, "-o", tmp_path / "b.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b.png").read_bytes().startswith(PNG)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert_one_line_error(invoke("plot", tmp_path / "bad.csv", "-o", tmp_path / "c.png"), 1, "not a metrics file")
+    assert_one_line_error(invoke("plot", tmp_path / "none.csv", "-o", tmp_path / "c.png"), 1, "cannot read")
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_download_command_through_loopback_mirror(tmp_path, mirror, monkeypatch):  # noqa: F811
+    served, url = mirror
+    write_mnist(served)
+    checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
+    monkeypatch.setattr(data_module, "MNIST_SHA256", checksums)
+    monkeypatch.setattr(data_module, "MNIST_MIRRORS", (url,))
+    target = tmp_path / "got"
+    result = invoke("download", "mnist", "--data-dir", target, "--mirror", url, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(list(target.glob("*.gz"))) == 4
+    checksums["train-images-idx3-ubyte.gz"] = "f" * 64
+    result = invoke("download", "mnist", "--data-dir", tmp_path / "bad", "--mirror", url, "--quiet")
+    assert_one_line_error(result, 1, "SHA-256 mismatch")
+    assert not (tmp_path / "bad" / "train-images-idx3-ubyte.gz").exists()
+    # train --download fetches what is missing (from the default mirrors, patched above), then trains
+    checksums["train-images-idx3-ubyte.gz"] = hashlib.sha256((served / "train-images-idx3-ubyte.gz").read_bytes()).hexdigest()
+    (target / "t10k-labels-idx1-ubyte.gz").unlink()
+    result = invoke("train", "--dataset", "mnist", "--download", "--data-dir", target, "--epochs", 1,
+                    "--plot", tmp_path / "p.png", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (target / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_python_dash_m_and_console_help():
+    result = subprocess.run([sys.executable, "-m", "nbnet", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--batch-size" in result.stdout

@@ -1,0 +1,102 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba.typed import List
+
+from nbnet import Network
+from nbnet import kernels as K
+from nbnet import reference as R
+
+from kernel_cases import check_all, check_layer
+
+# Sizes that are multiples of nothing in particular (1, primes, odd), plus MNIST-like ones.
+SHAPES = [(1, 1, 1), (1, 7, 3), (3, 13, 1), (7, 33, 10), (13, 17, 31), (64, 129, 65), (10, 784, 100)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_samples,n_in,n_out", SHAPES)
+def test_each_kernel_matches_its_numpy_twin(dtype, n_samples, n_in, n_out):
+    check_layer(np.random.default_rng(n_samples * 1000 + n_in), dtype, n_samples, n_in, n_out)
+
+
+def test_random_shapes_match_numpy_twin():
+    rng = np.random.default_rng(42)
+    shapes = [tuple(int(v) for v in rng.integers(1, 70, 3)) for _ in range(8)]
+    check_all(shapes, seed=1)
+
+
+def test_kernels_as_plain_python_match_numpy_twin():
+    """The loop bodies themselves, run by the Python interpreter (NUMBA_DISABLE_JIT=1)."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    code = "from kernel_cases import check_all; check_all([(1, 1, 1), (3, 5, 2), (4, 7, 6)]); print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def float32_arguments(name):
+    """Float32 arguments for kernel `name` (learning rate and l2 stay Python floats, as callers pass them)."""
+    f32 = np.float32
+    a, W, b, y = np.ones((4, 3), f32), np.ones((2, 3), f32), np.ones(2, f32), np.zeros(4, np.int64)
+    z, d = np.ones((4, 2), f32), np.ones((4, 2), f32)
+    return {
+        "weighted_sum": (W, b, a, z),
+        "activate": (z, K.SOFTMAX, d),
+        "output_delta": (z, d, y, K.SIGMOID, K.QUADRATIC, d),
+        "hidden_delta": (W, d, a, a.copy(), K.SIGMOID, a.copy()),
+        "weight_gradient": (d, a, W, 0.1, W.copy(), b.copy()),
+        "sgd_update": (W, b, W.copy(), b.copy(), 0.1),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["weighted_sum", "activate", "output_delta", "hidden_delta",
+                                  "weight_gradient", "sgd_update"])
+def test_float32_kernels_compute_in_float32(name):
+    """No variable inside a float32 kernel is float64: a bare float literal such as 0.5 would
+    promote the loop to float64 (slower, and not the dtype the user chose)."""
+    from numba import njit, typeof
+
+    kernel = getattr(K, name)
+    args = float32_arguments(name)
+    uncached = njit(kernel.py_func)  # a fresh compile, so Numba still holds the variable types
+    signature = tuple(typeof(arg) for arg in args)
+    uncached.compile(signature)
+    typemap = uncached.overloads[signature].type_annotation.typemap
+    parameters = set(kernel.py_func.__code__.co_varnames[:kernel.py_func.__code__.co_argcount])
+    promoted = sorted(v for v, t in typemap.items() if "float64" in str(t) and v.removeprefix("arg.") not in parameters)
+    assert not promoted, f"{name}: float64 variables {promoted}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 4, 7])
+def test_compiled_training_matches_numpy_training(dtype, batch_size):
+    """Whole minibatch SGD runs (with a short last batch) end with the same weights."""
+    rng = np.random.default_rng(3)
+    net = Network([9, 8, 5, 4], activation="tanh", output="softmax", dtype=dtype, seed=2)
+    X = rng.random((23, 9)).astype(dtype)
+    y = rng.integers(0, 4, 23)
+    order = rng.permutation(23).astype(np.int64)
+    ref_W = [W.copy() for W in net.weights]
+    ref_b = [b.copy() for b in net.biases]
+    n_batches = -(-23 // batch_size)
+    K.train_batches(List(net.weights), List(net.biases), net.acts, net.cost_function.code, X, y, order,
+                    batch_size, 0, n_batches, 0.4, 0.01)
+    R.train_batches(ref_W, ref_b, net.acts, net.cost_function.code, X, y, order, batch_size, 0, n_batches,
+                    0.4, 0.01)
+    tolerance = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    for got, want in zip(net.weights + net.biases, ref_W + ref_b):
+        np.testing.assert_allclose(got, want, **tolerance)
+        assert got.dtype == np.dtype(dtype)
+
+
+def test_forward_matches_numpy_forward():
+    rng = np.random.default_rng(5)
+    net = Network([6, 5, 4, 3], activation="relu", output="sigmoid", dtype="float64", seed=1)
+    X = rng.standard_normal((9, 6))
+    _, activations = R.forward(net.weights, net.biases, net.acts, X)
+    np.testing.assert_allclose(net.forward(X), activations[-1], rtol=1e-12)

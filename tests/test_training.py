@@ -1,0 +1,126 @@
+import numba
+import numpy as np
+import pytest
+
+from nbnet import Network
+from nbnet.data import load_digits
+from nbnet.train import prepare_kernels, set_threads, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(seed=0)
+
+
+@pytest.fixture
+def restore_threads():
+    yield
+    set_threads(None)
+
+
+def fresh_net(digits, **options):
+    return Network([digits.n_inputs, 30, 10], seed=options.pop("seed", 0), **options)
+
+
+def test_training_reduces_cost_and_reaches_95_percent(digits):
+    net = fresh_net(digits)
+    before = net.cost(digits.X_train, digits.y_train)
+    history = train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=10)
+    assert history[-1].train_cost < 0.3 * before
+    assert all(later.train_cost < earlier.train_cost * 1.5 for earlier, later in zip(history, history[1:]))
+    assert history[-1].test_accuracy >= 0.95
+    assert [m.epoch for m in history] == list(range(1, 11))
+    assert all(m.seconds > 0 for m in history)
+
+
+@pytest.mark.parametrize("activation,output,cost", [("tanh", "softmax", "quadratic"), ("relu", "sigmoid", "cross-entropy")])
+def test_other_configurations_learn(digits, activation, output, cost):
+    net = fresh_net(digits, activation=activation, output=output, cost=cost, dtype="float64")
+    lr = 0.1 if activation == "relu" else 0.5
+    history = train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=5, lr=lr)
+    assert history[-1].test_accuracy >= 0.85
+
+
+def test_metrics_match_network_evaluation_with_l2(digits):
+    net = fresh_net(digits)
+    history = train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=2, l2=5.0)
+    n = len(digits.X_train)
+    assert history[-1].test_cost == pytest.approx(net.cost(digits.X_test, digits.y_test, 5.0, n))
+    assert history[-1].train_accuracy == pytest.approx(net.accuracy(digits.X_train, digits.y_train))
+    penalty = 0.5 * 5.0 / n * sum(float((W.astype(np.float64) ** 2).sum()) for W in net.weights)
+    assert history[-1].train_cost == pytest.approx(net.cost(digits.X_train, digits.y_train) + penalty)
+
+
+def test_l2_shrinks_weights(digits):
+    plain, decayed = fresh_net(digits), fresh_net(digits)
+    train(plain, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=3)
+    train(decayed, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=3, l2=50.0)
+    assert np.sum(decayed.weights[0] ** 2) < 0.7 * np.sum(plain.weights[0] ** 2)
+
+
+def run(digits, threads=None, seed=0, batch_size=10):
+    if threads:
+        set_threads(threads)
+    net = fresh_net(digits, seed=seed)
+    train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=2, batch_size=batch_size, seed=seed)
+    return net
+
+
+def test_same_seed_gives_identical_weights(digits):
+    a, b, c = run(digits, seed=4), run(digits, seed=4), run(digits, seed=5)
+    for Wa, Wb in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_array_equal(Wa, Wb)
+    assert not np.array_equal(a.weights[0], c.weights[0])
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+@pytest.mark.parametrize("batch_size", [1, 10, 128])
+def test_one_and_two_threads_give_identical_weights(digits, restore_threads, batch_size):
+    one = run(digits, threads=1, batch_size=batch_size)
+    two = run(digits, threads=2, batch_size=batch_size)
+    assert numba.get_num_threads() == 2
+    for W1, W2 in zip(one.weights + one.biases, two.weights + two.biases):
+        np.testing.assert_array_equal(W1, W2)
+
+
+def test_set_threads_rejects_impossible_counts():
+    with pytest.raises(ValueError):
+        set_threads(0)
+    with pytest.raises(ValueError):
+        set_threads(numba.config.NUMBA_NUM_THREADS + 1)
+
+
+def test_prepare_kernels_reports_cache_state():
+    seconds, compiled = prepare_kernels("float32")
+    assert seconds >= 0 and compiled in (True, False)
+
+
+def test_network_validates_its_inputs():
+    with pytest.raises(ValueError, match="activation"):
+        Network([2, 2], activation="swish")
+    with pytest.raises(ValueError, match="dtype"):
+        Network([2, 2], dtype="int8")
+    with pytest.raises(ValueError, match="sizes"):
+        Network([2, 0, 2])
+    net = Network([3, 2])
+    with pytest.raises(ValueError, match="shape"):
+        net.forward(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        net.forward(np.full((1, 3), np.nan))
+    with pytest.raises(ValueError, match="labels"):
+        net.cost(np.zeros((2, 3)), np.array([0, 2]))
+
+
+def test_public_api_shapes():
+    net = Network([784, 100, 10], activation="sigmoid", output="softmax", cost="cross-entropy", dtype="float32", seed=0)
+    assert [W.shape for W in net.weights] == [(100, 784), (10, 100)]
+    assert [b.shape for b in net.biases] == [(100,), (10,)]
+    X = np.random.default_rng(0).random((5, 784))
+    a = net.forward(X)
+    assert a.shape == (5, 10) and a.dtype == np.float32
+    np.testing.assert_allclose(a.sum(axis=1), 1, rtol=1e-5)
+    assert net.predict(X).shape == (5,)
+    grads_W, grads_b = net.gradients(X, np.arange(5))
+    assert [g.shape for g in grads_W] == [(100, 784), (10, 100)] and grads_b[0].dtype == np.float32
+    # weights ~ N(0, 1/n_in)
+    assert abs(net.weights[0].std() - 1 / np.sqrt(784)) < 0.002
