@@ -23,6 +23,7 @@ def atomic_write(path, write):
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
         os.close(handle)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror}") from None
     try:
@@ -32,6 +33,12 @@ def atomic_write(path, write):
         os.unlink(temporary)
         raise
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_metrics(rows, path):
@@ -74,11 +81,13 @@ def plot_metrics(rows, path, title=""):
     rows = [row if isinstance(row, dict) else row.as_dict() for row in rows]
     epochs = [row["epoch"] for row in rows]
     figure, (cost_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    marker_size = 3 if len(rows) <= 60 else 0  # markers only while they can be told apart
     for split, style in (("train", "-o"), ("test", "-s")):
-        cost_axes.plot(epochs, [row[f"{split}_cost"] for row in rows], style, ms=3, label=f"{split} cost")
-        accuracy_axes.plot(epochs, [100 * row[f"{split}_accuracy"] for row in rows], style, ms=3,
+        cost_axes.plot(epochs, [row[f"{split}_cost"] for row in rows], style, ms=marker_size, label=f"{split} cost")
+        accuracy_axes.plot(epochs, [100 * row[f"{split}_accuracy"] for row in rows], style, ms=marker_size,
                            label=f"{split} accuracy")
-    cost_axes.set(xlabel="epoch", ylabel="cost", title="cost: test above train = overfitting")
+    cost_axes.set(xlabel="epoch", ylabel="cost (with L2 term)",
+                  title="cost: a widening train/test gap = overfitting")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="classification accuracy")
     for axes in (cost_axes, accuracy_axes):
         axes.grid(alpha=0.3)
