@@ -35,10 +35,16 @@ def weight_gradient(delta, a_prev, W, l2_over_n):
 
 
 def sgd_update(W, b, grad_W, grad_b, lr):
-    """In place, like the kernel: W -= lr grad_W, b -= lr grad_b."""
+    """In place: W -= lr grad_W, b -= lr grad_b."""
     alpha = W.dtype.type(lr)
     W -= alpha * grad_W
     b -= alpha * grad_b
+
+
+def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
+    """In place, like the kernel: the gradient of the layer, then the SGD update."""
+    grad_W, grad_b = weight_gradient(delta, a_prev, W, l2_over_n)
+    sgd_update(W, b, grad_W, grad_b, lr)
 
 
 def forward(weights, biases, acts, X):
@@ -53,13 +59,20 @@ def forward(weights, biases, acts, X):
     return zs, activations
 
 
-def backward(weights, acts, cost, X, y, l2_over_n, zs, activations):
-    """Lists (grads_W, grads_b) from the outputs of `forward`."""
+def backpropagate(weights, acts, cost, y, zs, activations):
+    """The list of deltas, output layer first computed, from the outputs of `forward`."""
     L = len(weights)
     deltas = [None] * L
     deltas[L - 1] = output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost)
     for m in range(L - 2, -1, -1):
         deltas[m] = hidden_delta(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m])
+    return deltas
+
+
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations):
+    """Lists (grads_W, grads_b) from the outputs of `forward`."""
+    L = len(weights)
+    deltas = backpropagate(weights, acts, cost, y, zs, activations)
     grads_W, grads_b = [], []
     for m in range(L):
         a_prev = X if m == 0 else activations[m - 1]
@@ -75,6 +88,6 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
         idx = order[batch * batch_size:(batch + 1) * batch_size]
         xb, yb = X[idx], y[idx]
         zs, activations = forward(weights, biases, acts, xb)
-        grads_W, grads_b = backward(weights, acts, cost, xb, yb, l2_over_n, zs, activations)
-        for W, b, gW, gb in zip(weights, biases, grads_W, grads_b):
-            sgd_update(W, b, gW, gb, lr)
+        deltas = backpropagate(weights, acts, cost, yb, zs, activations)
+        for m in range(len(weights)):
+            gradient_step(deltas[m], xb if m == 0 else activations[m - 1], lr, l2_over_n, weights[m], biases[m])

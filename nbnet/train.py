@@ -56,6 +56,12 @@ def prepare_kernels(dtype):
     return time.perf_counter() - start, compiled
 
 
+def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0):
+    """One epoch of minibatch SGD over X[order] in one compiled call (no monitoring).
+    X, y must already be the network's inputs and labels (Network.as_inputs / as_labels)."""
+    _train_steps(net, X, y, order, batch_size, 0, -(-len(order) // batch_size), lr, l2_over_n)
+
+
 def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n):
     weights, biases = net.typed_parameters()
     kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order,

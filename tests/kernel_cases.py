@@ -67,12 +67,41 @@ def check_layer(rng, dtype, n_samples, n_in, n_out):
         close(grad_W, expected_W, dtype, "weight_gradient W " + shape)
         close(grad_b, expected_b, dtype, "weight_gradient b " + shape)
 
-    W2, b2 = W.copy(), b.copy()
-    K.sgd_update(W, b, grad_W, grad_b, 0.3)
-    R.sgd_update(W2, b2, grad_W, grad_b, 0.3)
-    close(W, W2, dtype, "sgd_update W " + shape)
-    close(b, b2, dtype, "sgd_update b " + shape)
-    assert W.dtype == dtype and b.dtype == dtype
+    for l2_over_n in (0.0, 0.37):
+        W_kernel, b_kernel, W_numpy, b_numpy = W.copy(), b.copy(), W.copy(), b.copy()
+        K.gradient_step(delta_next, a_prev, 0.3, l2_over_n, W_kernel, b_kernel)
+        R.gradient_step(delta_next, a_prev, 0.3, l2_over_n, W_numpy, b_numpy)
+        close(W_kernel, W_numpy, dtype, "gradient_step W " + shape)
+        close(b_kernel, b_numpy, dtype, "gradient_step b " + shape)
+        assert W_kernel.dtype == dtype and b_kernel.dtype == dtype
+
+
+def check_serial_twins(shapes, seed=0):
+    """The one-thread twin of each kernel gives exactly what the parallel kernel gives."""
+    rng = np.random.default_rng(seed)
+    for n_samples, n_in, n_out in shapes:
+        W, b, a_prev = random_layer(rng, np.float32, n_samples, n_in, n_out)
+        z = rng.standard_normal((n_samples, n_out)).astype(np.float32)
+        delta = rng.standard_normal((n_samples, n_out)).astype(np.float32)
+        z_below = rng.standard_normal((n_samples, n_in)).astype(np.float32)
+        a_below = R.activate(z_below, TANH)
+        y = rng.integers(0, n_out, n_samples)
+        calls = [
+            ("weighted_sum", lambda k, out: k(W, b, a_prev, out[0]), [(n_samples, n_out)]),
+            ("activate", lambda k, out: k(z, SOFTMAX, out[0]), [(n_samples, n_out)]),
+            ("output_delta", lambda k, out: k(z, R.activate(z, SIGMOID), y, SIGMOID, QUADRATIC, out[0]),
+             [(n_samples, n_out)]),
+            ("hidden_delta", lambda k, out: k(W, delta, z_below, a_below, TANH, out[0]), [(n_samples, n_in)]),
+            ("gradient_step", lambda k, out: k(delta, a_prev, 0.1, 0.01, out[0], out[1]), None),
+        ]
+        for name, call, shapes_out in calls:
+            results = []
+            for kernel in (getattr(K, name), getattr(K, name + "_serial")):
+                out = [np.empty(shape, np.float32) for shape in shapes_out] if shapes_out else [W.copy(), b.copy()]
+                call(kernel, out)
+                results.append(out)
+            for parallel_result, serial_result in zip(*results):
+                np.testing.assert_array_equal(parallel_result, serial_result, err_msg=name)
 
 
 def check_all(shapes, seed=0):

@@ -61,3 +61,22 @@ def test_cached_kernels_in_new_processes_agree_across_thread_counts(tmp_path):
         with open(metrics) as handle:
             rows[threads] = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
     assert rows[1] == rows[2]
+
+
+def test_fresh_compile_and_cached_kernels_train_the_same_model(tmp_path):
+    """The first run (compiling) and later runs (loading the disk cache) must give the same
+    weights bit for bit: compiler choices that reorder sums would break this."""
+    code = ("import hashlib, numpy as np; from nbnet import Network; from nbnet.data import load_digits;"
+            "from nbnet.train import train_epoch, prepare_kernels; d = load_digits();"
+            "print(prepare_kernels('float32')[1]);"
+            "digests = []\n"
+            "for hidden, batch in [((30,), 1), ((30,), 16), ((300, 20), 32)]:\n"
+            "    net = Network([64, *hidden, 10], seed=0); X = net.as_inputs(d.X_train); y = net.as_labels(d.y_train, len(X))\n"
+            "    train_epoch(net, X, y, np.random.default_rng(0).permutation(len(X)), batch, 0.3, 0.001)\n"
+            "    digests.append(hashlib.sha256(b''.join(w.tobytes() for w in net.weights + net.biases)).hexdigest()[:12])\n"
+            "print(digests)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first = run_python(code, env, tmp_path).split("\n")
+    second = run_python(code, env, tmp_path).split("\n")
+    assert first[0] == "True" and second[0] == "False"  # compiled, then loaded from the cache
+    assert first[1] == second[1]

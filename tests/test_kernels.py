@@ -11,7 +11,7 @@ from nbnet import Network
 from nbnet import kernels as K
 from nbnet import reference as R
 
-from kernel_cases import check_all, check_layer
+from kernel_cases import check_all, check_layer, check_serial_twins
 
 # Sizes that are multiples of nothing in particular (1, primes, odd), plus MNIST-like ones.
 SHAPES = [(1, 1, 1), (1, 7, 3), (3, 13, 1), (7, 33, 10), (13, 17, 31), (64, 129, 65), (10, 784, 100)]
@@ -27,6 +27,10 @@ def test_random_shapes_match_numpy_twin():
     rng = np.random.default_rng(42)
     shapes = [tuple(int(v) for v in rng.integers(1, 70, 3)) for _ in range(8)]
     check_all(shapes, seed=1)
+
+
+def test_serial_twins_match_parallel_kernels_exactly():
+    check_serial_twins([(1, 1, 1), (5, 13, 7), (10, 784, 100), (300, 33, 10)])
 
 
 def test_kernels_as_plain_python_match_numpy_twin():
@@ -50,12 +54,12 @@ def float32_arguments(name):
         "output_delta": (z, d, y, K.SIGMOID, K.QUADRATIC, d),
         "hidden_delta": (W, d, a, a.copy(), K.SIGMOID, a.copy()),
         "weight_gradient": (d, a, W, 0.1, W.copy(), b.copy()),
-        "sgd_update": (W, b, W.copy(), b.copy(), 0.1),
+        "gradient_step": (d, a, 0.1, 0.01, W, b),
     }[name]
 
 
 @pytest.mark.parametrize("name", ["weighted_sum", "activate", "output_delta", "hidden_delta",
-                                  "weight_gradient", "sgd_update"])
+                                  "weight_gradient", "gradient_step"])
 def test_float32_kernels_compute_in_float32(name):
     """No variable inside a float32 kernel is float64: a bare float literal such as 0.5 would
     promote the loop to float64 (slower, and not the dtype the user chose)."""
