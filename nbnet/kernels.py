@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 from numba.typed import List
 
-from .config import PARALLEL_MIN_MACS, SAMPLE_TILE, kernel, serial
+from .config import PARALLEL_MIN_WORK, SAMPLE_TILE, kernel, serial
 
 # Activation and cost codes; nbnet.activations and nbnet.costs map names to these.
 SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
@@ -161,9 +161,9 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k]; one thread owns row j.
     (Training uses gradient_step, which fuses this with the update; Network.gradients uses this.)
     """
-    scale = ONE / a_prev.dtype.type(a_prev.shape[0])
-    l2 = W.dtype.type(l2_over_n)
     for j in prange(W.shape[0]):
+        scale = ONE / a_prev.dtype.type(a_prev.shape[0])
+        l2 = W.dtype.type(l2_over_n)
         for k in range(W.shape[1]):
             grad_W[j, k] = ZERO
         gb = ZERO * scale
@@ -184,34 +184,41 @@ def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
 
         W[j, k] = (1 - alpha l2_over_n) W[j, k] - alpha/S sum_s delta[s, j] a_prev[s, k]
 
-    weight_gradient and the update fused, so each row of W is read and written once per step
-    (the biggest saving at batch size 1); samples are added four at a time. One thread owns row j.
+    weight_gradient and the update fused, so each row of W is read and written once per step;
+    samples are added four at a time. Threads own the same blocks of 4 rows as in
+    weighted_sum, so each thread's rows of W stay in its own core's cache from one step to
+    the next (moving them between cores cost more than the arithmetic at batch size 1).
     """
     n_samples, n_in = a_prev.shape
-    alpha = W.dtype.type(lr)
-    step = alpha / W.dtype.type(n_samples)
-    decay = ONE - alpha * W.dtype.type(l2_over_n)
-    for j in prange(W.shape[0]):
-        gb = ZERO * step
-        for s in range(n_samples):
-            gb += delta[s, j]
-        b[j] -= step * gb
-        if decay != ONE:  # L2: shrink the row first
-            for k in range(n_in):
-                W[j, k] *= decay
-        s = 0
-        while s + 4 <= n_samples:
-            c0, c1, c2, c3 = step * delta[s, j], step * delta[s + 1, j], step * delta[s + 2, j], step * delta[s + 3, j]
-            for k in range(n_in):
-                W[j, k] -= c0 * a_prev[s, k] + c1 * a_prev[s + 1, k] + c2 * a_prev[s + 2, k] + c3 * a_prev[s + 3, k]
-            s += 4
-        for ss in range(s, n_samples):  # the last 1 to 3 samples
-            c = step * delta[ss, j]
-            for k in range(n_in):
-                W[j, k] -= c * a_prev[ss, k]
+    n_out = W.shape[0]
+    for block in prange((n_out + 3) // 4):
+        step = W.dtype.type(lr) / W.dtype.type(n_samples)  # alpha / S
+        decay = ONE - W.dtype.type(lr) * W.dtype.type(l2_over_n)
+        for j in range(4 * block, min(4 * block + 4, n_out)):
+            gb = ZERO * step
+            for s in range(n_samples):
+                gb += delta[s, j]
+            b[j] -= step * gb
+            if decay != ONE:  # L2: shrink the row first
+                for k in range(n_in):
+                    W[j, k] *= decay
+            s = 0
+            while s + 4 <= n_samples:
+                c0, c1, c2, c3 = step * delta[s, j], step * delta[s + 1, j], step * delta[s + 2, j], step * delta[s + 3, j]
+                for k in range(n_in):
+                    W[j, k] -= c0 * a_prev[s, k] + c1 * a_prev[s + 1, k] + c2 * a_prev[s + 2, k] + c3 * a_prev[s + 3, k]
+                s += 4
+            for ss in range(s, n_samples):  # the last 1 to 3 samples
+                c = step * delta[ss, j]
+                for k in range(n_in):
+                    W[j, k] -= c * a_prev[ss, k]
 
 
-# One-thread twins of the kernels (config.kernel builds them from the same body).
+# ----------------------------------------------------------------------------- whole passes
+# `weights`, `biases` and the buffers are numba.typed.List of arrays, one entry per layer m
+# (index m - 1); `acts` holds the activation code of each layer. A kernel with less work than
+# PARALLEL_MIN_WORK runs as its one-thread twin (`*_serial`): decided from the shapes alone,
+# so results never depend on the thread count.
 weighted_sum_serial = weighted_sum.serial
 activate_serial = activate.serial
 output_delta_serial = output_delta.serial
@@ -219,33 +226,18 @@ hidden_delta_serial = hidden_delta.serial
 gradient_step_serial = gradient_step.serial
 
 
-# ----------------------------------------------------------------------------- whole passes
-# `weights`, `biases` and the buffers are numba.typed.List of arrays, one entry per layer m
-# (index m - 1); `acts` holds the activation code of each layer. `parallel` picks the
-# multi-threaded kernels or their one-thread twins (same loops, no thread start-up cost);
-# it is decided from the shapes alone, so results never depend on the thread count.
-
-
-@serial
-def use_threads(weights, n_samples):
-    """Parallel only when a pass does enough multiply-adds to repay starting the threads."""
-    macs = 0
-    for m in range(len(weights)):
-        macs += weights[m].size
-    return n_samples * macs >= PARALLEL_MIN_MACS
-
-
 @serial
 def forward(weights, biases, acts, X, zs, activations):
     """a^0 = X; for m = 1..L: z^m = W^m a^(m-1) + b^m, a^m = f(z^m). Fills zs and activations."""
-    parallel = use_threads(weights, X.shape[0])
     a_prev = X
     for m in range(len(weights)):
-        if parallel:
+        if X.shape[0] * weights[m].size >= PARALLEL_MIN_WORK:
             weighted_sum(weights[m], biases[m], a_prev, zs[m])
-            activate(zs[m], acts[m], activations[m])
         else:
             weighted_sum_serial(weights[m], biases[m], a_prev, zs[m])
+        if zs[m].size >= PARALLEL_MIN_WORK:
+            activate(zs[m], acts[m], activations[m])
+        else:
             activate_serial(zs[m], acts[m], activations[m])
         a_prev = activations[m]
 
@@ -253,14 +245,13 @@ def forward(weights, biases, acts, X, zs, activations):
 @serial
 def backpropagate(weights, acts, cost, y, zs, activations, deltas):
     """delta^L, then delta^m for m = L-1..1 (after `forward`)."""
-    parallel = use_threads(weights, y.shape[0])
     L = len(weights)
-    if parallel:
+    if zs[L - 1].size >= PARALLEL_MIN_WORK:
         output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
     else:
         output_delta_serial(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
     for m in range(L - 2, -1, -1):
-        if parallel:
+        if y.shape[0] * weights[m + 1].size >= PARALLEL_MIN_WORK:
             hidden_delta(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m])
         else:
             hidden_delta_serial(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m])
@@ -318,10 +309,9 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
             deltas = layer_buffers(weights, size)
         forward(weights, biases, acts, x_batch, zs, activations)
         backpropagate(weights, acts, cost, y_batch, zs, activations, deltas)
-        parallel = use_threads(weights, size)
         for m in range(len(weights)):
             a_prev = x_batch if m == 0 else activations[m - 1]
-            if parallel:
+            if size * weights[m].size >= PARALLEL_MIN_WORK:
                 gradient_step(deltas[m], a_prev, lr, l2_over_n, weights[m], biases[m])
             else:
                 gradient_step_serial(deltas[m], a_prev, lr, l2_over_n, weights[m], biases[m])

@@ -29,10 +29,18 @@ def close(actual, expected, dtype, what):
                                err_msg=what)
 
 
-def check_layer(rng, dtype, n_samples, n_in, n_out):
-    """Every kernel once on one random layer of the given shape."""
+class Serial:
+    """nbnet.kernels with every kernel replaced by its one-thread twin, where it has one."""
+
+    def __getattr__(self, name):
+        return getattr(K, name + "_serial", None) or getattr(K, name)
+
+
+def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
+    """Every kernel once on one random layer of the given shape (variant: parallel or serial)."""
     W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
-    shape = f"{dtype.__name__} S={n_samples} in={n_in} out={n_out}"
+    shape = f"{variant} {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
+    K = Serial() if variant == "serial" else globals()["K"]
 
     z = np.empty((n_samples, n_out), dtype)
     K.weighted_sum(W, b, a_prev, z)
@@ -76,36 +84,9 @@ def check_layer(rng, dtype, n_samples, n_in, n_out):
         assert W_kernel.dtype == dtype and b_kernel.dtype == dtype
 
 
-def check_serial_twins(shapes, seed=0):
-    """The one-thread twin of each kernel gives exactly what the parallel kernel gives."""
-    rng = np.random.default_rng(seed)
-    for n_samples, n_in, n_out in shapes:
-        W, b, a_prev = random_layer(rng, np.float32, n_samples, n_in, n_out)
-        z = rng.standard_normal((n_samples, n_out)).astype(np.float32)
-        delta = rng.standard_normal((n_samples, n_out)).astype(np.float32)
-        z_below = rng.standard_normal((n_samples, n_in)).astype(np.float32)
-        a_below = R.activate(z_below, TANH)
-        y = rng.integers(0, n_out, n_samples)
-        calls = [
-            ("weighted_sum", lambda k, out: k(W, b, a_prev, out[0]), [(n_samples, n_out)]),
-            ("activate", lambda k, out: k(z, SOFTMAX, out[0]), [(n_samples, n_out)]),
-            ("output_delta", lambda k, out: k(z, R.activate(z, SIGMOID), y, SIGMOID, QUADRATIC, out[0]),
-             [(n_samples, n_out)]),
-            ("hidden_delta", lambda k, out: k(W, delta, z_below, a_below, TANH, out[0]), [(n_samples, n_in)]),
-            ("gradient_step", lambda k, out: k(delta, a_prev, 0.1, 0.01, out[0], out[1]), None),
-        ]
-        for name, call, shapes_out in calls:
-            results = []
-            for kernel in (getattr(K, name), getattr(K, name + "_serial")):
-                out = [np.empty(shape, np.float32) for shape in shapes_out] if shapes_out else [W.copy(), b.copy()]
-                call(kernel, out)
-                results.append(out)
-            for parallel_result, serial_result in zip(*results):
-                np.testing.assert_array_equal(parallel_result, serial_result, err_msg=name)
-
-
 def check_all(shapes, seed=0):
     rng = np.random.default_rng(seed)
-    for dtype in (np.float32, np.float64):
-        for n_samples, n_in, n_out in shapes:
-            check_layer(rng, dtype, n_samples, n_in, n_out)
+    for variant in ("parallel", "serial"):
+        for dtype in (np.float32, np.float64):
+            for n_samples, n_in, n_out in shapes:
+                check_layer(rng, dtype, n_samples, n_in, n_out, variant)
