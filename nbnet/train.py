@@ -63,9 +63,17 @@ def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0):
 
 
 def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n):
+    """Batches first..stop-1; a short last batch (when len(order) is not a multiple of the
+    batch size) runs as a one-batch call of its own size."""
     weights, biases = net.typed_parameters()
-    kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order,
-                          int(batch_size), int(first), int(stop), float(lr), float(l2_over_n))
+    full = len(order) // batch_size
+    args = (net.acts, net.cost_function.code, X, y)
+    if first < min(stop, full):
+        kernels.train_batches(weights, biases, *args, order, int(batch_size), int(first), int(min(stop, full)),
+                              float(lr), float(l2_over_n))
+    if stop > full and full * batch_size < len(order):
+        rest = order[full * batch_size:]
+        kernels.train_batches(weights, biases, *args, rest, len(rest), 0, 1, float(lr), float(l2_over_n))
 
 
 def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
