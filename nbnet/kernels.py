@@ -54,25 +54,44 @@ def f_prime(x, fx, act):
 @serial(inline="always")
 def sum_rows(W, b, a_prev, z, j, first, last):
     """z[s, j:j+4] = b[j:j+4] + W[j:j+4] a_prev[s] for samples first..last-1 (the block body of
-    weighted_sum: four running sums share each load of a_prev[s, k])."""
+    weighted_sum). Two samples at a time: each load of W[j + i, k] feeds two of the 8 running
+    sums and each load of a_prev[s, k] four, so the loop does 8 multiply-adds per 6 loads."""
     n_out, n_in = W.shape
-    if j + 4 <= n_out:
-        for s in range(first, last):
-            z0, z1, z2, z3 = b[j], b[j + 1], b[j + 2], b[j + 3]
-            for k in range(n_in):
-                x = a_prev[s, k]
-                z0 += W[j, k] * x
-                z1 += W[j + 1, k] * x
-                z2 += W[j + 2, k] * x
-                z3 += W[j + 3, k] * x
-            z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z0, z1, z2, z3
-    else:  # the last 1 to 3 neurons, one at a time
+    if j + 4 > n_out:  # the last 1 to 3 neurons, one at a time
         for jj in range(j, n_out):
             for s in range(first, last):
                 acc = b[jj]
                 for k in range(n_in):
                     acc += W[jj, k] * a_prev[s, k]
                 z[s, jj] = acc
+        return
+    s = first
+    while s + 2 <= last:
+        u0, u1, u2, u3 = b[j], b[j + 1], b[j + 2], b[j + 3]  # sample s
+        v0, v1, v2, v3 = u0, u1, u2, u3  # sample s + 1
+        for k in range(n_in):
+            x, x_ = a_prev[s, k], a_prev[s + 1, k]
+            w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
+            u0 += w0 * x
+            u1 += w1 * x
+            u2 += w2 * x
+            u3 += w3 * x
+            v0 += w0 * x_
+            v1 += w1 * x_
+            v2 += w2 * x_
+            v3 += w3 * x_
+        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = u0, u1, u2, u3
+        z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = v0, v1, v2, v3
+        s += 2
+    if s < last:  # an odd last sample
+        u0, u1, u2, u3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+        for k in range(n_in):
+            x = a_prev[s, k]
+            u0 += W[j, k] * x
+            u1 += W[j + 1, k] * x
+            u2 += W[j + 2, k] * x
+            u3 += W[j + 3, k] * x
+        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = u0, u1, u2, u3
 
 
 @kernel
@@ -354,10 +373,15 @@ def like_each(arrays):
 
 @serial
 def gather(X, y, order, start, x_batch, y_batch):
-    """x_batch, y_batch = the samples order[start], order[start + 1], ... of X, y."""
+    """The samples order[start], order[start + 1], ... of X and y, copied into x_batch and
+    y_batch; a batch of one sample is simply that row of X (no copy)."""
+    if x_batch.shape[0] == 1:
+        i = order[start]
+        return X[i:i + 1], y[i:i + 1]
     for s in range(x_batch.shape[0]):
         x_batch[s, :] = X[order[start + s], :]
         y_batch[s] = y[order[start + s]]
+    return x_batch, y_batch
 
 
 @serial
@@ -375,22 +399,23 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     zs = layer_buffers(weights, batch_size)
     activations = layer_buffers(weights, batch_size)
     deltas = layer_buffers(weights, batch_size)
-    gather(X, y, order, first * batch_size, x_batch, y_batch)
-    weighted_sum_auto(weights[0], biases[0], x_batch, zs[0])
+    x_now, y_now = gather(X, y, order, first * batch_size, x_batch, y_batch)
+    weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
-        forward_from(1, weights, biases, acts, x_batch, zs, activations)
-        backpropagate(weights, acts, cost, y_batch, zs, activations, deltas)
+        forward_from(1, weights, biases, acts, x_now, zs, activations)
+        backpropagate(weights, acts, cost, y_now, zs, activations, deltas)
         for m in range(len(weights) - 1, 0, -1):
             gradient_step_auto(deltas[m], activations[m - 1], lr, l2_over_n, weights[m], biases[m])
         if batch + 1 == stop:
-            gradient_step_auto(deltas[0], x_batch, lr, l2_over_n, weights[0], biases[0])
+            gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
             break
-        gather(X, y, order, (batch + 1) * batch_size, x_next, y_next)
-        if batch_size <= SAMPLE_TILE:
-            gradient_step_then_weighted_sum_auto(deltas[0], x_batch, lr, l2_over_n, weights[0], biases[0],
-                                                 x_next, zs[0])
-        else:  # too many samples to keep in cache beside the rows: the two kernels one after the other
-            gradient_step_auto(deltas[0], x_batch, lr, l2_over_n, weights[0], biases[0])
-            weighted_sum_auto(weights[0], biases[0], x_next, zs[0])
-        x_batch, x_next = x_next, x_batch
+        x_batch, x_next = x_next, x_batch  # fill the buffers x_now is not in
         y_batch, y_next = y_next, y_batch
+        x_new, y_new = gather(X, y, order, (batch + 1) * batch_size, x_batch, y_batch)
+        if batch_size <= SAMPLE_TILE:
+            gradient_step_then_weighted_sum_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0],
+                                                 x_new, zs[0])
+        else:  # too many samples to keep in cache beside the rows: the two kernels one after the other
+            gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
+            weighted_sum_auto(weights[0], biases[0], x_new, zs[0])
+        x_now, y_now = x_new, y_new
