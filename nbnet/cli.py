@@ -1,18 +1,23 @@
-"""The `nbnet` command line: train, plot, download."""
+"""The `nbnet` command line: train, plot, download (and, in cli_model.py, the commands that use a model)."""
 
+import os
 import sys
 from pathlib import Path
 
 import click
 import numba
+import numpy as np
+from click.core import ParameterSource
 
 from . import __version__
 from .activations import HIDDEN, OUTPUT
+from .config import cache_dir_writable, kernel_cache_dir
 from .costs import COSTS
 from .data import DataError, download_mnist, load_dataset
+from .model_file import ModelError, load_model, save_model
 from .network import DTYPES, Network
 from .plots import OutputError, plot_metrics, read_metrics, write_metrics
-from .train import prepare_kernels, set_threads, train
+from .train import Diverged, EpochMetrics, prepare_kernels, set_threads, train
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
@@ -28,6 +33,10 @@ def main():
     """nbnet: a neural network whose backpropagation is readable loops compiled by Numba."""
 
 
+TRAINING_OPTIONS = ("dataset", "hidden", "activation", "output", "cost", "batch_size", "lr", "l2", "seed",
+                    "dtype", "test_fraction", "train_size")
+
+
 @main.command("train")
 @click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True,
               help="digits: bundled UCI 8x8 digits; mnist: the IDX files in --data-dir.")
@@ -41,7 +50,8 @@ def main():
 @click.option("--output", type=click.Choice(OUTPUT), default="softmax", show_default=True,
               help="Activation of the output layer.")
 @click.option("--cost", type=click.Choice(tuple(COSTS)), default="cross-entropy", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Epochs in all (with --resume: the checkpoint's planned total unless given).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True,
               help="Samples per minibatch (1 = per-sample SGD).")
 @click.option("--lr", type=POSITIVE_FLOAT, default=0.5, show_default=True, help="Learning rate alpha.")
@@ -60,39 +70,63 @@ def main():
               help="Write one CSV row per epoch here.")
 @click.option("--train-size", type=click.IntRange(min=1), default=None,
               help="Train on the first N training samples only (shows overfitting quickly).")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the trained model (.npz) here; it can be evaluated, used and resumed.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+              help="Also save the model (with the state to resume from) every K epochs; needs --save.")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Continue the run saved in this model file, with its options, exactly where it stopped.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; epoch lines only.")
-def train_command(dataset, data_dir, download, hidden, activation, output, cost, epochs, batch_size, lr, l2,
-                  seed, threads, dtype, test_fraction, plot_path, metrics_path, train_size, quiet):
+@click.pass_context
+def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_path, save_path, checkpoint_every,
+                  resume, quiet, **options):
     """Train a network on digit images, report cost and accuracy per epoch, plot train vs test cost."""
     note = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
         raise click.BadParameter(f"at most {numba.config.NUMBA_NUM_THREADS} on this machine", param_hint="--threads")
+    if checkpoint_every and not save_path:
+        raise click.UsageError("--checkpoint-every needs --save PATH (the file the checkpoints go to)")
     set_threads(threads)
-    plot_path = plot_path or Path("plots") / f"{dataset}-cost.png"
+    warn_unwritable_cache()
+
+    run = resume_run(ctx, resume, options, epochs) if resume else new_run(options, epochs)
+    options, epochs = run["options"], run["epochs"]
+    plot_path = plot_path or Path("plots") / f"{options['dataset']}-cost.png"
     try:
-        if dataset == "mnist" and download:
+        if options["dataset"] == "mnist" and download:
             download_mnist(data_dir, progress=None if quiet else _download_progress())
-        data = load_dataset(dataset, data_dir, test_fraction, seed, dtype)
+        data = load_dataset(options["dataset"], data_dir, options["test_fraction"], options["seed"], options["dtype"])
     except DataError as error:
         fail(str(error))
     X_train, y_train = data.X_train, data.y_train
+    train_size = options["train_size"]
     if train_size is not None:
         if train_size > len(X_train):
             raise click.BadParameter(f"{train_size} exceeds the {len(X_train)} training samples",
                                      param_hint="--train-size")
         X_train, y_train = X_train[:train_size], y_train[:train_size]
 
-    sizes = [data.n_inputs, *hidden, 10]
-    net = Network(sizes, activation=activation, output=output, cost=cost, dtype=dtype, seed=seed)
-    note(f"{dataset}: {len(X_train)} training, {len(data.X_test)} test samples; network {sizes}, "
-         f"{activation}/{output}, {cost}, {dtype}, {numba.get_num_threads()} thread(s)")
+    net = run["net"] or Network([data.n_inputs, *options["hidden"], 10], activation=options["activation"],
+                                output=options["output"], cost=options["cost"], dtype=options["dtype"],
+                                seed=options["seed"])
+    if net.sizes[0] != data.n_inputs:
+        fail(f"{resume} has {net.sizes[0]} inputs but {options['dataset']} images have {data.n_inputs}")
+    rng, history = run["rng"], run["history"]
+    note(f"{options['dataset']}: {len(X_train)} training, {len(data.X_test)} test samples; network {net.sizes}, "
+         f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, {numba.get_num_threads()} thread(s)"
+         + (f"; resuming after epoch {run['first_epoch'] - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
-    seconds, compiled = prepare_kernels(dtype)
+    seconds, compiled = prepare_kernels(net.dtype.name)
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
 
-    n_batches = -(-len(X_train) // batch_size)
+    inputs = data.input_spec()
+
+    def save(epoch):
+        checkpoint = dict(epoch=epoch, epochs=epochs, options=options, rng=rng.bit_generator.state)
+        save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint)
+
+    n_batches = -(-len(X_train) // options["batch_size"])
     show_bar = not quiet and sys.stderr.isatty()
-    history = []
     click.echo(f"{'epoch':>7} {'train cost':>11} {'test cost':>10} {'train acc':>10} {'test acc':>9} {'seconds':>8}")
 
     def on_epoch(metrics):
@@ -101,18 +135,77 @@ def train_command(dataset, data_dir, download, hidden, activation, output, cost,
                    f"{metrics.train_accuracy:>10.2%} {metrics.test_accuracy:>9.2%} {metrics.seconds:>8.2f}")
         if metrics_path:
             write_metrics(history, metrics_path)
+        if checkpoint_every and metrics.epoch % checkpoint_every == 0:
+            save(metrics.epoch)
 
-    title = (f"{dataset} (n_train={len(X_train)}): {'-'.join(map(str, sizes))}, {activation}/{output}, {cost}, "
-             f"batch {batch_size}, lr {lr:g}, l2 {l2:g}")
+    title = (f"{options['dataset']} (n_train={len(X_train)}): {'-'.join(map(str, net.sizes))}, "
+             f"{net.activation}/{net.output}, {net.cost_name}, batch {options['batch_size']}, "
+             f"lr {options['lr']:g}, l2 {options['l2']:g}")
     try:
-        train(net, X_train, y_train, data.X_test, data.y_test, epochs, batch_size, lr, l2, seed=seed,
-              on_epoch=on_epoch, on_progress=EpochProgressBar(epochs) if show_bar else None)
+        if run["first_epoch"] <= epochs:
+            train(net, X_train, y_train, data.X_test, data.y_test, epochs, options["batch_size"], options["lr"],
+                  options["l2"], rng=rng, first_epoch=run["first_epoch"], on_epoch=on_epoch,
+                  on_progress=EpochProgressBar(epochs) if show_bar else None)
+        if save_path:
+            save(epochs)
         plot_metrics(history, plot_path, title)
-    except OutputError as error:
+    except Diverged as error:
+        if metrics_path:
+            write_metrics(history, metrics_path)
+        kept = f" {save_path} keeps the last good checkpoint." if save_path and save_path.exists() else ""
+        fail(f"{error}; try a smaller learning rate than --lr {options['lr']:g}.{kept}"
+             + (f" Metrics so far: {metrics_path}" if metrics_path else ""))
+    except KeyboardInterrupt:
+        last = f"; resume from the last checkpoint with: nbnet train --resume {save_path}" \
+            if checkpoint_every and save_path.exists() else ""
+        click.echo(f"Interrupted{last}", err=True)
+        ctx.exit(130)
+    except (OutputError, ValueError) as error:
         fail(str(error))
     best = max(history, key=lambda m: m.test_accuracy)
     note(f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. Plot: {plot_path}"
-         + (f"  Metrics: {metrics_path}" if metrics_path else ""))
+         + (f"  Metrics: {metrics_path}" if metrics_path else "") + (f"  Model: {save_path}" if save_path else ""))
+
+
+def new_run(options, epochs):
+    options = dict(options, hidden=list(options["hidden"]))
+    return dict(options=options, epochs=epochs, net=None, history=[], first_epoch=1,
+                rng=np.random.default_rng(options["seed"]))
+
+
+def resume_run(ctx, path, options, epochs):
+    """The state saved in a model file: network, options, history, random generator, epoch."""
+    try:
+        net, metadata = load_model(path)
+    except ModelError as error:
+        fail(str(error))
+    checkpoint = metadata.get("checkpoint")
+    if not checkpoint:
+        fail(f"{path} holds no checkpoint to resume (save one with nbnet train --save)")
+    saved = checkpoint["options"]
+    for name in TRAINING_OPTIONS:
+        given = ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        value = list(options[name]) if name == "hidden" else options[name]
+        if given and value != saved[name]:
+            raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the {saved[name]} of {path}; "
+                                   f"a resumed run keeps its options")
+    if ctx.get_parameter_source("epochs") != ParameterSource.COMMANDLINE:
+        epochs = checkpoint["epochs"]
+    if checkpoint["epoch"] >= epochs and ctx.get_parameter_source("epochs") == ParameterSource.COMMANDLINE:
+        raise click.BadParameter(f"{path} already holds {checkpoint['epoch']} epochs; ask for more",
+                                 param_hint="--epochs")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = checkpoint["rng"]
+    history = [EpochMetrics(**row) for row in metadata["history"]]
+    return dict(options=saved, epochs=epochs, net=net, history=history, first_epoch=checkpoint["epoch"] + 1, rng=rng)
+
+
+def warn_unwritable_cache():
+    """Numba falls back to another cache directory when $NUMBA_CACHE_DIR is not writable; say so once."""
+    directory = os.environ.get("NUMBA_CACHE_DIR")
+    if directory and not cache_dir_writable(directory):
+        click.echo(f"Warning: NUMBA_CACHE_DIR={directory} is not writable; compiled kernels are cached in "
+                   f"{kernel_cache_dir()} instead.", err=True)
 
 
 class EpochProgressBar:
@@ -179,3 +272,6 @@ def download_command(dataset, data_dir, mirrors, quiet):
     except DataError as error:
         fail(str(error))
     click.echo(f"MNIST is in {directory}")
+
+
+from . import cli_model  # noqa: E402,F401  (registers evaluate, predict, gradcheck, info)

@@ -17,6 +17,8 @@ several threads) or `serial` (same options, one thread). Both share:
   nbnet/__pycache__ (or the cache directory) so every kernel is compiled again.
 """
 
+import os
+import tempfile
 import types
 
 from numba import njit
@@ -61,3 +63,20 @@ def serial(fn=None, **extra):
     if fn is None:
         return lambda f: serial(f, **extra)
     return njit(parallel=False, fastmath=set(SERIAL_FASTMATH), **JIT_OPTIONS, **extra)(fn)
+
+
+def cache_dir_writable(directory):
+    """True when compiled kernels can be written to `directory` (created if missing)."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
+def kernel_cache_dir():
+    """The directory Numba caches nbnet's compiled kernels in, as it chose it."""
+    from . import kernels
+
+    return kernels.weighted_sum.stats.cache_path

@@ -34,6 +34,19 @@ class Dataset:
     def n_inputs(self):
         return self.X_train.shape[1]
 
+    def input_spec(self):
+        """How images become inputs, stored with a model so `nbnet predict` can do the same."""
+        return dict(dataset=self.name, image_shape=list(self.image_shape), **INPUTS[self.name])
+
+
+# How each data set's images become network inputs: pixel values divided by pixel_max give
+# [0, 1]; a digit's ink fills a square of digit_fraction of the image side, centred by its
+# centre of mass (MNIST: 20x20 in 28x28; UCI digits: the whole 8x8 frame).
+INPUTS = {
+    "digits": dict(pixel_max=16.0, digit_fraction=1.0),
+    "mnist": dict(pixel_max=255.0, digit_fraction=20 / 28),
+}
+
 
 # ----------------------------------------------------------------------------- digits
 def load_digits(test_fraction=0.2, seed=0, dtype="float32"):

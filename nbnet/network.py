@@ -46,6 +46,24 @@ class Network:
         self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
         self.cost_function = COSTS[cost]
 
+    def save(self, path, history=(), inputs=None):
+        """Write this network to `path` (.npz); see nbnet.model_file."""
+        from .model_file import save_model
+
+        return save_model(self, path, history=history, inputs=inputs)
+
+    @classmethod
+    def load(cls, path):
+        """The network stored in `path` by `save` or `nbnet train --save`."""
+        from .model_file import load_model
+
+        return load_model(path)[0]
+
+    def parameters_finite(self):
+        """False once any weight or bias is NaN or infinite (training has diverged)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # a sum of huge values may overflow: also a divergence
+            return all(np.isfinite(np.sum(P)) for P in self.weights + self.biases)
+
     def __repr__(self):
         return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
                 f"cost={self.cost_name!r}, dtype={self.dtype.name!r})")

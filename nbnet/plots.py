@@ -5,40 +5,11 @@ so an interrupted run never leaves a half-written CSV or PNG behind.
 """
 
 import csv
-import os
-import tempfile
-from pathlib import Path
 
+from .files import OutputError, atomic_write
 from .train import METRIC_COLUMNS
 
-
-class OutputError(Exception):
-    """An output file cannot be written or read."""
-
-
-def atomic_write(path, write):
-    """Call write(temporary_path), then rename the temporary file onto `path`."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-        os.close(handle)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-    except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror}") from None
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+__all__ = ["OutputError", "plot_metrics", "read_metrics", "write_metrics"]
 
 
 def write_metrics(rows, path):

@@ -30,6 +30,14 @@ class EpochMetrics:
         return asdict(self)
 
 
+class Diverged(Exception):
+    """Training produced NaN or infinite values."""
+
+    def __init__(self, epoch, what):
+        super().__init__(f"training diverged in epoch {epoch}: {what}")
+        self.epoch = epoch
+
+
 def set_threads(threads):
     """Use `threads` threads in the parallel kernels (None: every core Numba found)."""
     limit = numba.config.NUMBA_NUM_THREADS
@@ -77,13 +85,16 @@ def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n):
 
 
 def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
-          seed=0, on_epoch=None, on_progress=None):
+          seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1):
     """Train `net` in place with minibatch SGD; return the list of EpochMetrics.
 
-    Each epoch draws a fresh shuffle from a generator seeded with `seed`, so the same seed
-    and the same initial network give the same final weights. The L2 term uses
-    n = len(X_train); reported costs (train and test) include it.
-    on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches) during it.
+    Each epoch draws a fresh shuffle from `rng` (default: a generator seeded with `seed`), so
+    the same seed and the same initial network give the same final weights; passing a
+    generator in the state a checkpoint recorded, with first_epoch after the checkpoint's,
+    continues a run exactly. The L2 term uses n = len(X_train); reported costs (train and
+    test) include it. on_epoch(metrics) is called after each epoch; on_progress(epoch,
+    batches_done, n_batches) during it. Raises Diverged as soon as a weight or a cost is NaN
+    or infinite.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0 or l2 < 0:
         raise ValueError("epochs, batch size and learning rate must be positive, l2 non-negative")
@@ -93,20 +104,24 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     y_test = net.as_labels(y_test, X_test.shape[0])
     n = X_train.shape[0]
     n_batches = -(-n // batch_size)
-    slice_size = max(1, n_batches // 50)  # ~50 progress updates per epoch
-    rng = np.random.default_rng(seed)
+    slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
+    rng = np.random.default_rng(seed) if rng is None else rng
     history = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         order = rng.permutation(n).astype(np.int64)
         start = time.perf_counter()
         for first in range(0, n_batches, slice_size):
             stop = min(first + slice_size, n_batches)
             _train_steps(net, X_train, y_train, order, batch_size, first, stop, lr, l2 / n)
+            if not net.parameters_finite():
+                raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
             if on_progress:
                 on_progress(epoch, stop, n_batches)
         seconds = time.perf_counter() - start
         train_cost, train_accuracy = net.evaluate(X_train, y_train, l2, n)
         test_cost, test_accuracy = net.evaluate(X_test, y_test, l2, n)
+        if not (np.isfinite(train_cost) and np.isfinite(test_cost)):
+            raise Diverged(epoch, f"the cost is {train_cost} (train) and {test_cost} (test)")
         metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds)
         history.append(metrics)
         if on_epoch:

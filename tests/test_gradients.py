@@ -5,7 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from nbnet import Network, reference
+from nbnet import Network
+from nbnet.gradcheck import numerical_gradients, relative_error, smooth_step
 
 COMBINATIONS = list(itertools.product(["sigmoid", "tanh", "relu"], ["sigmoid", "softmax"],
                                       ["quadratic", "cross-entropy"], [0.0, 2.5]))
@@ -18,48 +19,6 @@ def problem(activation, output, cost, seed=0):
     X = rng.standard_normal((7, SIZES[0]))
     y = rng.integers(0, SIZES[-1], 7)
     return net, X, y
-
-
-def numerical_gradients(net, X, y, l2, n_train, h=1e-3):
-    """Central differences of fourth order for every weight and bias:
-    dJ/dp ~ (J(p - 2h) - 8 J(p - h) + 8 J(p + h) - J(p + 2h)) / 12h.
-    Its error is O(h^4) instead of O(h^2), so h can be large enough that rounding in J does
-    not swamp small gradient entries, and the relative error can reach 1e-9."""
-    def cost_at(P, index, value):
-        P[index] = value
-        return net.cost(X, y, l2, n_train)
-
-    result = []
-    for params in (net.weights, net.biases):
-        grads = []
-        for P in params:
-            G = np.zeros_like(P)
-            for index in np.ndindex(P.shape):
-                p = P[index]
-                G[index] = (cost_at(P, index, p - 2 * h) - 8 * cost_at(P, index, p - h)
-                            + 8 * cost_at(P, index, p + h) - cost_at(P, index, p + 2 * h)) / (12 * h)
-                P[index] = p
-            grads.append(G)
-        result.append(grads)
-    return result
-
-
-def smooth_step(net, X, h=1e-3):
-    """A step h so small that no perturbation moves a hidden z across relu's kink at 0
-    (there the cost is not differentiable and finite differences mean nothing)."""
-    if net.activation != "relu":
-        return h
-    zs, activations = reference.forward(net.weights, net.biases, net.acts, X)
-    closest = min(np.abs(z).min() for z in zs[:-1])
-    largest = max(1.0, np.abs(X).max(), *(np.abs(a).max() for a in activations))
-    return min(h, 0.05 * closest / largest)
-
-
-def relative_error(analytic, numeric):
-    """max over entries of |g_a - g_n| / max(|g_a| + |g_n|, tiny). tiny = 1e-5 sits far above the
-    ~1e-13 rounding noise of the differences, so an exactly-zero gradient (a dead relu) whose
-    numerical twin is 5e-14 counts as agreeing, while any real discrepancy still shows."""
-    return float(np.max(np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), 1e-5)))
 
 
 @pytest.mark.parametrize("activation,output,cost,l2", COMBINATIONS)

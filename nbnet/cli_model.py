@@ -1,0 +1,190 @@
+"""`nbnet` commands that use a model or inspect nbnet: evaluate, predict, gradcheck, info."""
+
+import os
+import platform
+from pathlib import Path
+
+import click
+import numba
+import numpy as np
+
+from . import __version__
+from .activations import HIDDEN, OUTPUT
+from .cli import fail, main
+from .config import FASTMATH, kernel_cache_dir
+from .costs import COSTS
+from .data import DataError, load_dataset
+from .files import OutputError, atomic_write
+from .gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
+from .images import ImageError, fit_image, read_image
+from .model_file import ModelError, load_model
+from .train import prepare_kernels, set_threads
+
+
+def open_model(path):
+    try:
+        return load_model(path)
+    except ModelError as error:
+        fail(str(error))
+
+
+# ----------------------------------------------------------------------------- evaluate
+@main.command("evaluate")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", type=click.Choice(["digits", "mnist"]), default=None,
+              help="Data to evaluate on [default: the data set the model was trained on].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the MNIST IDX files are.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the confusion matrix here (PNG) and the most confidently wrong test images "
+                   "beside it (NAME-mistakes.png).")
+def evaluate_command(model, dataset, data_dir, plot_path):
+    """Cost, accuracy, per-class accuracy and confusion matrix of MODEL on the test set."""
+    net, metadata = open_model(model)
+    inputs = metadata.get("inputs") or {}
+    options = (metadata.get("checkpoint") or {}).get("options") or {}
+    dataset = dataset or inputs.get("dataset") or "digits"
+    try:  # the digits test split is the one the model was trained beside (same seed and fraction)
+        data = load_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
+                            net.dtype.name)
+    except DataError as error:
+        fail(str(error))
+    if data.n_inputs != net.sizes[0]:
+        fail(f"{model} takes {net.sizes[0]} inputs but {dataset} images have {data.n_inputs} pixels")
+    prepare_kernels(net.dtype.name)
+    l2, n_train = options.get("l2", 0.0), options.get("train_size") or len(data.X_train)
+    cost, accuracy = net.evaluate(data.X_test, data.y_test, l2, n_train)
+    probabilities = net.forward(data.X_test)
+    predicted = np.argmax(probabilities, axis=1)
+    n_classes = net.sizes[-1]
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (data.y_test, predicted), 1)
+    click.echo(f"{model} on the {dataset} test set ({len(data.y_test)} images): cost {cost:.4f}, "
+               f"accuracy {accuracy:.2%}")
+    click.echo("per-class accuracy: " + "  ".join(
+        f"{c}: {confusion[c, c] / max(1, confusion[c].sum()):.1%}" for c in range(n_classes)))
+    click.echo("confusion matrix (rows: true class, columns: predicted class)")
+    click.echo("      " + "".join(f"{c:>6}" for c in range(n_classes)))
+    for c in range(n_classes):
+        click.echo(f"{c:>6}" + "".join(f"{v:>6}" for v in confusion[c]))
+    if plot_path:
+        try:
+            mistakes = plot_path.with_name(plot_path.stem + "-mistakes.png")
+            plot_evaluation(confusion, data, probabilities, predicted, plot_path, mistakes, f"{model.name} on {dataset}")
+        except OutputError as error:
+            fail(str(error))
+        click.echo(f"Plots: {plot_path}, {mistakes}")
+
+
+def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, mistakes_path, title):
+    """A confusion-matrix heat map, and a gallery of the most confidently wrong test images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 5.4))
+    image = axes.imshow(confusion, cmap="Blues")
+    for (true, guess), count in np.ndenumerate(confusion):
+        axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
+                  color="white" if count > confusion.max() / 2 else "black")
+    axes.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix: {title}",
+             xticks=range(len(confusion)), yticks=range(len(confusion)))
+    figure.colorbar(image)
+    figure.tight_layout()
+    try:
+        atomic_write(confusion_path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+
+    wrong = np.flatnonzero(predicted != data.y_test)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
+    figure, grid = plt.subplots(3, 8, figsize=(12, 5.2))
+    for axes in grid.ravel():
+        axes.axis("off")
+    for axes, i in zip(grid.ravel(), wrong):
+        axes.imshow(data.X_test[i].reshape(data.image_shape), cmap="gray_r")
+        axes.set_title(f"true {data.y_test[i]}, said {predicted[i]}\n({probabilities[i, predicted[i]]:.0%} sure)",
+                       fontsize=8)
+    figure.suptitle(f"most confidently wrong test images: {title}")
+    figure.tight_layout()
+    try:
+        atomic_write(mistakes_path, lambda temporary: figure.savefig(temporary, dpi=90, format="png"))
+    finally:
+        plt.close(figure)
+
+
+# ----------------------------------------------------------------------------- predict
+@main.command("predict")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", type=click.Path(dir_okay=False, path_type=Path), nargs=-1, required=True)
+@click.option("--invert", is_flag=True, help="The images are dark ink on light paper (MNIST is light on dark).")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Print the K most probable digits per image.")
+def predict_command(model, images, invert, top_k):
+    """The digit in each image (PNG, JPEG, ... or a 2-D .npy array), with its probability.
+
+    Each image is converted to grayscale, its digit cropped, scaled and centred the way the
+    model's training images were, then classified."""
+    net, metadata = open_model(model)
+    inputs = metadata.get("inputs")
+    if not inputs or "image_shape" not in inputs:
+        fail(f"{model} does not say how its inputs were made (save it with nbnet train --save)")
+    shape = inputs["image_shape"]
+    if shape[0] * shape[1] != net.sizes[0]:
+        fail(f"{model}: image shape {shape} does not match its {net.sizes[0]} inputs")
+    rows = []
+    for path in images:
+        try:
+            rows.append(fit_image(read_image(path), shape, inputs["digit_fraction"], invert))
+        except ImageError as error:
+            fail(f"{path}: {error}" if not str(error).startswith(str(path)) else str(error))
+    prepare_kernels(net.dtype.name)
+    probabilities = net.forward(np.array(rows))
+    k = min(top_k, net.sizes[-1])
+    for path, p in zip(images, probabilities):
+        best = np.argsort(-p)[:k]
+        click.echo(f"{path}: " + ", ".join(f"{digit} ({p[digit]:.1%})" for digit in best))
+
+
+# ----------------------------------------------------------------------------- gradcheck
+@main.command("gradcheck")
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(5, 4), show_default=True,
+              help="Hidden layer sizes of the small test network (repeatable).")
+@click.option("--inputs", type=click.IntRange(min=1), default=6, show_default=True)
+@click.option("--outputs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--activation", type=click.Choice(HIDDEN), default="sigmoid", show_default=True)
+@click.option("--output", type=click.Choice(OUTPUT), default="softmax", show_default=True)
+@click.option("--cost", type=click.Choice(tuple(COSTS)), default="cross-entropy", show_default=True)
+@click.option("--l2", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--samples", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def gradcheck_command(hidden, inputs, outputs, activation, output, cost, l2, samples, seed):
+    """Compare backpropagation's gradients with finite differences, layer by layer."""
+    sizes = [inputs, *hidden, outputs]
+    click.echo(f"gradient check: network {sizes}, {activation}/{output}, {cost}, l2 {l2:g}, {samples} samples, float64")
+    rows = gradient_check(sizes, activation, output, cost, l2, samples, seed)
+    for name, error in rows:
+        click.echo(f"  {name:<4} relative error {error:9.2e}   {verdict(error).split(':')[0]}")
+    worst = max(error for _, error in rows)
+    click.echo("relative error = |g_backprop - g_numerical| / max(|g_backprop| + |g_numerical|, 1e-5); reading it:")
+    for limit, text in VERDICTS:
+        click.echo(f"  below {limit:.0e}: {text}" if np.isfinite(limit) else f"  above: {text}")
+    if worst < PASS_BELOW:
+        click.echo(f"PASS (largest relative error {worst:.2e})")
+    else:
+        click.echo(f"FAIL (largest relative error {worst:.2e} is not below {PASS_BELOW:.0e})")
+        raise SystemExit(1)
+
+
+# ----------------------------------------------------------------------------- info
+@main.command("info")
+def info_command():
+    """Versions, threading and where compiled kernels are cached."""
+    set_threads(None)
+    prepare_kernels("float32")  # runs a parallel kernel, so Numba knows its threading layer
+    click.echo(f"nbnet {__version__}")
+    click.echo(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
+    click.echo(f"threading layer {numba.threading_layer()}, threads {numba.get_num_threads()} "
+               f"(of {numba.config.NUMBA_NUM_THREADS}; {os.cpu_count()} cores)")
+    click.echo(f"fast-math flags {', '.join(sorted(FASTMATH))}")
+    click.echo(f"kernel cache {kernel_cache_dir()}")

@@ -1,0 +1,189 @@
+"""Saving, loading, checkpoints and exact resumption, divergence, atomic writes."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import nbnet.cli
+import nbnet.train
+from nbnet import Network
+from nbnet.cli import main
+from nbnet.files import OutputError, atomic_write
+from nbnet.model_file import ModelError, load_model, save_model
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def same_parameters(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    net = Network([6, 5, 3], activation="tanh", output="sigmoid", cost="quadratic", dtype="float64", seed=4)
+    net.save(tmp_path / "m.npz", inputs={"dataset": "digits"})
+    again = Network.load(tmp_path / "m.npz")
+    assert again.sizes == net.sizes and again.activation == "tanh" and again.output == "sigmoid"
+    assert again.cost_name == "quadratic" and again.dtype == np.float64
+    assert same_parameters(net, again)
+    X = np.random.default_rng(0).random((4, 6))
+    np.testing.assert_array_equal(net.forward(X), again.forward(X))
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as content:  # no pickles inside
+        assert json.loads(str(content["metadata"]))["inputs"] == {"dataset": "digits"}
+
+
+def test_train_save_writes_model_with_history_and_inputs(tmp_path):
+    result = invoke("train", "--epochs", 2, "--save", tmp_path / "m.npz", "--plot", tmp_path / "p.png", "-q")
+    assert result.exit_code == 0, result.output
+    net, metadata = load_model(tmp_path / "m.npz")
+    assert [row["epoch"] for row in metadata["history"]] == [1, 2]
+    assert metadata["inputs"]["image_shape"] == [8, 8] and metadata["inputs"]["pixel_max"] == 16.0
+    assert metadata["checkpoint"]["epoch"] == 2 and metadata["nbnet_version"] == nbnet.__version__
+    from nbnet.data import load_digits
+    data = load_digits()
+    assert net.accuracy(data.X_test, data.y_test) == pytest.approx(metadata["history"][-1]["test_accuracy"])
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
+    common = ["--epochs", 4, "--batch-size", 7, "--l2", 0.5, "--hidden", 12, "-q"]
+    assert invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png").exit_code == 0
+
+    real_write = nbnet.cli.write_metrics
+
+    def interrupt_in_epoch_3(rows, path):
+        if len(rows) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during epoch 3, before its checkpoint
+        return real_write(rows, path)
+
+    monkeypatch.setattr(nbnet.cli, "write_metrics", interrupt_in_epoch_3)
+    result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
+                    "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
+    assert result.exit_code == 130
+    assert "--resume" in result.output
+    assert load_model(tmp_path / "run.npz")[1]["checkpoint"]["epoch"] == 2
+    monkeypatch.setattr(nbnet.cli, "write_metrics", real_write)
+
+    result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
+                    "--plot", tmp_path / "c.png", "-q")
+    assert result.exit_code == 0, result.output
+    assert " 3/4" in result.output and " 4/4" in result.output and " 2/4" not in result.output
+    straight, resumed = Network.load(tmp_path / "straight.npz"), Network.load(tmp_path / "resumed.npz")
+    assert same_parameters(straight, resumed)  # bit for bit
+    history = load_model(tmp_path / "resumed.npz")[1]["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    assert invoke("train", "--epochs", 2, "--save", tmp_path / "m.npz", "--plot", tmp_path / "p.png", "-q").exit_code == 0
+    result = invoke("train", "--resume", tmp_path / "m.npz", "--epochs", 3, "--save", tmp_path / "m3.npz",
+                    "--plot", tmp_path / "p.png", "-q")
+    assert result.exit_code == 0 and " 3/3" in result.output
+    straight = invoke("train", "--epochs", 3, "--save", tmp_path / "s3.npz", "--plot", tmp_path / "p.png", "-q")
+    assert straight.exit_code == 0
+    assert same_parameters(Network.load(tmp_path / "m3.npz"), Network.load(tmp_path / "s3.npz"))
+
+
+def test_resume_refuses_changed_options_and_files_without_checkpoint(tmp_path):
+    assert invoke("train", "--epochs", 1, "--save", tmp_path / "m.npz", "--plot", tmp_path / "p.png", "-q").exit_code == 0
+    result = invoke("train", "--resume", tmp_path / "m.npz", "--epochs", 2, "--hidden", 50, "--plot", tmp_path / "p.png")
+    assert result.exit_code == 2 and "--hidden" in result.output
+    result = invoke("train", "--resume", tmp_path / "m.npz", "--epochs", 1, "--plot", tmp_path / "p.png")
+    assert result.exit_code == 2 and "already holds 1 epochs" in result.output
+    Network([64, 10, 10]).save(tmp_path / "plain.npz")
+    result = invoke("train", "--resume", tmp_path / "plain.npz", "--plot", tmp_path / "p.png")
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+    result = invoke("train", "--epochs", 1, "--checkpoint-every", 1, "--plot", tmp_path / "p.png")
+    assert result.exit_code == 2 and "--save" in result.output
+
+
+def write_npz(path, **arrays):
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+@pytest.mark.parametrize("case", ["garbage", "empty", "no metadata", "bad json", "other format", "future version",
+                                  "wrong shape", "nan weights", "missing array"])
+def test_bad_model_files_are_one_line_errors(tmp_path, case):
+    path = tmp_path / "m.npz"
+    good = Network([4, 3, 2])
+    save_model(good, path)
+    with np.load(path) as content:
+        arrays = {name: content[name] for name in content.files}
+    metadata = json.loads(str(arrays["metadata"]))
+    if case == "garbage":
+        path.write_bytes(b"\x00not a zip file" * 10)
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "no metadata":
+        write_npz(path, W1=arrays["W1"])
+    elif case == "bad json":
+        write_npz(path, **dict(arrays, metadata=np.array("{not json")))
+    elif case == "other format":
+        write_npz(path, **dict(arrays, metadata=np.array(json.dumps(dict(metadata, format="keras")))))
+    elif case == "future version":
+        write_npz(path, **dict(arrays, metadata=np.array(json.dumps(dict(metadata, format_version=99)))))
+    elif case == "wrong shape":
+        write_npz(path, **dict(arrays, W1=np.zeros((5, 5), np.float32)))
+    elif case == "nan weights":
+        write_npz(path, **dict(arrays, b2=np.full(2, np.nan, np.float32)))
+    elif case == "missing array":
+        write_npz(path, **{k: v for k, v in arrays.items() if k != "W2"})
+    with pytest.raises(ModelError) as error:
+        load_model(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    if case == "future version":
+        assert "format 99" in str(error.value)
+    result = invoke("evaluate", path)
+    assert result.exit_code == 1 and "Traceback" not in result.output and str(path) in result.output
+
+
+def test_divergence_stops_with_hint_and_keeps_metrics(tmp_path):
+    metrics = tmp_path / "m.csv"
+    result = invoke("train", "--lr", 10, "--l2", 100000, "--epochs", 3, "--metrics", metrics, "--plot", tmp_path / "p.png",
+                    "--save", tmp_path / "model.npz")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "diverged in epoch 1" in result.output and "learning rate" in result.output
+    assert metrics.read_text().startswith("epoch,train_cost")
+    assert not (tmp_path / "model.npz").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_steps = nbnet.train._train_steps
+    calls = []
+
+    def poisoned(net, *args):
+        real_steps(net, *args)
+        calls.append(1)
+        if len(calls) == 100:  # in epoch 2 (digits: 72 slices of 2 minibatches per epoch)
+            net.weights[0][0, 0] = np.nan
+
+    monkeypatch.setattr(nbnet.train, "_train_steps", poisoned)
+    result = invoke("train", "--epochs", 4, "--save", tmp_path / "m.npz", "--checkpoint-every", 1,
+                    "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "p.png", "-q")
+    assert result.exit_code == 1 and "diverged in epoch 2" in result.output and "last good checkpoint" in result.output
+    net, metadata = load_model(tmp_path / "m.npz")
+    assert metadata["checkpoint"]["epoch"] == 1 and net.parameters_finite()
+    assert len((tmp_path / "m.csv").read_text().splitlines()) == 2  # header and epoch 1
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
+    target = tmp_path / "out.npz"
+    target.write_bytes(b"old")
+
+    def broken(temporary):
+        with open(temporary, "wb") as handle:
+            handle.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+    with pytest.raises(OutputError):
+        atomic_write(tmp_path / "out.npz" / "x", lambda t: None)
+    save_model(Network([3, 2]), target)
+    assert zipfile.is_zipfile(target)
