@@ -15,7 +15,9 @@ from .config import cache_dir_writable, kernel_cache_dir
 from .costs import COSTS
 from .data import DataError, download_mnist, load_dataset
 from .model_file import ModelError, load_model, save_model
-from .network import DTYPES, Network
+from .network import DTYPES, INITS, Network
+from .optimizers import OPTIMIZERS, Optimizer
+from .schedules import SCHEDULES, learning_rate
 from .plots import OutputError, plot_metrics, read_metrics, write_metrics
 from .train import Diverged, EpochMetrics, prepare_kernels, set_threads, train
 
@@ -34,7 +36,9 @@ def main():
 
 
 TRAINING_OPTIONS = ("dataset", "hidden", "activation", "output", "cost", "batch_size", "lr", "l2", "seed",
-                    "dtype", "test_fraction", "train_size")
+                    "dtype", "test_fraction", "train_size", "init", "optimizer", "momentum", "beta1", "beta2", "rho",
+                    "eps", "decoupled_weight_decay", "schedule", "lr_step", "lr_decay", "validation", "early_stopping",
+                    "patience", "track_gradients")
 
 
 @main.command("train")
@@ -76,6 +80,30 @@ TRAINING_OPTIONS = ("dataset", "hidden", "activation", "output", "cost", "batch_
               help="Also save the model (with the state to resume from) every K epochs; needs --save.")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Continue the run saved in this model file, with its options, exactly where it stopped.")
+@click.option("--init", type=click.Choice(tuple(INITS)), default=None,
+              help="Weight initialisation [default: scaled for sigmoid and tanh, he for relu].")
+@click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default="sgd", show_default=True)
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="mu of momentum and nesterov.")
+@click.option("--beta1", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True, help="Adam.")
+@click.option("--beta2", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True, help="Adam.")
+@click.option("--rho", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="RMSprop's decay of the mean square.")
+@click.option("--eps", type=POSITIVE_FLOAT, default=1e-8, show_default=True, help="RMSprop and Adam.")
+@click.option("--decoupled-weight-decay", is_flag=True,
+              help="Apply --l2 as weight decay outside the optimiser's scaling (AdamW) instead of in the gradient.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
+              help="Learning rate per epoch: constant, step (times --lr-decay every --lr-step epochs), cosine.")
+@click.option("--lr-step", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True)
+@click.option("--validation", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Hold out the last N training samples (or this fraction, when below 1) for validation; "
+                   "the test set is then evaluated once, after training.")
+@click.option("--early-stopping", is_flag=True,
+              help="Stop when the validation cost has not improved for --patience epochs; keep the best weights.")
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--track-gradients", is_flag=True,
+              help="Record mean |dJ/dW| per layer each epoch (metrics columns grad_W1.., a plot panel).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; epoch lines only.")
 @click.pass_context
 def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_path, save_path, checkpoint_every,
@@ -105,15 +133,35 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
             raise click.BadParameter(f"{train_size} exceeds the {len(X_train)} training samples",
                                      param_hint="--train-size")
         X_train, y_train = X_train[:train_size], y_train[:train_size]
+    X_validation = y_validation = None
+    if options["early_stopping"] and not options["validation"]:
+        raise click.UsageError("--early-stopping needs --validation N (the data it watches)")
+    if options["validation"]:
+        held = options["validation"]
+        held = int(round(held * len(X_train))) if held < 1 else int(held)
+        if not 1 <= held < len(X_train):
+            raise click.BadParameter(f"{options['validation']:g} leaves no training or no validation samples "
+                                     f"of {len(X_train)}", param_hint="--validation")
+        X_train, y_train, X_validation, y_validation = (X_train[:-held], y_train[:-held], X_train[-held:],
+                                                        y_train[-held:])
 
     net = run["net"] or Network([data.n_inputs, *options["hidden"], 10], activation=options["activation"],
                                 output=options["output"], cost=options["cost"], dtype=options["dtype"],
-                                seed=options["seed"])
+                                seed=options["seed"], init=options["init"])
+    optimizer = Optimizer(options["optimizer"], options["momentum"], options["beta1"], options["beta2"],
+                          options["rho"], options["eps"], options["decoupled_weight_decay"], options["track_gradients"])
+    if resume:
+        optimizer.load_state(run["state"], net, run["step"])
+    optimizer.attach(net)
+
+    def schedule(epoch):
+        return learning_rate(options["schedule"], options["lr"], epoch, epochs, options["lr_step"], options["lr_decay"])
     if net.sizes[0] != data.n_inputs:
         fail(f"{resume} has {net.sizes[0]} inputs but {options['dataset']} images have {data.n_inputs}")
     rng, history = run["rng"], run["history"]
     note(f"{options['dataset']}: {len(X_train)} training, {len(data.X_test)} test samples; network {net.sizes}, "
-         f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, {numba.get_num_threads()} thread(s)"
+         f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, init {net.init}, {optimizer.name}, "
+         f"{numba.get_num_threads()} thread(s)"
          + (f"; resuming after epoch {run['first_epoch'] - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
     seconds, compiled = prepare_kernels(net.dtype.name)
@@ -122,30 +170,39 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
     inputs = data.input_spec()
 
     def save(epoch):
-        checkpoint = dict(epoch=epoch, epochs=epochs, options=options, rng=rng.bit_generator.state)
-        save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint)
+        checkpoint = dict(epoch=epoch, epochs=epochs, options=options, rng=rng.bit_generator.state,
+                          optimizer_step=optimizer.step)
+        save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint, state=optimizer.state_arrays())
 
     n_batches = -(-len(X_train) // options["batch_size"])
     show_bar = not quiet and sys.stderr.isatty()
-    click.echo(f"{'epoch':>7} {'train cost':>11} {'test cost':>10} {'train acc':>10} {'test acc':>9} {'seconds':>8}")
+    held_out = "valid" if X_validation is not None else "test"
+    click.echo(f"{'epoch':>7} {'train cost':>11} {held_out + ' cost':>11} {'train acc':>10} {held_out + ' acc':>10} "
+               f"{'seconds':>8}")
 
     def on_epoch(metrics):
         history.append(metrics)
-        click.echo(f"{metrics.epoch:>3}/{epochs:<3} {metrics.train_cost:>11.4f} {metrics.test_cost:>10.4f} "
-                   f"{metrics.train_accuracy:>10.2%} {metrics.test_accuracy:>9.2%} {metrics.seconds:>8.2f}")
+        cost, accuracy = ((metrics.validation_cost, metrics.validation_accuracy) if X_validation is not None
+                          else (metrics.test_cost, metrics.test_accuracy))
+        click.echo(f"{metrics.epoch:>3}/{epochs:<3} {metrics.train_cost:>11.4f} {cost:>11.4f} "
+                   f"{metrics.train_accuracy:>10.2%} {accuracy:>10.2%} {metrics.seconds:>8.2f}")
         if metrics_path:
             write_metrics(history, metrics_path)
         if checkpoint_every and metrics.epoch % checkpoint_every == 0:
             save(metrics.epoch)
 
     title = (f"{options['dataset']} (n_train={len(X_train)}): {'-'.join(map(str, net.sizes))}, "
-             f"{net.activation}/{net.output}, {net.cost_name}, batch {options['batch_size']}, "
-             f"lr {options['lr']:g}, l2 {options['l2']:g}")
+             f"{net.activation}/{net.output}, {net.cost_name}, {optimizer.name}, batch {options['batch_size']}, "
+             f"lr {options['lr']:g}" + (f" ({options['schedule']})" if options["schedule"] != "constant" else "")
+             + f", l2 {options['l2']:g}")
     try:
         if run["first_epoch"] <= epochs:
             train(net, X_train, y_train, data.X_test, data.y_test, epochs, options["batch_size"], options["lr"],
                   options["l2"], rng=rng, first_epoch=run["first_epoch"], on_epoch=on_epoch,
-                  on_progress=EpochProgressBar(epochs) if show_bar else None)
+                  on_progress=EpochProgressBar(epochs) if show_bar else None, optimizer=optimizer,
+                  schedule=schedule, X_validation=X_validation, y_validation=y_validation,
+                  patience=options["patience"] if options["early_stopping"] else None)
+            report_held_out(history, epochs, options, metrics_path)
         if save_path:
             save(epochs)
         plot_metrics(history, plot_path, title)
@@ -162,15 +219,30 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
         ctx.exit(130)
     except (OutputError, ValueError) as error:
         fail(str(error))
-    best = max(history, key=lambda m: m.test_accuracy)
-    note(f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. Plot: {plot_path}"
+    scored = [m for m in history if m.test_accuracy is not None]
+    best = max(scored, key=lambda m: m.test_accuracy) if scored else None
+    note((f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. " if best else "") + f"Plot: {plot_path}"
          + (f"  Metrics: {metrics_path}" if metrics_path else "") + (f"  Model: {save_path}" if save_path else ""))
+
+
+def report_held_out(history, epochs, options, metrics_path):
+    """After a run with a validation set: why it stopped, and the one look at the test set."""
+    kept = next((row for row in history if row.test_cost is not None), None)
+    if kept is None:
+        return
+    if history[-1].epoch < epochs:
+        click.echo(f"Stopped early after epoch {history[-1].epoch}: the validation cost has not improved for "
+                   f"{options['patience']} epochs; kept the weights of epoch {kept.epoch} "
+                   f"(validation cost {kept.validation_cost:.4f}).")
+    click.echo(f"Test set, weights of epoch {kept.epoch}: cost {kept.test_cost:.4f}, accuracy {kept.test_accuracy:.2%}")
+    if metrics_path:
+        write_metrics(history, metrics_path)
 
 
 def new_run(options, epochs):
     options = dict(options, hidden=list(options["hidden"]))
     return dict(options=options, epochs=epochs, net=None, history=[], first_epoch=1,
-                rng=np.random.default_rng(options["seed"]))
+                rng=np.random.default_rng(options["seed"]), state={}, step=0)
 
 
 def resume_run(ctx, path, options, epochs):
@@ -182,7 +254,7 @@ def resume_run(ctx, path, options, epochs):
     checkpoint = metadata.get("checkpoint")
     if not checkpoint:
         fail(f"{path} holds no checkpoint to resume (save one with nbnet train --save)")
-    saved = checkpoint["options"]
+    saved = dict(options, **checkpoint["options"])  # options a checkpoint predates keep their defaults
     for name in TRAINING_OPTIONS:
         given = ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
         value = list(options[name]) if name == "hidden" else options[name]
@@ -197,7 +269,8 @@ def resume_run(ctx, path, options, epochs):
     rng = np.random.default_rng()
     rng.bit_generator.state = checkpoint["rng"]
     history = [EpochMetrics(**row) for row in metadata["history"]]
-    return dict(options=saved, epochs=epochs, net=net, history=history, first_epoch=checkpoint["epoch"] + 1, rng=rng)
+    return dict(options=saved, epochs=epochs, net=net, history=history, first_epoch=checkpoint["epoch"] + 1, rng=rng,
+                state=metadata["state"], step=checkpoint.get("optimizer_step", 0))
 
 
 def warn_unwritable_cache():

@@ -188,3 +188,90 @@ def info_command():
                f"(of {numba.config.NUMBA_NUM_THREADS}; {os.cpu_count()} cores)")
     click.echo(f"fast-math flags {', '.join(sorted(FASTMATH))}")
     click.echo(f"kernel cache {kernel_cache_dir()}")
+
+
+# ----------------------------------------------------------------------------- sweep
+@main.command("sweep")
+@click.option("--l2", type=click.FloatRange(min=0), multiple=True, default=(0.0,), show_default=True,
+              help="L2 strengths to try (repeat: --l2 0 --l2 0.5 --l2 5 --l2 50).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), multiple=True, default=(0.5,), show_default=True,
+              help="Learning rates to try (repeatable).")
+@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(30,), show_default=True,
+              help="Sizes of the one hidden layer to try (repeatable).")
+@click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--activation", type=click.Choice(HIDDEN), default="sigmoid", show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "nesterov", "rmsprop", "adam"]), default="sgd",
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train-size", type=click.IntRange(min=1), default=None)
+@click.option("--validation", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Judge runs on the last N training samples (or a fraction) instead of the test set.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Runs at once [default: as many as cores, at most the number of runs]; cores are split among them.")
+@click.option("--scheduler", default=None,
+              help="Send the runs to the Dask cluster at this address (needs nbnet[dask]).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/sweep.csv"),
+              show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: plots/sweep-<swept option>.png]")
+def sweep_command(l2, lr, hidden, dataset, data_dir, activation, optimizer, epochs, batch_size, seed, train_size,
+                  validation, workers, scheduler, csv_path, plot_path):
+    """Train one model per value of --l2 (and/or --lr, --hidden) in parallel; write a CSV and a
+    plot of final train and held-out cost and accuracy against the swept value."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from .sweep import best, combinations, plot_sweep, sweep, threads_per_run
+
+    values = {"l2": list(l2), "lr": list(lr), "hidden": list(hidden)}
+    varied = next((name for name in ("l2", "lr", "hidden") if len(values[name]) > 1), "l2")
+    cores = os.cpu_count() or 1
+    base = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, activation=activation,
+                optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, train_size=train_size,
+                validation=validation)
+    runs = combinations(base, values)
+    workers = workers or min(len(runs), cores)
+    for run in runs:
+        run["threads"] = threads_per_run(workers, cores)
+    plot_path = plot_path or Path("plots") / f"sweep-{varied}.png"
+    click.echo(f"sweep: {len(runs)} runs, {workers} at a time, {runs[0]['threads']} thread(s) each"
+               + (f", on the Dask cluster at {scheduler}" if scheduler else ""), err=True)
+    try:
+        if scheduler:
+            try:
+                from distributed import Client
+            except ImportError:
+                fail("--scheduler needs Dask: pip install 'nbnet[dask]'")
+            with Client(scheduler, timeout=30) as client:
+                results = sweep(runs, client.get_executor())
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as executor:
+                results = sweep(runs, executor)
+    except (DataError, OSError, TimeoutError) as error:
+        fail(f"sweep failed: {error}")
+    columns = ["l2", "lr", "hidden", "train_cost", "held_out_cost", "train_accuracy", "held_out_accuracy",
+               "test_accuracy", "held_out", "seconds"]
+    try:
+        atomic_write(csv_path, lambda temporary: _write_rows(temporary, columns, results))
+        plot_sweep(results, plot_path, varied)
+    except OutputError as error:
+        fail(str(error))
+    for row in results:
+        click.echo(f"l2 {row['l2']:<8g} lr {row['lr']:<6g} hidden {row['hidden']:<5} train cost {row['train_cost']:.4f} "
+                   f"{row['held_out']} cost {row['held_out_cost']:.4f} {row['held_out']} accuracy "
+                   f"{row['held_out_accuracy']:.2%}")
+    top = best(results)
+    click.echo(f"best ({top['held_out']} cost): l2 {top['l2']:g}, lr {top['lr']:g}, hidden {top['hidden']}. "
+               f"CSV: {csv_path}  Plot: {plot_path}")
+
+
+def _write_rows(path, columns, rows):
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

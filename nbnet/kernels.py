@@ -22,9 +22,10 @@ from numba.typed import List
 
 from .config import PARALLEL_MIN_WORK, SAMPLE_TILE, kernel, serial
 
-# Activation and cost codes; nbnet.activations and nbnet.costs map names to these.
+# Activation, cost and optimiser codes; nbnet.activations, nbnet.costs, nbnet.optimizers map names to these.
 SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
 QUADRATIC, CROSS_ENTROPY = 0, 1
+SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM = 0, 1, 2, 3, 4
 
 ZERO, HALF, ONE = np.float32(0), np.float32(0.5), np.float32(1)
 
@@ -276,6 +277,49 @@ def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, 
         sum_rows(W, b, x_next, z_next, 4 * block, 0, x_next.shape[0])
 
 
+# ----------------------------------------------------------------------------- optimisers
+@serial(inline="always")
+def optimizer_element(code, g, s1, s2, alpha, h1, h2, eps, c1, c2):
+    """For one parameter with gradient g and optimiser state (s1, s2): (how much to subtract
+    from the parameter, new s1, new s2). alpha is the learning rate; the rest by optimiser:
+      sgd        change = alpha g                     (train_batches fuses this case instead)
+      momentum   v = mu v - alpha g                   change = -v              (s1 = v, h1 = mu)
+      nesterov   v = mu v - alpha g                   change = -(mu v - alpha g)
+      rmsprop    r = rho r + (1 - rho) g^2            change = alpha g / (sqrt(r) + eps)   (s2 = r, h2 = rho)
+      adam       m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2                     (h1 = b1, h2 = b2)
+                 change = alpha (m / c1) / (sqrt(v / c2) + eps),  c1 = 1 - b1^t, c2 = 1 - b2^t
+    """
+    if code == SGD:
+        return alpha * g, s1, s2
+    if code == MOMENTUM or code == NESTEROV:
+        v = h1 * s1 - alpha * g
+        return (-(h1 * v - alpha * g) if code == NESTEROV else -v), v, s2
+    if code == RMSPROP:
+        r = h2 * s2 + (ONE - h2) * g * g
+        return alpha * g / (np.sqrt(r) + eps), s1, r
+    m = h1 * s1 + (ONE - h1) * g  # adam
+    v = h2 * s2 + (ONE - h2) * g * g
+    return alpha * (m / c1) / (np.sqrt(v / c2) + eps), m, v
+
+
+@kernel
+def optimizer_step(code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b):
+    """W^m -= change(dJ/dW^m), b^m -= change(dJ/db^m) for a momentum, Nesterov, RMSprop or Adam
+    step (optimizer_element), updating the optimiser state s1, s2 of every parameter.
+    hyper = [alpha, h1, h2, eps, c1, c2, decay], an array in the weights' dtype; decay > 0
+    shrinks the weights directly, W -= alpha decay W (decoupled weight decay, as in AdamW),
+    instead of through the gradient."""
+    for j in prange(W.shape[0]):
+        alpha, h1, h2, eps, c1, c2 = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
+        shrink = hyper[0] * hyper[6]
+        for k in range(W.shape[1]):
+            change, s1_W[j, k], s2_W[j, k] = optimizer_element(code, grad_W[j, k], s1_W[j, k], s2_W[j, k],
+                                                                alpha, h1, h2, eps, c1, c2)
+            W[j, k] -= change + shrink * W[j, k]
+        change, s1_b[j], s2_b[j] = optimizer_element(code, grad_b[j], s1_b[j], s2_b[j], alpha, h1, h2, eps, c1, c2)
+        b[j] -= change
+
+
 # ----------------------------------------------------------------------------- whole passes
 # `weights`, `biases` and the buffers are numba.typed.List of arrays, one entry per layer m
 # (index m - 1); `acts` holds the activation code of each layer.
@@ -437,3 +481,32 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
             gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
             weighted_sum_auto(weights[0], biases[0], x_new, zs[0])
         x_now, y_now = x_new, y_new
+
+
+@serial
+def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,
+                       batch_size, first, stop, l2_over_n, gradient_sums):
+    """Minibatch steps like train_batches, for the optimisers that need the whole gradient
+    first: forward, backward (weight_gradient), then optimizer_step on every layer, with the
+    optimiser state s1, s2 of every layer. `step` counts earlier steps (for Adam's bias
+    correction) and the new count is returned; `hyper` is as in optimizer_step (in the
+    weights' dtype), with c1 and c2 filled in here. gradient_sums[m] accumulates the mean
+    |dJ/dW^m| of every step (for --track-gradients)."""
+    x_batch = np.empty((batch_size, X.shape[1]), dtype=X.dtype)
+    y_batch = np.empty(batch_size, dtype=y.dtype)
+    zs = layer_buffers(weights, batch_size)
+    activations = layer_buffers(weights, batch_size)
+    deltas = layer_buffers(weights, batch_size)
+    grads_W, grads_b = like_each(weights), like_each(biases)
+    for batch in range(first, stop):
+        x, y_now = gather(X, y, order, batch * batch_size, x_batch, y_batch)
+        forward(weights, biases, acts, x, zs, activations)
+        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b)
+        step += 1
+        hyper[4] = ONE - hyper[1] ** step  # Adam's bias corrections for this step
+        hyper[5] = ONE - hyper[2] ** step
+        for m in range(len(weights)):
+            gradient_sums[m] += np.mean(np.abs(grads_W[m]))
+            optimizer_step(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
+                           s2_b[m])
+    return step

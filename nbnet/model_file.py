@@ -2,6 +2,7 @@
 
     W1, W2, ...   weights[m-1], shape (n_out, n_in)
     b1, b2, ...   biases[m-1],  shape (n_out,)
+    optimizer_*   optimiser state (momentum, RMSprop, Adam), in checkpoints only
     metadata      JSON: format and nbnet versions, configuration (sizes, activations, cost,
                   dtype), how inputs were prepared (dataset, image shape, pixel scale), the
                   training history and, for files written by `nbnet train`, the checkpoint
@@ -27,8 +28,9 @@ class ModelError(Exception):
     """A model file is missing, corrupt or from an incompatible version."""
 
 
-def save_model(net, path, history=(), inputs=None, checkpoint=None):
-    """Write `net` (and optional history rows, input description, checkpoint) to `path`."""
+def save_model(net, path, history=(), inputs=None, checkpoint=None, state=None):
+    """Write `net` (and optional history rows, input description, checkpoint, and named
+    optimiser-state arrays) to `path`."""
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -38,12 +40,14 @@ def save_model(net, path, history=(), inputs=None, checkpoint=None):
         "output": net.output,
         "cost": net.cost_name,
         "dtype": net.dtype.name,
+        "init": net.init,
         "inputs": inputs,
         "history": [row if isinstance(row, dict) else row.as_dict() for row in history],
         "checkpoint": checkpoint,
     }
     arrays = {f"W{m}": W for m, W in enumerate(net.weights, 1)}
     arrays.update({f"b{m}": b for m, b in enumerate(net.biases, 1)})
+    arrays.update(state or {})
     arrays["metadata"] = np.array(json.dumps(metadata))
 
     def write(temporary):
@@ -54,7 +58,8 @@ def save_model(net, path, history=(), inputs=None, checkpoint=None):
 
 
 def load_model(path):
-    """(Network, metadata) from a file written by save_model; ModelError if it is not one."""
+    """(Network, metadata) from a file written by save_model; ModelError if it is not one.
+    Optimiser-state arrays, if any, are in metadata["state"]."""
     try:
         with np.load(path, allow_pickle=False) as content:
             arrays = {name: content[name] for name in content.files}
@@ -76,7 +81,7 @@ def load_model(path):
                          f"this nbnet {__version__} reads format {FORMAT_VERSION}")
     try:
         net = Network(metadata["sizes"], activation=metadata["activation"], output=metadata["output"],
-                      cost=metadata["cost"], dtype=metadata["dtype"])
+                      cost=metadata["cost"], dtype=metadata["dtype"], init=metadata.get("init"))
         L = len(net.sizes) - 1
         for m in range(1, L + 1):
             W, b = arrays[f"W{m}"], arrays[f"b{m}"]
@@ -88,4 +93,5 @@ def load_model(path):
             net.biases[m - 1][...] = b
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"{path}: incomplete or inconsistent model ({error})") from None
+    metadata["state"] = {name: array for name, array in arrays.items() if name.startswith("optimizer_")}
     return net, metadata

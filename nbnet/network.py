@@ -9,6 +9,15 @@ from .costs import COSTS, one_hot
 
 DTYPES = ("float32", "float64")
 
+# Weight initialisations: (standard deviation of W^m given n_in, n_out; random N(0, 1) biases?)
+INITS = {
+    "large": (lambda n_in, n_out: 1.0, True),  # Nielsen's large_weight_initializer, N(0, 1)
+    "scaled": (lambda n_in, n_out: 1 / np.sqrt(n_in), True),  # Nielsen's default, N(0, 1/n_in)
+    "xavier": (lambda n_in, n_out: np.sqrt(2 / (n_in + n_out)), False),  # Glorot & Bengio 2010
+    "he": (lambda n_in, n_out: np.sqrt(2 / n_in), False),  # He et al. 2015, for relu
+}
+DEFAULT_INIT = {"sigmoid": "scaled", "tanh": "scaled", "relu": "he"}
+
 
 class Network:
     """A fully connected network trained by backpropagation.
@@ -18,13 +27,17 @@ class Network:
     output      output layer: "sigmoid" or "softmax"
     cost        "cross-entropy" or "quadratic"
     dtype       "float32" or "float64"
-    seed        seeds the initial weights: W^m ~ N(0, 1/n_in), b^m ~ N(0, 1) (Nielsen's choice)
+    seed        seeds the initial weights
+    init        "large" W ~ N(0, 1), b ~ N(0, 1)         (Nielsen's first networks: saturates)
+                "scaled" W ~ N(0, 1/n_in), b ~ N(0, 1)   (Nielsen's default; default for sigmoid, tanh)
+                "xavier" W ~ N(0, 2/(n_in + n_out)), b = 0 (Glorot & Bengio)
+                "he" W ~ N(0, 2/n_in), b = 0             (He et al.; default for relu)
 
     weights[m-1] is W^m with shape (n_out, n_in); biases[m-1] is b^m with shape (n_out,).
     """
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", cost="cross-entropy",
-                 dtype="float32", seed=0):
+                 dtype="float32", seed=0, init=None):
         sizes = [int(n) for n in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least two positive layer sizes, got {sizes}")
@@ -39,10 +52,14 @@ class Network:
         self.sizes = sizes
         self.activation, self.output, self.cost_name = activation, output, cost
         self.dtype = np.dtype(dtype)
+        self.init = init or DEFAULT_INIT[activation]
+        _check_choice("init", self.init, tuple(INITS))
         rng = np.random.default_rng(seed)
-        self.weights = [(rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(self.dtype)
+        weight_std, biases_random = INITS[self.init]
+        self.weights = [(rng.standard_normal((n_out, n_in)) * weight_std(n_in, n_out)).astype(self.dtype)
                         for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-        self.biases = [rng.standard_normal(n_out).astype(self.dtype) for n_out in sizes[1:]]
+        self.biases = [(rng.standard_normal(n_out) if biases_random else np.zeros(n_out)).astype(self.dtype)
+                       for n_out in sizes[1:]]
         self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
         self.cost_function = COSTS[cost]
 
@@ -66,7 +83,7 @@ class Network:
 
     def __repr__(self):
         return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
-                f"cost={self.cost_name!r}, dtype={self.dtype.name!r})")
+                f"cost={self.cost_name!r}, dtype={self.dtype.name!r}, init={self.init!r})")
 
     # ------------------------------------------------------------------ inputs
     def as_inputs(self, X):

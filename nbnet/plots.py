@@ -7,19 +7,23 @@ so an interrupted run never leaves a half-written CSV or PNG behind.
 import csv
 
 from .files import OutputError, atomic_write
-from .train import METRIC_COLUMNS
+from .train import METRIC_COLUMNS, VALIDATION_COLUMNS
 
 __all__ = ["OutputError", "plot_metrics", "read_metrics", "write_metrics"]
 
 
 def write_metrics(rows, path):
-    """One CSV row per epoch, columns METRIC_COLUMNS; rows are EpochMetrics or dicts."""
+    """One CSV row per epoch, columns METRIC_COLUMNS (and VALIDATION_COLUMNS when the run had a
+    validation set); rows are EpochMetrics or dicts; a value that was not measured is empty."""
+    rows = [row if isinstance(row, dict) else row.as_dict() for row in rows]
+    columns = METRIC_COLUMNS + tuple(key for key in (rows[0] if rows else ()) if key not in METRIC_COLUMNS)
+
     def write(temporary):
         with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             for row in rows:
-                writer.writerow(row if isinstance(row, dict) else row.as_dict())
+                writer.writerow({key: ("" if row.get(key) is None else row[key]) for key in columns})
     return atomic_write(path, write)
 
 
@@ -31,8 +35,10 @@ def read_metrics(path):
             missing = set(METRIC_COLUMNS) - set(reader.fieldnames or ())
             if missing:
                 raise OutputError(f"{path}: not a metrics file (missing columns: {', '.join(sorted(missing))})")
-            rows = [{key: (int(row[key]) if key == "epoch" else float(row[key])) for key in METRIC_COLUMNS}
-                    for row in reader]
+            columns = METRIC_COLUMNS + tuple(c for c in reader.fieldnames if c not in METRIC_COLUMNS
+                                             and (c in VALIDATION_COLUMNS or c.startswith("grad_W")))
+            rows = [{key: (int(row[key]) if key == "epoch" else None if row[key] == "" else float(row[key]))
+                     for key in columns} for row in reader]
     except OSError as error:
         raise OutputError(f"cannot read {path}: {error.strerror}") from None
     except (ValueError, TypeError):
@@ -50,17 +56,33 @@ def plot_metrics(rows, path, title=""):
     import matplotlib.pyplot as plt
 
     rows = [row if isinstance(row, dict) else row.as_dict() for row in rows]
-    epochs = [row["epoch"] for row in rows]
-    figure, (cost_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    gradient_columns = [key for key in rows[0] if key.startswith("grad_W")]
+    figure, panels = plt.subplots(1, 3 if gradient_columns else 2, figsize=(16 if gradient_columns else 11, 4.2))
+    cost_axes, accuracy_axes = panels[0], panels[1]
     marker_size = 3 if len(rows) <= 60 else 0  # markers only while they can be told apart
-    for split, style in (("train", "-o"), ("test", "-s")):
-        cost_axes.plot(epochs, [row[f"{split}_cost"] for row in rows], style, ms=marker_size, label=f"{split} cost")
-        accuracy_axes.plot(epochs, [100 * row[f"{split}_accuracy"] for row in rows], style, ms=marker_size,
+    for split, style in (("train", "-o"), ("validation", "-^"), ("test", "-s")):
+        measured = [row for row in rows if row.get(f"{split}_cost") is not None]
+        if not measured:
+            continue
+        if len(measured) == 1 and len(rows) > 1:  # a test set evaluated once, after training
+            style, size = "*", 12
+        else:
+            size = marker_size
+        x = [row["epoch"] for row in measured]
+        cost_axes.plot(x, [row[f"{split}_cost"] for row in measured], style, ms=size, label=f"{split} cost")
+        accuracy_axes.plot(x, [100 * row[f"{split}_accuracy"] for row in measured], style, ms=size,
                            label=f"{split} accuracy")
     cost_axes.set(xlabel="epoch", ylabel="cost (with L2 term)",
                   title="cost: a widening train/test gap = overfitting")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="classification accuracy")
-    for axes in (cost_axes, accuracy_axes):
+    if gradient_columns:  # vanishing gradients: early layers learn orders of magnitude slower
+        gradient_axes = panels[2]
+        for column in gradient_columns:
+            gradient_axes.plot([row["epoch"] for row in rows], [row[column] for row in rows], "-o",
+                               ms=marker_size, label=f"layer {column[6:]}")
+        gradient_axes.set(xlabel="epoch", ylabel="mean |dJ/dW| over the epoch", yscale="log",
+                          title="gradient size per layer")
+    for axes in panels:
         axes.grid(alpha=0.3)
         axes.legend()
     figure.suptitle(title, fontsize=10)

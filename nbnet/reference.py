@@ -8,6 +8,7 @@ import numpy as np
 
 from .activations import f, f_prime
 from .costs import BY_CODE, one_hot
+from .kernels import MOMENTUM, NESTEROV, RMSPROP
 
 
 def weighted_sum(W, b, a_prev):
@@ -91,3 +92,42 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
         deltas = backpropagate(weights, acts, cost, yb, zs, activations)
         for m in range(len(weights)):
             gradient_step(deltas[m], xb if m == 0 else activations[m - 1], lr, l2_over_n, weights[m], biases[m])
+
+
+def optimizer_change(code, g, s1, s2, hyper):
+    """(change, new s1, new s2) for whole arrays; see kernels.optimizer_element."""
+    alpha, h1, h2, eps, c1, c2 = hyper[:6]
+    if code in (MOMENTUM, NESTEROV):
+        v = h1 * s1 - alpha * g
+        return (-(h1 * v - alpha * g) if code == NESTEROV else -v), v, s2
+    if code == RMSPROP:
+        r = h2 * s2 + (1 - h2) * g * g
+        return alpha * g / (np.sqrt(r) + eps), s1, r
+    m = h1 * s1 + (1 - h1) * g
+    v = h2 * s2 + (1 - h2) * g * g
+    return alpha * (m / c1) / (np.sqrt(v / c2) + eps), m, v
+
+
+def optimizer_step(code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b):
+    """In place, like the kernel."""
+    change, s1_W[...], s2_W[...] = optimizer_change(code, grad_W, s1_W, s2_W, hyper)
+    W -= change + hyper[0] * hyper[6] * W
+    change, s1_b[...], s2_b[...] = optimizer_change(code, grad_b, s1_b, s2_b, hyper)
+    b -= change
+
+
+def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,
+                       batch_size, first, stop, l2_over_n):
+    """Like kernels.train_batches_with, on lists of arrays; returns the new step count."""
+    for batch in range(first, stop):
+        idx = order[batch * batch_size:(batch + 1) * batch_size]
+        xb, yb = X[idx], y[idx]
+        zs, activations = forward(weights, biases, acts, xb)
+        grads_W, grads_b = backward(weights, acts, cost, xb, yb, l2_over_n, zs, activations)
+        step += 1
+        hyper[4] = 1 - hyper[1] ** step
+        hyper[5] = 1 - hyper[2] ** step
+        for m in range(len(weights)):
+            optimizer_step(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
+                           s2_b[m])
+    return step

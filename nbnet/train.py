@@ -13,8 +13,12 @@ import numpy as np
 
 from . import kernels
 from .network import Network
+from .optimizers import Optimizer
+
+PLAIN_SGD = Optimizer("sgd")
 
 METRIC_COLUMNS = ("epoch", "train_cost", "test_cost", "train_accuracy", "test_accuracy", "seconds")
+VALIDATION_COLUMNS = ("validation_cost", "validation_accuracy")
 
 
 @dataclass
@@ -25,9 +29,21 @@ class EpochMetrics:
     train_accuracy: float
     test_accuracy: float
     seconds: float  # wall time of the epoch's training steps, evaluation excluded
+    # With a validation set the test set is evaluated once, after training: test_cost and
+    # test_accuracy are None except in the row of the epoch whose weights were kept.
+    validation_cost: float = None
+    validation_accuracy: float = None
+    # With --track-gradients: mean |dJ/dW^m| over the epoch's steps, one per layer m = 1..L.
+    gradient_means: list = None
 
     def as_dict(self):
-        return asdict(self)
+        row = asdict(self)
+        del row["gradient_means"]
+        if self.validation_cost is None:
+            del row["validation_cost"], row["validation_accuracy"]
+        for m, value in enumerate(self.gradient_means or (), 1):
+            row[f"grad_W{m}"] = value
+        return row
 
 
 class Diverged(Exception):
@@ -57,6 +73,7 @@ def prepare_kernels(dtype):
     X = np.zeros((4, 3), dtype=tiny.dtype)
     y = np.zeros(4, dtype=np.int64)
     _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 3, 0, 2, 0.1, 0.0)
+    _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, Optimizer("adam"))
     tiny.evaluate(X, y)
     tiny.gradients(X, y)
     compiled = any(sum(f.stats.cache_misses.values()) for f in
@@ -64,37 +81,43 @@ def prepare_kernels(dtype):
     return time.perf_counter() - start, compiled
 
 
-def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0):
-    """One epoch of minibatch SGD over X[order] in one compiled call (no monitoring).
+def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0, optimizer=None):
+    """One epoch of minibatch training over X[order] in compiled code (no monitoring).
     X, y must already be the network's inputs and labels (Network.as_inputs / as_labels)."""
-    _train_steps(net, X, y, order, batch_size, 0, -(-len(order) // batch_size), lr, l2_over_n)
+    _train_steps(net, X, y, order, batch_size, 0, -(-len(order) // batch_size), lr, l2_over_n, optimizer)
 
 
-def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n):
+def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optimizer=None):
     """Batches first..stop-1; a short last batch (when len(order) is not a multiple of the
     batch size) runs as a one-batch call of its own size."""
-    weights, biases = net.typed_parameters()
+    optimizer = optimizer or PLAIN_SGD
     full = len(order) // batch_size
-    args = (net.acts, net.cost_function.code, X, y)
     if first < min(stop, full):
-        kernels.train_batches(weights, biases, *args, order, int(batch_size), int(first), int(min(stop, full)),
-                              float(lr), float(l2_over_n))
+        optimizer.run(net, X, y, order, int(batch_size), int(first), int(min(stop, full)), lr, l2_over_n)
     if stop > full and full * batch_size < len(order):
         rest = order[full * batch_size:]
-        kernels.train_batches(weights, biases, *args, rest, len(rest), 0, 1, float(lr), float(l2_over_n))
+        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n)
 
 
 def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
-          seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1):
-    """Train `net` in place with minibatch SGD; return the list of EpochMetrics.
+          seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1, optimizer=None, schedule=None,
+          X_validation=None, y_validation=None, patience=None):
+    """Train `net` in place with minibatch SGD (or `optimizer`); return the list of EpochMetrics.
 
     Each epoch draws a fresh shuffle from `rng` (default: a generator seeded with `seed`), so
     the same seed and the same initial network give the same final weights; passing a
     generator in the state a checkpoint recorded, with first_epoch after the checkpoint's,
-    continues a run exactly. The L2 term uses n = len(X_train); reported costs (train and
-    test) include it. on_epoch(metrics) is called after each epoch; on_progress(epoch,
-    batches_done, n_batches) during it. Raises Diverged as soon as a weight or a cost is NaN
-    or infinite.
+    continues a run exactly. The L2 term uses n = len(X_train); reported costs include it.
+    `optimizer` (default plain SGD) carries its state between epochs; `schedule(epoch)` gives
+    the learning rate of an epoch (default: lr throughout).
+
+    With a validation set, each epoch reports validation instead of test cost and accuracy,
+    and the test set is evaluated once, at the end. With `patience`, training stops when the
+    validation cost has not improved for that many epochs, and the weights of the best epoch
+    are restored (the returned history then ends with that epoch's row updated).
+
+    on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
+    during it. Raises Diverged as soon as a weight or a cost is NaN or infinite.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0 or l2 < 0:
         raise ValueError("epochs, batch size and learning rate must be positive, l2 non-negative")
@@ -102,28 +125,54 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     y_train = net.as_labels(y_train, X_train.shape[0])
     X_test = net.as_inputs(X_test)
     y_test = net.as_labels(y_test, X_test.shape[0])
+    validating = X_validation is not None
+    if validating:
+        X_validation = net.as_inputs(X_validation)
+        y_validation = net.as_labels(y_validation, X_validation.shape[0])
+    elif patience:
+        raise ValueError("early stopping needs a validation set")
     n = X_train.shape[0]
     n_batches = -(-n // batch_size)
     slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
     rng = np.random.default_rng(seed) if rng is None else rng
-    history = []
+    history, best = [], None
     for epoch in range(first_epoch, epochs + 1):
         order = rng.permutation(n).astype(np.int64)
+        epoch_lr = schedule(epoch) if schedule else lr
         start = time.perf_counter()
         for first in range(0, n_batches, slice_size):
             stop = min(first + slice_size, n_batches)
-            _train_steps(net, X_train, y_train, order, batch_size, first, stop, lr, l2 / n)
+            _train_steps(net, X_train, y_train, order, batch_size, first, stop, epoch_lr, l2 / n, optimizer)
             if not net.parameters_finite():
                 raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
             if on_progress:
                 on_progress(epoch, stop, n_batches)
         seconds = time.perf_counter() - start
         train_cost, train_accuracy = net.evaluate(X_train, y_train, l2, n)
-        test_cost, test_accuracy = net.evaluate(X_test, y_test, l2, n)
-        if not (np.isfinite(train_cost) and np.isfinite(test_cost)):
-            raise Diverged(epoch, f"the cost is {train_cost} (train) and {test_cost} (test)")
-        metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds)
+        if validating:
+            validation_cost, validation_accuracy = net.evaluate(X_validation, y_validation, l2, n)
+            test_cost = test_accuracy = None
+            checked = validation_cost
+        else:
+            validation_cost = validation_accuracy = None
+            test_cost, test_accuracy = net.evaluate(X_test, y_test, l2, n)
+            checked = test_cost
+        if not (np.isfinite(train_cost) and np.isfinite(checked)):
+            raise Diverged(epoch, f"the cost is {train_cost} (train) and {checked} (held out)")
+        metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds,
+                               validation_cost, validation_accuracy,
+                               optimizer.take_gradient_means() if optimizer and optimizer.track_gradients else None)
         history.append(metrics)
+        if validating and (best is None or validation_cost < best[1].validation_cost):
+            best = ([W.copy() for W in net.weights], metrics, [b.copy() for b in net.biases])
         if on_epoch:
             on_epoch(metrics)
+        if patience and epoch - best[1].epoch >= patience:
+            break
+    if validating:  # keep the best epoch's weights, then look at the test set once
+        if patience:
+            for P, saved in zip(net.weights + net.biases, best[0] + best[2]):
+                P[...] = saved
+        kept = best[1] if patience else history[-1]
+        kept.test_cost, kept.test_accuracy = net.evaluate(X_test, y_test, l2, n)
     return history

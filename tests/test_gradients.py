@@ -15,7 +15,7 @@ SIZES = [5, 6, 4, 3]  # two hidden layers, so hidden_delta runs for a layer fed 
 
 def problem(activation, output, cost, seed=0):
     rng = np.random.default_rng(seed)
-    net = Network(SIZES, activation=activation, output=output, cost=cost, dtype="float64", seed=seed)
+    net = Network(SIZES, activation=activation, output=output, cost=cost, dtype="float64", seed=seed, init="scaled")
     X = rng.standard_normal((7, SIZES[0]))
     y = rng.integers(0, SIZES[-1], 7)
     return net, X, y

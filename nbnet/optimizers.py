@@ -1,0 +1,98 @@
+"""Optimisers: plain SGD (the fused gradient_step kernel), and momentum, Nesterov momentum,
+RMSprop and Adam (kernels.optimizer_step), with their state kept per parameter array.
+
+L2 regularisation stays on the weights only. By default it is added to the gradient,
+dJ/dW + (lambda/n) W, for every optimiser (for Adam that is "Adam with L2"); with
+decoupled=True the weights are shrunk directly, W -= alpha (lambda/n) W, outside the
+adaptive scaling (AdamW, Loshchilov & Hutter 2019).
+"""
+
+import numpy as np
+from numba.typed import List
+
+from . import kernels
+
+OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "nesterov": kernels.NESTEROV,
+              "rmsprop": kernels.RMSPROP, "adam": kernels.ADAM}
+
+
+class Optimizer:
+    """An optimiser with its hyperparameters and, once attached to a network, its state."""
+
+    def __init__(self, name="sgd", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.9, eps=1e-8, decoupled=False,
+                 track_gradients=False):
+        if name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        for what, value in (("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("rho", rho)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{what} must lie in [0, 1), got {value}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.name, self.code = name, OPTIMIZERS[name]
+        self.momentum, self.beta1, self.beta2, self.rho, self.eps = momentum, beta1, beta2, rho, eps
+        self.decoupled = decoupled
+        self.track_gradients = track_gradients  # then gradient_sums / tracked_steps = mean |dJ/dW^m|
+        self.gradient_sums, self.tracked_steps = None, 0
+        self.step = 0
+        self.state = None  # [s1_W, s1_b, s2_W, s2_b], each a list of arrays shaped like the parameters
+
+    def settings(self):
+        return dict(optimizer=self.name, momentum=self.momentum, beta1=self.beta1, beta2=self.beta2, rho=self.rho,
+                    eps=self.eps, decoupled_weight_decay=self.decoupled)
+
+    def attach(self, net):
+        """Zero state for `net` (unless state for it was loaded from a checkpoint); plain SGD
+        keeps arrays too, unused, so that every optimiser runs through the same kernels."""
+        if self.state is None:
+            self.state = [[np.zeros_like(P) for P in params]
+                          for params in (net.weights, net.biases, net.weights, net.biases)]
+        return self
+
+    def hyper(self, lr, l2_over_n, dtype):
+        """[alpha, h1, h2, eps, c1, c2, decay] for kernels.optimizer_step."""
+        h1 = self.beta1 if self.name == "adam" else self.momentum
+        h2 = self.beta2 if self.name == "adam" else self.rho
+        return np.array([lr, h1, h2, self.eps, 1.0, 1.0, l2_over_n if self.decoupled else 0.0], dtype=dtype)
+
+    def take_gradient_means(self):
+        """Mean |dJ/dW^m| per layer over the steps since the last call (tracking only)."""
+        means = list(self.gradient_sums / max(1, self.tracked_steps))
+        self.gradient_sums[:] = 0.0
+        self.tracked_steps = 0
+        return means
+
+    def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n):
+        """Batches first..stop-1 of `order` (all of batch_size samples). Plain SGD takes the
+        fused path unless gradients are tracked (which needs them whole)."""
+        if self.gradient_sums is None:
+            self.gradient_sums = np.zeros(len(net.weights))
+        if self.name == "sgd" and not self.track_gradients:
+            weights, biases = net.typed_parameters()
+            kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size,
+                                  first, stop, float(lr), float(l2_over_n))
+            return
+        weights, biases = net.typed_parameters()
+        s1_W, s1_b, s2_W, s2_b = (List(arrays) for arrays in self.attach(net).state)
+        gradient_l2 = 0.0 if self.decoupled else l2_over_n
+        self.step = int(kernels.train_batches_with(
+            self.code, self.hyper(lr, l2_over_n, net.dtype), self.step, weights, biases, s1_W, s1_b, s2_W, s2_b,
+            net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2),
+            self.gradient_sums))
+        self.tracked_steps += stop - first
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_arrays(self):
+        """The state as named arrays for a model file (none for SGD)."""
+        if self.state is None or self.name == "sgd":
+            return {}
+        return {f"optimizer_{kind}_{m}": array for kind, arrays in zip(("s1W", "s1b", "s2W", "s2b"), self.state)
+                for m, array in enumerate(arrays, 1)}
+
+    def load_state(self, arrays, net, step):
+        """Restore state_arrays() saved beside `net`."""
+        self.step = step
+        if self.name == "sgd":
+            return
+        L = len(net.weights)
+        self.state = [[np.ascontiguousarray(arrays[f"optimizer_{kind}_{m}"], dtype=net.dtype) for m in range(1, L + 1)]
+                      for kind in ("s1W", "s1b", "s2W", "s2b")]
