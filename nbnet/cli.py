@@ -202,7 +202,8 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
                   on_progress=EpochProgressBar(epochs) if show_bar else None, optimizer=optimizer,
                   schedule=schedule, X_validation=X_validation, y_validation=y_validation,
                   patience=options["patience"] if options["early_stopping"] else None)
-            report_held_out(history, epochs, options, metrics_path)
+            if X_validation is not None:
+                report_held_out(history, epochs, options, metrics_path)
         if save_path:
             save(epochs)
         plot_metrics(history, plot_path, title)
