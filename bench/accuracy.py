@@ -31,6 +31,9 @@ RECIPES = {
     # 800 relu units (Simard et al. 2003 report 98.4 % for 800 hidden units, no augmentation)
     "best": dict(hidden=[800], activation="relu", output="softmax", init="he", optimizer="momentum", lr=0.05, l2=5.0,
                  batch_size=32, epochs=40, schedule="cosine", train_size=60000),
+    # the same with dropout on the hidden layer
+    "best-dropout": dict(hidden=[800], activation="relu", output="softmax", init="he", optimizer="momentum", lr=0.05,
+                         l2=5.0, batch_size=32, epochs=40, schedule="cosine", train_size=60000, dropout=0.3),
 }
 
 
@@ -39,7 +42,7 @@ def command(recipe):
     return ("nbnet train --dataset mnist --data-dir DIR " + " ".join(f"--hidden {h}" for h in r["hidden"])
             + f" --activation {r['activation']} --output {r['output']} --init {r['init']} --optimizer {r['optimizer']} --lr {r['lr']} "
               f"--l2 {r['l2']} --batch-size {r['batch_size']} --epochs {r['epochs']} --schedule {r['schedule']}"
-              f" --train-size {r['train_size']}")
+              f" --train-size {r['train_size']}" + (f" --dropout {r['dropout']}" if r.get("dropout") else ""))
 
 
 def main():
@@ -60,7 +63,7 @@ def main():
     X, y = data.X_train[:r["train_size"]], data.y_train[:r["train_size"]]
     history = train(net, X, y, data.X_test, data.y_test, epochs=r["epochs"],
                     batch_size=r["batch_size"], lr=r["lr"], l2=r["l2"], seed=args.seed,
-                    optimizer=Optimizer(r["optimizer"]),
+                    optimizer=Optimizer(r["optimizer"]), dropout=r.get("dropout", 0.0),
                     schedule=lambda epoch: learning_rate(r["schedule"], r["lr"], epoch, r["epochs"]),
                     on_epoch=lambda m: print(f"  epoch {m.epoch:>3}: test accuracy {m.test_accuracy:.2%}, "
                                              f"train cost {m.train_cost:.4f}", flush=True))

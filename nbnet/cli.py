@@ -38,7 +38,7 @@ def main():
 TRAINING_OPTIONS = ("dataset", "hidden", "activation", "output", "cost", "batch_size", "lr", "l2", "seed",
                     "dtype", "test_fraction", "train_size", "init", "optimizer", "momentum", "beta1", "beta2", "rho",
                     "eps", "decoupled_weight_decay", "schedule", "lr_step", "lr_decay", "validation", "early_stopping",
-                    "patience", "track_gradients")
+                    "patience", "track_gradients", "dropout")
 
 
 @main.command("train")
@@ -102,6 +102,8 @@ TRAINING_OPTIONS = ("dataset", "hidden", "activation", "output", "cost", "batch_
 @click.option("--early-stopping", is_flag=True,
               help="Stop when the validation cost has not improved for --patience epochs; keep the best weights.")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Drop each hidden unit with this probability in every training step (inverted dropout).")
 @click.option("--track-gradients", is_flag=True,
               help="Record mean |dJ/dW| per layer each epoch (metrics columns grad_W1.., a plot panel).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; epoch lines only.")
@@ -201,7 +203,7 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
                   options["l2"], rng=rng, first_epoch=run["first_epoch"], on_epoch=on_epoch,
                   on_progress=EpochProgressBar(epochs) if show_bar else None, optimizer=optimizer,
                   schedule=schedule, X_validation=X_validation, y_validation=y_validation,
-                  patience=options["patience"] if options["early_stopping"] else None)
+                  patience=options["patience"] if options["early_stopping"] else None, dropout=options["dropout"])
             if X_validation is not None:
                 report_held_out(history, epochs, options, metrics_path)
         if save_path:

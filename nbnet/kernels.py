@@ -28,6 +28,7 @@ QUADRATIC, CROSS_ENTROPY = 0, 1
 SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM = 0, 1, 2, 3, 4
 
 ZERO, HALF, ONE = np.float32(0), np.float32(0.5), np.float32(1)
+TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
 
 
 # ----------------------------------------------------------------------------- element-wise
@@ -277,6 +278,41 @@ def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, 
         sum_rows(W, b, x_next, z_next, 4 * block, 0, x_next.shape[0])
 
 
+# ----------------------------------------------------------------------------- dropout
+@serial(inline="always")
+def uniform(seed, step, layer, s, j):
+    """A number in [0, 1) that depends only on its five arguments: the key is mixed by
+    splitmix64's finaliser (a counter-based generator). Masks drawn this way are the same for
+    any thread count and any order of evaluation."""
+    x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step) * np.uint64(0xBF58476D1CE4E5B9)
+         + np.uint64(layer) * np.uint64(0x94D049BB133111EB) + np.uint64(s) * np.uint64(0xD6E8FEB86659FD93)
+         + np.uint64(j))
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return np.float32(x >> np.uint64(40)) * TWO_TO_MINUS_24  # the top 24 bits, exact in float32
+
+
+@kernel
+def dropout(a, keep, seed, step, layer, mask, kept):
+    """Inverted dropout on hidden layer m: each unit survives with probability keep and is then
+    scaled by 1/keep, so the next layer's expected input is unchanged and a trained network
+    needs no rescaling:  mask[s, j] = 1/keep or 0,  kept = a^m * mask."""
+    for s in prange(a.shape[0]):
+        q = a.dtype.type(keep)
+        for j in range(a.shape[1]):
+            mask[s, j] = ONE / q if uniform(seed, step, layer, s, j) < q else q * ZERO
+            kept[s, j] = a[s, j] * mask[s, j]
+
+
+@kernel
+def apply_mask(delta, mask):
+    """delta^m *= mask: a dropped unit passes no error back (d kept / d a^m = mask)."""
+    for s in prange(delta.shape[0]):
+        for j in range(delta.shape[1]):
+            delta[s, j] *= mask[s, j]
+
+
 # ----------------------------------------------------------------------------- optimisers
 @serial(inline="always")
 def optimizer_element(code, g, s1, s2, alpha, h1, h2, eps, c1, c2):
@@ -333,6 +369,8 @@ output_delta_serial = output_delta.serial
 hidden_delta_serial = hidden_delta.serial
 gradient_step_serial = gradient_step.serial
 gradient_step_then_weighted_sum_serial = gradient_step_then_weighted_sum.serial
+dropout_serial = dropout.serial
+apply_mask_serial = apply_mask.serial
 
 
 @serial
@@ -376,27 +414,50 @@ def gradient_step_then_weighted_sum_auto(delta, a_prev, lr, l2_over_n, W, b, x_n
 
 
 @serial
-def forward_from(first, weights, biases, acts, X, zs, activations):
+def dropout_auto(a, keep, seed, step, layer, mask, kept):
+    if a.size >= PARALLEL_MIN_WORK:
+        dropout(a, keep, seed, step, layer, mask, kept)
+    else:
+        dropout_serial(a, keep, seed, step, layer, mask, kept)
+
+
+@serial
+def apply_mask_auto(delta, mask):
+    if delta.size >= PARALLEL_MIN_WORK:
+        apply_mask(delta, mask)
+    else:
+        apply_mask_serial(delta, mask)
+
+
+@serial
+def forward_from(first, weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept):
     """Layers first+1..L of the forward pass (layers before `first` are already in zs and
-    activations; with first = 1, z^1 is already in zs[0] but a^1 is not)."""
+    activations; with first = 1, z^1 is already in zs[0] but a^1 is not). With keep < 1
+    (training with dropout) every hidden layer is also dropped out (`dropout`: masks, kept)
+    and the next layer reads the kept activations."""
     a_prev = X
-    for m in range(len(weights)):
+    L = len(weights)
+    for m in range(L):
         if m >= first:
             weighted_sum_auto(weights[m], biases[m], a_prev, zs[m])
         if m >= first or m == 0:
             activate_auto(zs[m], acts[m], activations[m])
         a_prev = activations[m]
+        if keep < 1.0 and m < L - 1:
+            dropout_auto(activations[m], keep, seed, step, m, masks[m], kept[m])
+            a_prev = kept[m]
 
 
 @serial
 def forward(weights, biases, acts, X, zs, activations):
     """a^0 = X; for m = 1..L: z^m = W^m a^(m-1) + b^m, a^m = f(z^m). Fills zs and activations."""
-    forward_from(0, weights, biases, acts, X, zs, activations)
+    forward_from(0, weights, biases, acts, X, zs, activations, 1.0, 0, 0, zs, zs)
 
 
 @serial
-def backpropagate(weights, acts, cost, y, zs, activations, deltas):
-    """delta^L, then delta^m for m = L-1..1 (after `forward`)."""
+def backpropagate(weights, acts, cost, y, zs, activations, deltas, keep, masks):
+    """delta^L, then delta^m for m = L-1..1 (after `forward`), masked as the forward pass was
+    when it used dropout (keep < 1)."""
     L = len(weights)
     if zs[L - 1].size >= PARALLEL_MIN_WORK:
         output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
@@ -404,14 +465,17 @@ def backpropagate(weights, acts, cost, y, zs, activations, deltas):
         output_delta_serial(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
     for m in range(L - 2, -1, -1):
         hidden_delta_auto(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m])
+        if keep < 1.0:
+            apply_mask_auto(deltas[m], masks[m])
 
 
 @serial
-def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b):
-    """All deltas, then every dJ/dW^m and dJ/db^m (after `forward`)."""
-    backpropagate(weights, acts, cost, y, zs, activations, deltas)
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, keep, masks, kept):
+    """All deltas, then every dJ/dW^m and dJ/db^m (after `forward`; with dropout, the layers
+    above read the kept activations)."""
+    backpropagate(weights, acts, cost, y, zs, activations, deltas, keep, masks)
     for m in range(len(weights)):
-        a_prev = X if m == 0 else activations[m - 1]
+        a_prev = X if m == 0 else (kept[m - 1] if keep < 1.0 else activations[m - 1])
         weight_gradient(deltas[m], a_prev, weights[m], l2_over_n, grads_W[m], grads_b[m])
 
 
@@ -447,13 +511,14 @@ def gather(X, y, order, start, x_batch, y_batch):
 
 
 @serial
-def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n):
+def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed):
     """Minibatch SGD steps for batches first..stop-1 of the shuffled `order`, every one of
     batch_size samples (train.py passes a short last batch as a run of its own).
 
     Each step: forward, backpropagate the deltas, gradient_step on layers L..1. The step on
     layer 1 also computes the next batch's z^1 (gradient_step_then_weighted_sum), so the
-    next forward pass starts from there.
+    next forward pass starts from there. With keep < 1, hidden units are dropped out, with
+    masks drawn from (seed, batch, layer, sample, unit).
     """
     x_batch = np.empty((batch_size, X.shape[1]), dtype=X.dtype)
     y_batch = np.empty(batch_size, dtype=y.dtype)
@@ -461,13 +526,16 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     zs = layer_buffers(weights, batch_size)
     activations = layer_buffers(weights, batch_size)
     deltas = layer_buffers(weights, batch_size)
+    masks = layer_buffers(weights, batch_size if keep < 1.0 else 0)
+    kept = layer_buffers(weights, batch_size if keep < 1.0 else 0)
+    inputs = kept if keep < 1.0 else activations  # what layer m + 1 reads
     x_now, y_now = gather(X, y, order, first * batch_size, x_batch, y_batch)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
-        forward_from(1, weights, biases, acts, x_now, zs, activations)
-        backpropagate(weights, acts, cost, y_now, zs, activations, deltas)
+        forward_from(1, weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
+        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, keep, masks)
         for m in range(len(weights) - 1, 0, -1):
-            gradient_step_auto(deltas[m], activations[m - 1], lr, l2_over_n, weights[m], biases[m])
+            gradient_step_auto(deltas[m], inputs[m - 1], lr, l2_over_n, weights[m], biases[m])
         if batch + 1 == stop:
             gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
             break
@@ -485,7 +553,7 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
 
 @serial
 def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,
-                       batch_size, first, stop, l2_over_n, gradient_sums):
+                       batch_size, first, stop, l2_over_n, gradient_sums, keep, seed):
     """Minibatch steps like train_batches, for the optimisers that need the whole gradient
     first: forward, backward (weight_gradient), then optimizer_step on every layer, with the
     optimiser state s1, s2 of every layer. `step` counts earlier steps (for Adam's bias
@@ -498,10 +566,13 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
     activations = layer_buffers(weights, batch_size)
     deltas = layer_buffers(weights, batch_size)
     grads_W, grads_b = like_each(weights), like_each(biases)
+    masks = layer_buffers(weights, batch_size if keep < 1.0 else 0)
+    kept = layer_buffers(weights, batch_size if keep < 1.0 else 0)
     for batch in range(first, stop):
         x, y_now = gather(X, y, order, batch * batch_size, x_batch, y_batch)
-        forward(weights, biases, acts, x, zs, activations)
-        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b)
+        forward_from(0, weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
+        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, keep, masks,
+                 kept)
         step += 1
         hyper[4] = ONE - hyper[1] ** step  # Adam's bias corrections for this step
         hyper[5] = ONE - hyper[2] ** step

@@ -163,7 +163,7 @@ class Network:
         grads_W, grads_b = kernels.like_each(weights), kernels.like_each(List(self.biases))
         l2_over_n = float(l2) / (n_train or X.shape[0])
         kernels.backward(weights, self.acts, self.cost_function.code, X, y, l2_over_n,
-                         zs, activations, deltas, grads_W, grads_b)
+                         zs, activations, deltas, grads_W, grads_b, 1.0, zs, zs)  # no dropout
         return list(grads_W), list(grads_b)
 
 

@@ -61,15 +61,16 @@ class Optimizer:
         self.tracked_steps = 0
         return means
 
-    def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n):
-        """Batches first..stop-1 of `order` (all of batch_size samples). Plain SGD takes the
-        fused path unless gradients are tracked (which needs them whole)."""
+    def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0):
+        """Batches first..stop-1 of `order` (all of batch_size samples), with dropout when
+        keep < 1 (masks from `seed`). Plain SGD takes the fused path unless gradients are
+        tracked (which needs them whole)."""
         if self.gradient_sums is None:
             self.gradient_sums = np.zeros(len(net.weights))
         if self.name == "sgd" and not self.track_gradients:
             weights, biases = net.typed_parameters()
             kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size,
-                                  first, stop, float(lr), float(l2_over_n))
+                                  first, stop, float(lr), float(l2_over_n), float(keep), int(seed))
             return
         weights, biases = net.typed_parameters()
         s1_W, s1_b, s2_W, s2_b = (List(arrays) for arrays in self.attach(net).state)
@@ -77,7 +78,7 @@ class Optimizer:
         self.step = int(kernels.train_batches_with(
             self.code, self.hyper(lr, l2_over_n, net.dtype), self.step, weights, biases, s1_W, s1_b, s2_W, s2_b,
             net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2),
-            self.gradient_sums))
+            self.gradient_sums, float(keep), int(seed)))
         self.tracked_steps += stop - first
 
     # ------------------------------------------------------------------ checkpoints

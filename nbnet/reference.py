@@ -60,13 +60,54 @@ def forward(weights, biases, acts, X):
     return zs, activations
 
 
-def backpropagate(weights, acts, cost, y, zs, activations):
-    """The list of deltas, output layer first computed, from the outputs of `forward`."""
+def uniform(seed, step, layer, n_samples, n_units):
+    """The (n_samples, n_units) numbers of kernels.uniform, all at once (uint64 arithmetic wraps)."""
+    s = np.arange(n_samples, dtype=np.uint64)[:, None]
+    j = np.arange(n_units, dtype=np.uint64)[None, :]
+    key = np.array([seed, step, layer], dtype=np.uint64)
+    with np.errstate(over="ignore"):  # wrapping around 2^64 is the point
+        x = (key[0] * np.uint64(0x9E3779B97F4A7C15) + key[1] * np.uint64(0xBF58476D1CE4E5B9)
+             + key[2] * np.uint64(0x94D049BB133111EB) + s * np.uint64(0xD6E8FEB86659FD93) + j)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+
+
+def dropout(a, keep, seed, step, layer):
+    """(mask, kept): mask = 1/keep where the unit survives, else 0; kept = a * mask."""
+    q = a.dtype.type(keep)
+    mask = np.where(uniform(seed, step, layer, *a.shape) < q, a.dtype.type(1) / q, a.dtype.type(0)).astype(a.dtype)
+    return mask, a * mask
+
+
+def forward_dropout(weights, biases, acts, X, keep, seed, step):
+    """forward, with every hidden layer dropped out: (zs, activations, masks, kept)."""
+    zs, activations, masks, kept = [], [], [], []
+    a_in = X
+    for m, (W, b, act) in enumerate(zip(weights, biases, acts)):
+        z = weighted_sum(W, b, a_in)
+        a = activate(z, act)
+        zs.append(z)
+        activations.append(a)
+        a_in = a
+        if m < len(weights) - 1:
+            mask, a_in = dropout(a, keep, seed, step, m)
+            masks.append(mask)
+            kept.append(a_in)
+    return zs, activations, masks, kept
+
+
+def backpropagate(weights, acts, cost, y, zs, activations, masks=None):
+    """The list of deltas, output layer first computed, from the outputs of `forward`
+    (masked like the forward pass when it used dropout)."""
     L = len(weights)
     deltas = [None] * L
     deltas[L - 1] = output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost)
     for m in range(L - 2, -1, -1):
         deltas[m] = hidden_delta(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m])
+        if masks is not None:
+            deltas[m] = deltas[m] * masks[m]
     return deltas
 
 
@@ -83,15 +124,21 @@ def backward(weights, acts, cost, X, y, l2_over_n, zs, activations):
     return grads_W, grads_b
 
 
-def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n):
-    """Minibatch SGD steps for batches first..stop-1 of `order`, updating the lists in place."""
+def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0,
+                  seed=0):
+    """Minibatch SGD steps for batches first..stop-1 of `order`, updating the lists in place
+    (with dropout when keep < 1)."""
     for batch in range(first, stop):
         idx = order[batch * batch_size:(batch + 1) * batch_size]
         xb, yb = X[idx], y[idx]
-        zs, activations = forward(weights, biases, acts, xb)
-        deltas = backpropagate(weights, acts, cost, yb, zs, activations)
+        if keep < 1:
+            zs, activations, masks, inputs = forward_dropout(weights, biases, acts, xb, keep, seed, batch)
+        else:
+            (zs, activations), masks = forward(weights, biases, acts, xb), None
+            inputs = activations
+        deltas = backpropagate(weights, acts, cost, yb, zs, activations, masks)
         for m in range(len(weights)):
-            gradient_step(deltas[m], xb if m == 0 else activations[m - 1], lr, l2_over_n, weights[m], biases[m])
+            gradient_step(deltas[m], xb if m == 0 else inputs[m - 1], lr, l2_over_n, weights[m], biases[m])
 
 
 def optimizer_change(code, g, s1, s2, hyper):

@@ -73,7 +73,7 @@ def prepare_kernels(dtype):
     X = np.zeros((4, 3), dtype=tiny.dtype)
     y = np.zeros(4, dtype=np.int64)
     _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 3, 0, 2, 0.1, 0.0)
-    _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, Optimizer("adam"))
+    _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, Optimizer("adam"), 0.5, 1)
     tiny.evaluate(X, y)
     tiny.gradients(X, y)
     compiled = any(sum(f.stats.cache_misses.values()) for f in
@@ -81,27 +81,31 @@ def prepare_kernels(dtype):
     return time.perf_counter() - start, compiled
 
 
-def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0, optimizer=None):
+def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0, optimizer=None, dropout=0.0, dropout_seed=0):
     """One epoch of minibatch training over X[order] in compiled code (no monitoring).
     X, y must already be the network's inputs and labels (Network.as_inputs / as_labels)."""
-    _train_steps(net, X, y, order, batch_size, 0, -(-len(order) // batch_size), lr, l2_over_n, optimizer)
+    _train_steps(net, X, y, order, batch_size, 0, -(-len(order) // batch_size), lr, l2_over_n, optimizer,
+                 dropout, dropout_seed)
 
 
-def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optimizer=None):
+def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optimizer=None, dropout=0.0,
+                 dropout_seed=0):
     """Batches first..stop-1; a short last batch (when len(order) is not a multiple of the
-    batch size) runs as a one-batch call of its own size."""
+    batch size) runs as a one-batch call of its own size (with its own dropout stream)."""
     optimizer = optimizer or PLAIN_SGD
+    keep = 1.0 - dropout
     full = len(order) // batch_size
     if first < min(stop, full):
-        optimizer.run(net, X, y, order, int(batch_size), int(first), int(min(stop, full)), lr, l2_over_n)
+        optimizer.run(net, X, y, order, int(batch_size), int(first), int(min(stop, full)), lr, l2_over_n, keep,
+                      dropout_seed)
     if stop > full and full * batch_size < len(order):
         rest = order[full * batch_size:]
-        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n)
+        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n, keep, dropout_seed + 1)
 
 
 def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
           seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1, optimizer=None, schedule=None,
-          X_validation=None, y_validation=None, patience=None):
+          X_validation=None, y_validation=None, patience=None, dropout=0.0):
     """Train `net` in place with minibatch SGD (or `optimizer`); return the list of EpochMetrics.
 
     Each epoch draws a fresh shuffle from `rng` (default: a generator seeded with `seed`), so
@@ -116,9 +120,14 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     validation cost has not improved for that many epochs, and the weights of the best epoch
     are restored (the returned history then ends with that epoch's row updated).
 
+    dropout P drops each hidden unit with probability P in every training step (inverted
+    dropout); the masks depend only on (seed, epoch, step, layer, sample, unit).
+
     on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
     during it. Raises Diverged as soon as a weight or a cost is NaN or infinite.
     """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     if epochs < 1 or batch_size < 1 or not lr > 0 or l2 < 0:
         raise ValueError("epochs, batch size and learning rate must be positive, l2 non-negative")
     X_train = net.as_inputs(X_train)
@@ -142,7 +151,8 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
         start = time.perf_counter()
         for first in range(0, n_batches, slice_size):
             stop = min(first + slice_size, n_batches)
-            _train_steps(net, X_train, y_train, order, batch_size, first, stop, epoch_lr, l2 / n, optimizer)
+            _train_steps(net, X_train, y_train, order, batch_size, first, stop, epoch_lr, l2 / n, optimizer, dropout,
+                         (seed * 1_000_003 + epoch * 2) % 2 ** 62)
             if not net.parameters_finite():
                 raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
             if on_progress:

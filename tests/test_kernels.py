@@ -53,11 +53,13 @@ def float32_arguments(name):
         "hidden_delta": (W, d, a, a.copy(), K.SIGMOID, a.copy()),
         "weight_gradient": (d, a, W, 0.1, W.copy(), b.copy()),
         "gradient_step": (d, a, 0.1, 0.01, W, b),
+        "dropout": (z, 0.5, 7, 3, 1, d, d.copy()),
+        "apply_mask": (z, d),
     }[name]
 
 
 @pytest.mark.parametrize("name", ["weighted_sum", "activate", "output_delta", "hidden_delta",
-                                  "weight_gradient", "gradient_step"])
+                                  "weight_gradient", "gradient_step", "dropout", "apply_mask"])
 def test_float32_kernels_compute_in_float32(name):
     """No variable inside a float32 kernel is float64: a bare float literal such as 0.5 would
     promote the loop to float64 (slower, and not the dtype the user chose)."""
