@@ -27,7 +27,7 @@ SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
 QUADRATIC, CROSS_ENTROPY = 0, 1
 SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM = 0, 1, 2, 3, 4
 
-ZERO, HALF, ONE = np.float32(0), np.float32(0.5), np.float32(1)
+ZERO, ONE = np.float32(0), np.float32(1)
 TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
 
 
