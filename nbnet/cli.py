@@ -158,6 +158,7 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
 
     def schedule(epoch):
         return learning_rate(options["schedule"], options["lr"], epoch, epochs, options["lr_step"], options["lr_decay"])
+
     if net.sizes[0] != data.n_inputs:
         fail(f"{resume} has {net.sizes[0]} inputs but {options['dataset']} images have {data.n_inputs}")
     rng, history = run["rng"], run["history"]
@@ -271,7 +272,7 @@ def resume_run(ctx, path, options, epochs):
                                  param_hint="--epochs")
     rng = np.random.default_rng()
     rng.bit_generator.state = checkpoint["rng"]
-    history = [EpochMetrics(**row) for row in metadata["history"]]
+    history = [EpochMetrics.from_dict(row) for row in metadata["history"]]
     return dict(options=saved, epochs=epochs, net=net, history=history, first_epoch=checkpoint["epoch"] + 1, rng=rng,
                 state=metadata["state"], step=checkpoint.get("optimizer_step", 0))
 

@@ -45,6 +45,13 @@ class EpochMetrics:
             row[f"grad_W{m}"] = value
         return row
 
+    @classmethod
+    def from_dict(cls, row):
+        """The inverse of as_dict."""
+        gradients = [row[key] for key in sorted((k for k in row if k.startswith("grad_W")), key=lambda k: int(k[6:]))]
+        fields = {key: value for key, value in row.items() if not key.startswith("grad_W")}
+        return cls(**fields, gradient_means=gradients or None)
+
 
 class Diverged(Exception):
     """Training produced NaN or infinite values."""

@@ -178,3 +178,12 @@ def test_cli_track_gradients_writes_columns_and_panel(tmp_path):
     assert header[-3:] == ["grad_W1", "grad_W2", "grad_W3"]
     result = CliRunner().invoke(main, ["plot", str(metrics), "-o", str(tmp_path / "again.png")])
     assert result.exit_code == 0 and (tmp_path / "again.png").exists()
+    # a tracked run saved and resumed keeps its gradient history
+    args = ["train", "--epochs", "1", "--track-gradients", "--save", str(tmp_path / "m.npz"), "--plot",
+            str(tmp_path / "p.png"), "-q"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "m.npz"), "--epochs", "2", "--metrics",
+                                       str(metrics), "--plot", str(tmp_path / "p.png"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert metrics.read_text().splitlines()[0].endswith("grad_W1,grad_W2")
+    assert len(metrics.read_text().splitlines()) == 3
