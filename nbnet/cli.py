@@ -13,7 +13,7 @@ from . import __version__
 from .activations import HIDDEN, OUTPUT
 from .config import cache_dir_writable, kernel_cache_dir
 from .costs import COSTS
-from .data import DataError, download_mnist, load_dataset
+from .data import DataError, download_mnist, hold_out, load_dataset
 from .model_file import ModelError, load_model, save_model
 from .network import DTYPES, INITS, Network
 from .optimizers import OPTIMIZERS, Optimizer
@@ -139,13 +139,10 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
     if options["early_stopping"] and not options["validation"]:
         raise click.UsageError("--early-stopping needs --validation N (the data it watches)")
     if options["validation"]:
-        held = options["validation"]
-        held = int(round(held * len(X_train))) if held < 1 else int(held)
-        if not 1 <= held < len(X_train):
-            raise click.BadParameter(f"{options['validation']:g} leaves no training or no validation samples "
-                                     f"of {len(X_train)}", param_hint="--validation")
-        X_train, y_train, X_validation, y_validation = (X_train[:-held], y_train[:-held], X_train[-held:],
-                                                        y_train[-held:])
+        try:
+            X_train, y_train, X_validation, y_validation = hold_out(X_train, y_train, options["validation"])
+        except DataError as error:
+            raise click.BadParameter(str(error), param_hint="--validation") from None
 
     net = run["net"] or Network([data.n_inputs, *options["hidden"], 10], activation=options["activation"],
                                 output=options["output"], cost=options["cost"], dtype=options["dtype"],

@@ -62,6 +62,15 @@ def load_digits(test_fraction=0.2, seed=0, dtype="float32"):
     return Dataset("digits", X[~test], y[~test], X[test], y[test], (8, 8))
 
 
+def hold_out(X, y, validation):
+    """(X, y, X_validation, y_validation): the last N samples held out for validation, where
+    N = validation, or that fraction of the samples when it is below 1."""
+    held = int(round(validation * len(X))) if validation < 1 else int(validation)
+    if not 1 <= held < len(X):
+        raise DataError(f"a validation set of {validation:g} leaves no training or no validation samples of {len(X)}")
+    return X[:-held], y[:-held], X[-held:], y[-held:]
+
+
 def stratified_test_mask(y, test_fraction, seed):
     """Boolean mask choosing round(test_fraction * count) samples of every class, at random."""
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ def run_one(config):
     """Train one network as `config` says; return config plus final train/held-out metrics."""
     import numba
 
-    from .data import load_dataset
+    from .data import hold_out, load_dataset
     from .network import Network
     from .optimizers import Optimizer
     from .train import train
@@ -34,9 +34,7 @@ def run_one(config):
         X, y = X[:config["train_size"]], y[:config["train_size"]]
     X_validation = y_validation = None
     if config.get("validation"):
-        held = config["validation"]
-        held = int(round(held * len(X))) if held < 1 else int(held)
-        X, y, X_validation, y_validation = X[:-held], y[:-held], X[-held:], y[-held:]
+        X, y, X_validation, y_validation = hold_out(X, y, config["validation"])
     net = Network([data.n_inputs, config["hidden"], 10], activation=config["activation"], seed=config["seed"])
     history = train(net, X, y, data.X_test, data.y_test, epochs=config["epochs"], batch_size=config["batch_size"],
                     lr=config["lr"], l2=config["l2"], seed=config["seed"], optimizer=Optimizer(config["optimizer"]),
