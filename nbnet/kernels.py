@@ -558,8 +558,8 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
     first: forward, backward (weight_gradient), then optimizer_step on every layer, with the
     optimiser state s1, s2 of every layer. `step` counts earlier steps (for Adam's bias
     correction) and the new count is returned; `hyper` is as in optimizer_step (in the
-    weights' dtype), with c1 and c2 filled in here. gradient_sums[m] accumulates the mean
-    |dJ/dW^m| of every step (for --track-gradients)."""
+    weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m] and [1, m] accumulate
+    the mean |dJ/dW^m| and |dJ/db^m| of every step (for --track-gradients)."""
     x_batch = np.empty((batch_size, X.shape[1]), dtype=X.dtype)
     y_batch = np.empty(batch_size, dtype=y.dtype)
     zs = layer_buffers(weights, batch_size)
@@ -577,7 +577,8 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
         hyper[4] = ONE - hyper[1] ** step  # Adam's bias corrections for this step
         hyper[5] = ONE - hyper[2] ** step
         for m in range(len(weights)):
-            gradient_sums[m] += np.mean(np.abs(grads_W[m]))
+            gradient_sums[0, m] += np.mean(np.abs(grads_W[m]))
+            gradient_sums[1, m] += np.mean(np.abs(grads_b[m]))
             optimizer_step(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
                            s2_b[m])
     return step

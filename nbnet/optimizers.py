@@ -31,7 +31,7 @@ class Optimizer:
         self.name, self.code = name, OPTIMIZERS[name]
         self.momentum, self.beta1, self.beta2, self.rho, self.eps = momentum, beta1, beta2, rho, eps
         self.decoupled = decoupled
-        self.track_gradients = track_gradients  # then gradient_sums / tracked_steps = mean |dJ/dW^m|
+        self.track_gradients = track_gradients  # then gradient_sums / tracked_steps = mean |dJ/dW^m|, |dJ/db^m|
         self.gradient_sums, self.tracked_steps = None, 0
         self.step = 0
         self.state = None  # [s1_W, s1_b, s2_W, s2_b], each a list of arrays shaped like the parameters
@@ -55,18 +55,18 @@ class Optimizer:
         return np.array([lr, h1, h2, self.eps, 1.0, 1.0, l2_over_n if self.decoupled else 0.0], dtype=dtype)
 
     def take_gradient_means(self):
-        """Mean |dJ/dW^m| per layer over the steps since the last call (tracking only)."""
-        means = list(self.gradient_sums / max(1, self.tracked_steps))
+        """(mean |dJ/dW^m| per layer, mean |dJ/db^m| per layer) over the steps since the last call."""
+        means = self.gradient_sums / max(1, self.tracked_steps)
         self.gradient_sums[:] = 0.0
         self.tracked_steps = 0
-        return means
+        return list(means[0]), list(means[1])
 
     def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0):
         """Batches first..stop-1 of `order` (all of batch_size samples), with dropout when
         keep < 1 (masks from `seed`). Plain SGD takes the fused path unless gradients are
         tracked (which needs them whole)."""
         if self.gradient_sums is None:
-            self.gradient_sums = np.zeros(len(net.weights))
+            self.gradient_sums = np.zeros((2, len(net.weights)))
         if self.name == "sgd" and not self.track_gradients:
             weights, biases = net.typed_parameters()
             kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size,

@@ -36,7 +36,7 @@ def read_metrics(path):
             if missing:
                 raise OutputError(f"{path}: not a metrics file (missing columns: {', '.join(sorted(missing))})")
             columns = METRIC_COLUMNS + tuple(c for c in reader.fieldnames if c not in METRIC_COLUMNS
-                                             and (c in VALIDATION_COLUMNS or c.startswith("grad_W")))
+                                             and (c in VALIDATION_COLUMNS or c.startswith(("grad_W", "grad_b"))))
             rows = [{key: (int(row[key]) if key == "epoch" else None if row[key] == "" else float(row[key]))
                      for key in columns} for row in reader]
     except OSError as error:
@@ -77,14 +77,18 @@ def plot_metrics(rows, path, title=""):
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="classification accuracy")
     if gradient_columns:  # vanishing gradients: early layers learn orders of magnitude slower
         gradient_axes = panels[2]
+        epochs = [row["epoch"] for row in rows]
         for column in gradient_columns:
-            gradient_axes.plot([row["epoch"] for row in rows], [row[column] for row in rows], "-o",
-                               ms=marker_size, label=f"layer {column[6:]}")
-        gradient_axes.set(xlabel="epoch", ylabel="mean |dJ/dW| over the epoch", yscale="log",
+            line, = gradient_axes.plot(epochs, [row[column] for row in rows], "-o", ms=marker_size,
+                                       label=f"layer {column[6:]}: |dJ/dW|")
+            if "grad_b" + column[6:] in rows[0]:
+                gradient_axes.plot(epochs, [row["grad_b" + column[6:]] for row in rows], "--", color=line.get_color(),
+                                   label=f"layer {column[6:]}: |dJ/db|")
+        gradient_axes.set(xlabel="epoch", ylabel="mean over the epoch's steps", yscale="log",
                           title="gradient size per layer")
     for axes in panels:
         axes.grid(alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize=7 if axes is panels[-1] and gradient_columns else None)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     try:

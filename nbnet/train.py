@@ -33,24 +33,30 @@ class EpochMetrics:
     # test_accuracy are None except in the row of the epoch whose weights were kept.
     validation_cost: float = None
     validation_accuracy: float = None
-    # With --track-gradients: mean |dJ/dW^m| over the epoch's steps, one per layer m = 1..L.
+    # With --track-gradients: mean |dJ/dW^m| and mean |dJ/db^m| (= mean |delta^m|, Nielsen's
+    # "speed of learning" of layer m) over the epoch's steps, one value per layer m = 1..L.
     gradient_means: list = None
+    bias_gradient_means: list = None
 
     def as_dict(self):
         row = asdict(self)
-        del row["gradient_means"]
+        del row["gradient_means"], row["bias_gradient_means"]
         if self.validation_cost is None:
             del row["validation_cost"], row["validation_accuracy"]
-        for m, value in enumerate(self.gradient_means or (), 1):
-            row[f"grad_W{m}"] = value
+        for name, values in (("grad_W", self.gradient_means), ("grad_b", self.bias_gradient_means)):
+            for m, value in enumerate(values or (), 1):
+                row[f"{name}{m}"] = value
         return row
 
     @classmethod
     def from_dict(cls, row):
         """The inverse of as_dict."""
-        gradients = [row[key] for key in sorted((k for k in row if k.startswith("grad_W")), key=lambda k: int(k[6:]))]
-        fields = {key: value for key, value in row.items() if not key.startswith("grad_W")}
-        return cls(**fields, gradient_means=gradients or None)
+        def series(name):
+            keys = sorted((k for k in row if k.startswith(name)), key=lambda k: int(k[len(name):]))
+            return [row[k] for k in keys] or None
+
+        fields = {key: value for key, value in row.items() if not key.startswith(("grad_W", "grad_b"))}
+        return cls(**fields, gradient_means=series("grad_W"), bias_gradient_means=series("grad_b"))
 
 
 class Diverged(Exception):
@@ -176,9 +182,9 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
             checked = test_cost
         if not (np.isfinite(train_cost) and np.isfinite(checked)):
             raise Diverged(epoch, f"the cost is {train_cost} (train) and {checked} (held out)")
+        tracked = optimizer.take_gradient_means() if optimizer and optimizer.track_gradients else (None, None)
         metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds,
-                               validation_cost, validation_accuracy,
-                               optimizer.take_gradient_means() if optimizer and optimizer.track_gradients else None)
+                               validation_cost, validation_accuracy, *tracked)
         history.append(metrics)
         if validating and (best is None or validation_cost < best[1].validation_cost):
             best = ([W.copy() for W in net.weights], metrics, [b.copy() for b in net.biases])

@@ -155,18 +155,21 @@ def test_tracked_gradients_are_the_gradients_of_each_step():
     data = load_digits()
     X, y = data.X_train[:64], data.y_train[:64]
     net, twin = Network([64, 12, 11, 10], seed=5, dtype="float64"), Network([64, 12, 11, 10], seed=5, dtype="float64")
-    expected = np.zeros(3)
+    expected, expected_b = np.zeros(3), np.zeros(3)
     order = np.random.default_rng(0).permutation(64)  # the shuffle train() will draw with seed 0
     for half in (order[:32], order[32:]):
         grads_W, grads_b = twin.gradients(X[half], y[half])
         expected += [np.abs(g).mean() / 2 for g in grads_W]
+        expected_b += [np.abs(g).mean() / 2 for g in grads_b]
         for P, G in zip(twin.weights + twin.biases, grads_W + grads_b):
             P -= 0.5 * G
     history = train(net, X, y, data.X_test, data.y_test, epochs=1, batch_size=32, lr=0.5, seed=0,
                     optimizer=Optimizer("sgd", track_gradients=True))
     np.testing.assert_allclose(history[0].gradient_means, expected, rtol=1e-10)
+    np.testing.assert_allclose(history[0].bias_gradient_means, expected_b, rtol=1e-10)
     row = history[0].as_dict()
-    assert [key for key in row if key.startswith("grad_W")] == ["grad_W1", "grad_W2", "grad_W3"]
+    assert [key for key in row if key.startswith("grad_")] == ["grad_W1", "grad_W2", "grad_W3", "grad_b1", "grad_b2",
+                                                              "grad_b3"]
 
 
 def test_cli_track_gradients_writes_columns_and_panel(tmp_path):
@@ -175,7 +178,7 @@ def test_cli_track_gradients_writes_columns_and_panel(tmp_path):
                                        "--metrics", str(metrics), "--plot", str(tmp_path / "p.png"), "-q"])
     assert result.exit_code == 0, result.output
     header = metrics.read_text().splitlines()[0].split(",")
-    assert header[-3:] == ["grad_W1", "grad_W2", "grad_W3"]
+    assert header[-6:] == ["grad_W1", "grad_W2", "grad_W3", "grad_b1", "grad_b2", "grad_b3"]
     result = CliRunner().invoke(main, ["plot", str(metrics), "-o", str(tmp_path / "again.png")])
     assert result.exit_code == 0 and (tmp_path / "again.png").exists()
     # a tracked run saved and resumed keeps its gradient history
@@ -185,5 +188,5 @@ def test_cli_track_gradients_writes_columns_and_panel(tmp_path):
     result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "m.npz"), "--epochs", "2", "--metrics",
                                        str(metrics), "--plot", str(tmp_path / "p.png"), "-q"])
     assert result.exit_code == 0, result.output
-    assert metrics.read_text().splitlines()[0].endswith("grad_W1,grad_W2")
+    assert metrics.read_text().splitlines()[0].endswith("grad_W1,grad_W2,grad_b1,grad_b2")
     assert len(metrics.read_text().splitlines()) == 3
