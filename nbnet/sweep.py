@@ -43,7 +43,8 @@ def run_one(config):
     held_out = "validation" if X_validation is not None else "test"
     return dict(config, train_cost=last.train_cost, train_accuracy=last.train_accuracy, held_out=held_out,
                 held_out_cost=getattr(last, f"{held_out}_cost"), held_out_accuracy=getattr(last, f"{held_out}_accuracy"),
-                test_accuracy=last.test_accuracy, seconds=sum(m.seconds for m in history))
+                test_accuracy=last.test_accuracy, seconds=sum(m.seconds for m in history),
+                train_costs=[m.train_cost for m in history])
 
 
 def sweep(configs, executor):
@@ -57,7 +58,9 @@ def best(results):
 
 
 def plot_sweep(results, path, varied):
-    """Final train and held-out cost and accuracy against the varied value, best marked."""
+    """Final train and held-out cost and accuracy against the varied value, best marked, and
+    the train cost of every run epoch by epoch (a too large learning rate overshoots: its
+    cost jumps about or climbs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +71,13 @@ def plot_sweep(results, path, varied):
     rows = sorted(results, key=lambda row: row[varied])
     x = [row[varied] for row in rows]
     held_out = rows[0]["held_out"]
-    figure, (cost_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, (cost_axes, accuracy_axes, curve_axes) = plt.subplots(1, 3, figsize=(16, 4.2))
+    for row in rows:
+        curve_axes.plot(range(1, len(row["train_costs"]) + 1), row["train_costs"], "-o", ms=3,
+                        label=f"{varied} = {row[varied]:g}")
+    curve_axes.set(xlabel="epoch", ylabel="train cost", yscale="log", title="train cost per epoch, every run")
+    curve_axes.grid(alpha=0.3)
+    curve_axes.legend(fontsize=8)
     for axes, what, scale in ((cost_axes, "cost", 1), (accuracy_axes, "accuracy", 100)):
         axes.plot(x, [scale * row[f"train_{what}"] for row in rows], "-o", label=f"train {what}")
         axes.plot(x, [scale * row[f"held_out_{what}"] for row in rows], "-s", label=f"{held_out} {what}")
