@@ -174,7 +174,6 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
                           optimizer_step=optimizer.step)
         save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint, state=optimizer.state_arrays())
 
-    n_batches = -(-len(X_train) // options["batch_size"])
     show_bar = not quiet and sys.stderr.isatty()
     held_out = "valid" if X_validation is not None else "test"
     click.echo(f"{'epoch':>7} {'train cost':>11} {held_out + ' cost':>11} {'train acc':>10} {held_out + ' acc':>10} "

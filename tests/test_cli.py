@@ -11,7 +11,7 @@ from nbnet.cli import main
 from nbnet.train import METRIC_COLUMNS
 
 from idx_files import idx_bytes, write_mnist
-from test_data import QuietHandler, mirror  # noqa: F401  (fixture)
+from test_data import mirror  # noqa: F401  (a fixture, used by name)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
