@@ -36,10 +36,6 @@ class Optimizer:
         self.step = 0
         self.state = None  # [s1_W, s1_b, s2_W, s2_b], each a list of arrays shaped like the parameters
 
-    def settings(self):
-        return dict(optimizer=self.name, momentum=self.momentum, beta1=self.beta1, beta2=self.beta2, rho=self.rho,
-                    eps=self.eps, decoupled_weight_decay=self.decoupled)
-
     def attach(self, net):
         """Zero state for `net` (unless state for it was loaded from a checkpoint); plain SGD
         keeps arrays too, unused, so that every optimiser runs through the same kernels."""
@@ -67,12 +63,11 @@ class Optimizer:
         tracked (which needs them whole)."""
         if self.gradient_sums is None:
             self.gradient_sums = np.zeros((2, len(net.weights)))
+        weights, biases = net.typed_parameters()
         if self.name == "sgd" and not self.track_gradients:
-            weights, biases = net.typed_parameters()
             kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size,
                                   first, stop, float(lr), float(l2_over_n), float(keep), int(seed))
             return
-        weights, biases = net.typed_parameters()
         s1_W, s1_b, s2_W, s2_b = (List(arrays) for arrays in self.attach(net).state)
         gradient_l2 = 0.0 if self.decoupled else l2_over_n
         self.step = int(kernels.train_batches_with(
