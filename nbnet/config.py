@@ -32,6 +32,8 @@ JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
 # twin: starting threads costs about a microsecond per call, more than such work takes
 # (the twin of weighted_sum computes its sums one multiply-add at a time, without SIMD).
 PARALLEL_MIN_WORK = 10_000
+# Samples gathered at once into a contiguous block for the next minibatches (gather_rows).
+GATHER_ROWS = 256
 # Samples per tile in weighted_sum: a tile of 784-pixel float32 rows is 0.8 MB, within L2.
 SAMPLE_TILE = 256
 

@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 from numba.typed import List
 
-from .config import PARALLEL_MIN_WORK, SAMPLE_TILE, kernel, serial
+from .config import GATHER_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, kernel, serial
 
 # Activation, cost and optimiser codes; nbnet.activations, nbnet.costs, nbnet.optimizers map names to these.
 SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
@@ -278,6 +278,18 @@ def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, 
         sum_rows(W, b, x_next, z_next, 4 * block, 0, x_next.shape[0])
 
 
+# ----------------------------------------------------------------------------- inputs
+@kernel
+def gather_rows(X, y, order, start, x_out, y_out):
+    """x_out[i] = X[order[start + i]], y_out[i] = y[order[start + i]]: the shuffled samples of
+    the next few minibatches copied into one contiguous block. One thread owns each row, and
+    all threads fetch rows at once instead of one sample at a time inside the steps (a random
+    row of X is in no cache)."""
+    for i in prange(x_out.shape[0]):
+        x_out[i, :] = X[order[start + i], :]
+        y_out[i] = y[order[start + i]]
+
+
 # ----------------------------------------------------------------------------- dropout
 @serial(inline="always")
 def uniform(seed, step, layer, s, j):
@@ -370,6 +382,7 @@ hidden_delta_serial = hidden_delta.serial
 gradient_step_serial = gradient_step.serial
 gradient_step_then_weighted_sum_serial = gradient_step_then_weighted_sum.serial
 dropout_serial = dropout.serial
+gather_rows_serial = gather_rows.serial
 apply_mask_serial = apply_mask.serial
 
 
@@ -498,16 +511,35 @@ def like_each(arrays):
 
 
 @serial
-def gather(X, y, order, start, x_batch, y_batch):
-    """The samples order[start], order[start + 1], ... of X and y, copied into x_batch and
-    y_batch; a batch of one sample is simply that row of X (no copy)."""
-    if x_batch.shape[0] == 1:
-        i = order[start]
+def chunk_buffers(X, y, batch_size):
+    """Two buffers for gathered_batch, each of GATHER_ROWS samples rounded down to whole
+    minibatches (at least one)."""
+    rows = batch_size * max(1, GATHER_ROWS // batch_size)
+    x_chunks = (np.empty((rows, X.shape[1]), dtype=X.dtype), np.empty((rows, X.shape[1]), dtype=X.dtype))
+    y_chunks = (np.empty(rows, dtype=y.dtype), np.empty(rows, dtype=y.dtype))
+    return x_chunks, y_chunks
+
+
+@serial
+def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks):
+    """The inputs and labels of minibatch `batch`, for batches asked for in turn from `first`
+    on. The samples of several minibatches are gathered (gather_rows) into one of the two
+    chunk buffers when the first of them is asked for, and each minibatch is a slice of it;
+    the buffers alternate, so the batch before stays valid while the next is fetched.
+    A batch of one sample is that row of X, read in place (copying it cost more than it saved)."""
+    if batch_size == 1:
+        i = order[batch]
         return X[i:i + 1], y[i:i + 1]
-    for s in range(x_batch.shape[0]):
-        x_batch[s, :] = X[order[start + s], :]
-        y_batch[s] = y[order[start + s]]
-    return x_batch, y_batch
+    per_chunk = x_chunks[0].shape[0] // batch_size
+    c, i = divmod(batch - first, per_chunk)
+    x_chunk, y_chunk = x_chunks[c % 2], y_chunks[c % 2]
+    if i == 0:
+        rows = min(per_chunk, stop - batch) * batch_size
+        if rows * X.shape[1] >= PARALLEL_MIN_WORK:
+            gather_rows(X, y, order, batch * batch_size, x_chunk[:rows], y_chunk[:rows])
+        else:
+            gather_rows_serial(X, y, order, batch * batch_size, x_chunk[:rows], y_chunk[:rows])
+    return x_chunk[i * batch_size:(i + 1) * batch_size], y_chunk[i * batch_size:(i + 1) * batch_size]
 
 
 @serial
@@ -520,16 +552,14 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     next forward pass starts from there. With keep < 1, hidden units are dropped out, with
     masks drawn from (seed, batch, layer, sample, unit).
     """
-    x_batch = np.empty((batch_size, X.shape[1]), dtype=X.dtype)
-    y_batch = np.empty(batch_size, dtype=y.dtype)
-    x_next, y_next = np.empty_like(x_batch), np.empty_like(y_batch)
+    x_chunks, y_chunks = chunk_buffers(X, y, batch_size)
     zs = layer_buffers(weights, batch_size)
     activations = layer_buffers(weights, batch_size)
     deltas = layer_buffers(weights, batch_size)
     masks = layer_buffers(weights, batch_size if keep < 1.0 else 0)
     kept = layer_buffers(weights, batch_size if keep < 1.0 else 0)
     inputs = kept if keep < 1.0 else activations  # what layer m + 1 reads
-    x_now, y_now = gather(X, y, order, first * batch_size, x_batch, y_batch)
+    x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
         forward_from(1, weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
@@ -539,9 +569,7 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
         if batch + 1 == stop:
             gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
             break
-        x_batch, x_next = x_next, x_batch  # fill the buffers x_now is not in
-        y_batch, y_next = y_next, y_batch
-        x_new, y_new = gather(X, y, order, (batch + 1) * batch_size, x_batch, y_batch)
+        x_new, y_new = gathered_batch(X, y, order, batch_size, first, stop, batch + 1, x_chunks, y_chunks)
         if batch_size <= SAMPLE_TILE:
             gradient_step_then_weighted_sum_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0],
                                                  x_new, zs[0])
@@ -560,8 +588,7 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
     correction) and the new count is returned; `hyper` is as in optimizer_step (in the
     weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m] and [1, m] accumulate
     the mean |dJ/dW^m| and |dJ/db^m| of every step (for --track-gradients)."""
-    x_batch = np.empty((batch_size, X.shape[1]), dtype=X.dtype)
-    y_batch = np.empty(batch_size, dtype=y.dtype)
+    x_chunks, y_chunks = chunk_buffers(X, y, batch_size)
     zs = layer_buffers(weights, batch_size)
     activations = layer_buffers(weights, batch_size)
     deltas = layer_buffers(weights, batch_size)
@@ -569,7 +596,7 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
     masks = layer_buffers(weights, batch_size if keep < 1.0 else 0)
     kept = layer_buffers(weights, batch_size if keep < 1.0 else 0)
     for batch in range(first, stop):
-        x, y_now = gather(X, y, order, batch * batch_size, x_batch, y_batch)
+        x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
         forward_from(0, weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
         backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, keep, masks,
                  kept)

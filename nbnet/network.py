@@ -5,6 +5,7 @@ from numba.typed import List
 
 from . import kernels
 from .activations import CODES, HIDDEN, OUTPUT
+from .aligned import aligned
 from .costs import COSTS, one_hot
 
 DTYPES = ("float32", "float64")
@@ -56,9 +57,9 @@ class Network:
         _check_choice("init", self.init, tuple(INITS))
         rng = np.random.default_rng(seed)
         weight_std, biases_random = INITS[self.init]
-        self.weights = [(rng.standard_normal((n_out, n_in)) * weight_std(n_in, n_out)).astype(self.dtype)
+        self.weights = [aligned(rng.standard_normal((n_out, n_in)) * weight_std(n_in, n_out), self.dtype)
                         for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-        self.biases = [(rng.standard_normal(n_out) if biases_random else np.zeros(n_out)).astype(self.dtype)
+        self.biases = [aligned(rng.standard_normal(n_out) if biases_random else np.zeros(n_out), self.dtype)
                        for n_out in sizes[1:]]
         self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
         self.cost_function = COSTS[cost]
@@ -87,7 +88,8 @@ class Network:
 
     # ------------------------------------------------------------------ inputs
     def as_inputs(self, X):
-        """X as a C-contiguous (n_samples, n_in) array of the network's dtype."""
+        """X as a C-contiguous, aligned (nbnet.aligned) (n_samples, n_in) array of the network's
+        dtype: X itself when it is one already."""
         X = np.asarray(X)
         if X.ndim == 1 and X.shape[0] == self.sizes[0]:
             X = X[None, :]
@@ -95,7 +97,7 @@ class Network:
             raise ValueError(f"inputs must have shape (n_samples, {self.sizes[0]}), got {X.shape}")
         if X.shape[0] == 0:
             raise ValueError("inputs hold no samples")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = aligned(X, self.dtype)
         if not np.all(np.isfinite(X)):
             raise ValueError("inputs contain NaN or infinite values")
         return X

@@ -11,6 +11,7 @@ import numpy as np
 from numba.typed import List
 
 from . import kernels
+from .aligned import zeros
 
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "nesterov": kernels.NESTEROV,
               "rmsprop": kernels.RMSPROP, "adam": kernels.ADAM}
@@ -40,7 +41,7 @@ class Optimizer:
         """Zero state for `net` (unless state for it was loaded from a checkpoint); plain SGD
         keeps arrays too, unused, so that every optimiser runs through the same kernels."""
         if self.state is None:
-            self.state = [[np.zeros_like(P) for P in params]
+            self.state = [[zeros(P.shape, P.dtype) for P in params]
                           for params in (net.weights, net.biases, net.weights, net.biases)]
         return self
 

@@ -124,13 +124,18 @@ def backward(weights, acts, cost, X, y, l2_over_n, zs, activations):
     return grads_W, grads_b
 
 
+def gather_rows(X, y, order, start, n_rows):
+    """The samples order[start], ..., order[start + n_rows - 1] of X and y."""
+    idx = order[start:start + n_rows]
+    return X[idx], y[idx]
+
+
 def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0,
                   seed=0):
     """Minibatch SGD steps for batches first..stop-1 of `order`, updating the lists in place
     (with dropout when keep < 1)."""
     for batch in range(first, stop):
-        idx = order[batch * batch_size:(batch + 1) * batch_size]
-        xb, yb = X[idx], y[idx]
+        xb, yb = gather_rows(X, y, order, batch * batch_size, batch_size)
         if keep < 1:
             zs, activations, masks, inputs = forward_dropout(weights, biases, acts, xb, keep, seed, batch)
         else:
@@ -167,8 +172,7 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
                        batch_size, first, stop, l2_over_n):
     """Like kernels.train_batches_with, on lists of arrays; returns the new step count."""
     for batch in range(first, stop):
-        idx = order[batch * batch_size:(batch + 1) * batch_size]
-        xb, yb = X[idx], y[idx]
+        xb, yb = gather_rows(X, y, order, batch * batch_size, batch_size)
         zs, activations = forward(weights, biases, acts, xb)
         grads_W, grads_b = backward(weights, acts, cost, xb, yb, l2_over_n, zs, activations)
         step += 1

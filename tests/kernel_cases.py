@@ -84,6 +84,15 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
         assert W_kernel.dtype == dtype and b_kernel.dtype == dtype
 
 
+    order = rng.permutation(n_samples + 3)
+    X_all, y_all = rng.random((n_samples + 3, n_in)).astype(dtype), rng.integers(0, 10, n_samples + 3)
+    x_out, y_out = np.empty((n_samples, n_in), dtype), np.empty(n_samples, np.int64)
+    K.gather_rows(X_all, y_all, order, 2, x_out, y_out)
+    expected_x, expected_y = R.gather_rows(X_all, y_all, order, 2, n_samples)
+    np.testing.assert_array_equal(x_out, expected_x, err_msg="gather_rows " + shape)
+    np.testing.assert_array_equal(y_out, expected_y, err_msg="gather_rows " + shape)
+
+
 def check_all(shapes, seed=0):
     rng = np.random.default_rng(seed)
     for variant in ("parallel", "serial"):

@@ -82,10 +82,11 @@ def test_float32_kernels_compute_in_float32(name):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n_samples,batch_size", [(23, 1), (23, 4), (23, 7), (700, 300)])
+@pytest.mark.parametrize("n_samples,batch_size", [(23, 1), (23, 4), (23, 7), (700, 300), (1100, 1), (1100, 7)])
 def test_compiled_training_matches_numpy_training(dtype, n_samples, batch_size):
-    """Whole minibatch SGD runs end with the same weights: short last batches, and batches
-    too large for gradient_step_then_weighted_sum (the unfused path) included."""
+    """Whole minibatch SGD runs end with the same weights: short last batches, batches too
+    large for gradient_step_then_weighted_sum (the unfused path), and runs over several
+    chunks of gathered samples (GATHER_ROWS) included."""
     rng = np.random.default_rng(3)
     net = Network([9, 8, 5, 4], activation="tanh", output="softmax", dtype=dtype, seed=2)
     X = rng.random((n_samples, 9)).astype(dtype)

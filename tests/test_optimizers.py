@@ -56,15 +56,15 @@ def test_optimizer_rules_by_hand():
 def test_compiled_optimizer_training_matches_numpy(name):
     rng = np.random.default_rng(2)
     net = Network([9, 8, 4], activation="tanh", dtype="float64", seed=3)
-    X, y = rng.random((40, 9)), rng.integers(0, 4, 40)
-    order = rng.permutation(40).astype(np.int64)
+    X, y = rng.random((600, 9)), rng.integers(0, 4, 600)  # 600 samples: more than one GATHER_ROWS chunk
+    order = rng.permutation(600).astype(np.int64)
     optimizer = Optimizer(name).attach(net)
     twin_W, twin_b = [W.copy() for W in net.weights], [b.copy() for b in net.biases]
     twin_state = [[s.copy() for s in arrays] for arrays in optimizer.state]
-    optimizer.run(net, X, y, order, 8, 0, 5, 0.05, 0.01)
+    optimizer.run(net, X, y, order, 8, 0, 75, 0.05, 0.01)
     step = R.train_batches_with(OPTIMIZERS[name], Optimizer(name).hyper(0.05, 0.01, np.float64), 0, twin_W, twin_b,
-                                *twin_state, net.acts, net.cost_function.code, X, y, order, 8, 0, 5, 0.01)
-    assert optimizer.step == step == 5
+                                *twin_state, net.acts, net.cost_function.code, X, y, order, 8, 0, 75, 0.01)
+    assert optimizer.step == step == 75
     for got, want in zip(net.weights + net.biases, twin_W + twin_b):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
