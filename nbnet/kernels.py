@@ -156,96 +156,136 @@ def output_delta(z, a, y, act, cost, delta):
                     delta[s, j] *= f_prime(z[s, j], a[s, j], act)
 
 
+@serial(inline="always")
+def back_sums(W_next, delta_next, delta, s, n):
+    """delta[s + i, k] = sum_j W_next[j, k] delta_next[s + i, j] for the n = 1 or 2 samples
+    s, s + 1: the sums of hidden_delta.
+
+    The sum over j is the outer loop, so the inner loop walks rows of W_next (contiguous).
+    Rows are added four at a time, for both samples at once when n = 2: each load of
+    W_next[j, k] feeds both samples, and delta[s, k] is loaded and stored once per 4 rows
+    (8 multiply-adds per 6 loads and 2 stores).
+    """
+    n_next, n_here = W_next.shape
+    for i in range(n):
+        for k in range(n_here):
+            delta[s + i, k] = ZERO
+    j = 0
+    while j + 4 <= n_next:
+        d0, d1, d2, d3 = delta_next[s, j], delta_next[s, j + 1], delta_next[s, j + 2], delta_next[s, j + 3]
+        if n == 2:
+            t = s + 1
+            e0, e1, e2, e3 = delta_next[t, j], delta_next[t, j + 1], delta_next[t, j + 2], delta_next[t, j + 3]
+            for k in range(n_here):
+                w0, w1, w2, w3 = W_next[j, k], W_next[j + 1, k], W_next[j + 2, k], W_next[j + 3, k]
+                delta[s, k] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+                delta[t, k] += w0 * e0 + w1 * e1 + w2 * e2 + w3 * e3
+        else:
+            for k in range(n_here):
+                delta[s, k] += W_next[j, k] * d0 + W_next[j + 1, k] * d1 + W_next[j + 2, k] * d2 + W_next[j + 3, k] * d3
+        j += 4
+    for jj in range(j, n_next):  # the last 1 to 3 rows
+        for i in range(n):
+            d = delta_next[s + i, jj]
+            for k in range(n_here):
+                delta[s + i, k] += W_next[jj, k] * d
+
+
 @kernel
 def hidden_delta(W_next, delta_next, z, a, act, delta):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j].
 
-    The sum over j is the outer loop, so the inner loop walks rows of W_next (contiguous);
-    rows are added four at a time (one load and store of delta[s, k] per 4 multiply-adds).
+    Threads own pairs of samples (back_sums computes both sums at once); an odd last sample
+    goes alone.
     """
-    n_next, n_here = W_next.shape
-    for s in prange(a.shape[0]):
-        for k in range(n_here):
-            delta[s, k] = ZERO
-        j = 0
-        while j + 4 <= n_next:
-            d0, d1, d2, d3 = delta_next[s, j], delta_next[s, j + 1], delta_next[s, j + 2], delta_next[s, j + 3]
-            for k in range(n_here):
-                delta[s, k] += W_next[j, k] * d0 + W_next[j + 1, k] * d1 + W_next[j + 2, k] * d2 + W_next[j + 3, k] * d3
-            j += 4
-        for jj in range(j, n_next):  # the last 1 to 3 rows
-            d = delta_next[s, jj]
-            for k in range(n_here):
-                delta[s, k] += W_next[jj, k] * d
-        for k in range(n_here):
-            delta[s, k] *= f_prime(z[s, k], a[s, k], act)
+    n_samples = a.shape[0]
+    for pair in prange((n_samples + 1) // 2):
+        s = 2 * pair
+        n = min(2, n_samples - s)
+        back_sums(W_next, delta_next, delta, s, n)
+        for i in range(n):
+            for k in range(delta.shape[1]):
+                delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
+
+
+@serial(inline="always")
+def subtract_outer_products(delta, a_prev, c, G, j0):
+    """G[j, k] -= c sum_s delta[s, j] a_prev[s, k] for the rows j0..j0+3 of G: the sum over
+    samples of outer products delta^m (a^(m-1))^T, the loop nest of both weight_gradient and
+    gradient_step.
+
+    Two rows and four samples at a time: each load of a_prev[s, k] feeds both rows, and each
+    row is loaded and stored once per four samples (8 multiply-adds per 6 loads and 2 stores).
+    """
+    n_samples, n_in = a_prev.shape
+    j_end = min(j0 + 4, G.shape[0])
+    j = j0
+    while j + 2 <= j_end:
+        s = 0
+        while s + 4 <= n_samples:
+            p0, p1, p2, p3 = c * delta[s, j], c * delta[s + 1, j], c * delta[s + 2, j], c * delta[s + 3, j]
+            q0, q1, q2, q3 = c * delta[s, j + 1], c * delta[s + 1, j + 1], c * delta[s + 2, j + 1], c * delta[s + 3, j + 1]
+            for k in range(n_in):
+                x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
+                G[j, k] -= p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3
+                G[j + 1, k] -= q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3
+            s += 4
+        for ss in range(s, n_samples):  # the last 1 to 3 samples
+            p, q = c * delta[ss, j], c * delta[ss, j + 1]
+            for k in range(n_in):
+                G[j, k] -= p * a_prev[ss, k]
+                G[j + 1, k] -= q * a_prev[ss, k]
+        j += 2
+    if j < j_end:  # an odd last row, one sample at a time
+        for s in range(n_samples):
+            p = c * delta[s, j]
+            for k in range(n_in):
+                G[j, k] -= p * a_prev[s, k]
 
 
 @kernel
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
 
-    grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k]; one thread owns row j.
-    (Training uses gradient_step, which fuses this with the update; Network.gradients uses this.)
+    grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k], formed by
+    subtract_outer_products with c = -1/S. Threads own blocks of 4 rows, as in gradient_step.
+    (SGD training uses gradient_step, which fuses this with the update; the other optimisers
+    and Network.gradients use this.)
     """
-    for j in prange(W.shape[0]):
-        scale = ONE / a_prev.dtype.type(a_prev.shape[0])
-        l2 = W.dtype.type(l2_over_n)
-        for k in range(W.shape[1]):
-            grad_W[j, k] = ZERO
-        gb = ZERO * scale
-        for s in range(a_prev.shape[0]):
-            d = delta[s, j]
-            gb += d
+    for block in prange((W.shape[0] + 3) // 4):
+        j0, j_end = 4 * block, min(4 * block + 4, W.shape[0])
+        scale = ONE / W.dtype.type(a_prev.shape[0])  # 1 / S
+        for j in range(j0, j_end):
+            gb = ZERO * scale
+            for s in range(a_prev.shape[0]):
+                gb += delta[s, j]
+            grad_b[j] = gb * scale
             for k in range(W.shape[1]):
-                grad_W[j, k] += d * a_prev[s, k]
-        for k in range(W.shape[1]):
-            grad_W[j, k] = grad_W[j, k] * scale + l2 * W[j, k]
-        grad_b[j] = gb * scale
+                grad_W[j, k] = ZERO
+        subtract_outer_products(delta, a_prev, -scale, grad_W, j0)
+        l2 = W.dtype.type(l2_over_n)
+        if l2 != ZERO:
+            for j in range(j0, j_end):
+                for k in range(W.shape[1]):
+                    grad_W[j, k] += l2 * W[j, k]
 
 
 @serial(inline="always")
 def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
-    """The SGD step of gradient_step for rows j0..j0+3 of W and b.
-
-    Two rows and four samples at a time: each load of a_prev[s, k] feeds both rows, and each
-    row is loaded and stored once per four samples (8 multiply-adds per 6 loads and 2 stores).
-    """
-    n_samples, n_in = a_prev.shape
-    j_end = min(j0 + 4, W.shape[0])
+    """The SGD step of gradient_step for rows j0..j0+3 of W and b: the bias step and the L2
+    shrink row by row, then W[j, k] -= alpha/S sum_s delta[s, j] a_prev[s, k]."""
+    n_samples = a_prev.shape[0]
     step = W.dtype.type(lr) / W.dtype.type(n_samples)  # alpha / S
     decay = ONE - W.dtype.type(lr) * W.dtype.type(l2_over_n)
-    for j in range(j0, j_end):
+    for j in range(j0, min(j0 + 4, W.shape[0])):
         gb = ZERO * step
         for s in range(n_samples):
             gb += delta[s, j]
         b[j] -= step * gb
         if decay != ONE:  # L2: shrink the row first
-            for k in range(n_in):
+            for k in range(W.shape[1]):
                 W[j, k] *= decay
-    j = j0
-    while j + 2 <= j_end:
-        s = 0
-        while s + 4 <= n_samples:
-            p0, p1, p2, p3 = step * delta[s, j], step * delta[s + 1, j], step * delta[s + 2, j], step * delta[s + 3, j]
-            q0, q1, q2, q3 = (step * delta[s, j + 1], step * delta[s + 1, j + 1], step * delta[s + 2, j + 1],
-                              step * delta[s + 3, j + 1])
-            for k in range(n_in):
-                x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
-                W[j, k] -= p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3
-                W[j + 1, k] -= q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3
-            s += 4
-        for ss in range(s, n_samples):  # the last 1 to 3 samples
-            p, q = step * delta[ss, j], step * delta[ss, j + 1]
-            for k in range(n_in):
-                W[j, k] -= p * a_prev[ss, k]
-                W[j + 1, k] -= q * a_prev[ss, k]
-        j += 2
-    if j < j_end:  # an odd last row, one sample at a time
-        for s in range(n_samples):
-            p = step * delta[s, j]
-            for k in range(n_in):
-                W[j, k] -= p * a_prev[s, k]
+    subtract_outer_products(delta, a_prev, step, W, j0)
 
 
 @kernel
