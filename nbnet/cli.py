@@ -19,7 +19,7 @@ from .network import DTYPES, INITS, Network
 from .optimizers import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, learning_rate
 from .plots import OutputError, plot_metrics, read_metrics, write_metrics
-from .train import Diverged, EpochMetrics, prepare_kernels, set_threads, train
+from .train import BestEpoch, Diverged, EpochMetrics, prepare_kernels, set_threads, train
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
@@ -169,10 +169,13 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
 
     inputs = data.input_spec()
 
+    best = run["best"]  # early stopping's best epoch so far, kept in checkpoints
+
     def save(epoch):
         checkpoint = dict(epoch=epoch, epochs=epochs, options=options, rng=rng.bit_generator.state,
-                          optimizer_step=optimizer.step)
-        save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint, state=optimizer.state_arrays())
+                          optimizer_step=optimizer.step, best_epoch=best.metrics.epoch if best.metrics else None)
+        save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint,
+                   state={**optimizer.state_arrays(), **best.arrays()})
 
     show_bar = not quiet and sys.stderr.isatty()
     held_out = "valid" if X_validation is not None else "test"
@@ -200,7 +203,8 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
                   options["l2"], rng=rng, first_epoch=run["first_epoch"], on_epoch=on_epoch,
                   on_progress=EpochProgressBar(epochs) if show_bar else None, optimizer=optimizer,
                   schedule=schedule, X_validation=X_validation, y_validation=y_validation,
-                  patience=options["patience"] if options["early_stopping"] else None, dropout=options["dropout"])
+                  patience=options["patience"] if options["early_stopping"] else None, dropout=options["dropout"],
+                  best=best)
             if X_validation is not None:
                 report_held_out(history, epochs, options, metrics_path)
         if save_path:
@@ -242,7 +246,7 @@ def report_held_out(history, epochs, options, metrics_path):
 def new_run(options, epochs):
     options = dict(options, hidden=list(options["hidden"]))
     return dict(options=options, epochs=epochs, net=None, history=[], first_epoch=1,
-                rng=np.random.default_rng(options["seed"]), state={}, step=0)
+                rng=np.random.default_rng(options["seed"]), state={}, step=0, best=BestEpoch())
 
 
 def resume_run(ctx, path, options, epochs):
@@ -269,8 +273,9 @@ def resume_run(ctx, path, options, epochs):
     rng = np.random.default_rng()
     rng.bit_generator.state = checkpoint["rng"]
     history = [EpochMetrics.from_dict(row) for row in metadata["history"]]
+    best = BestEpoch.from_checkpoint(metadata["state"], history, checkpoint.get("best_epoch"))
     return dict(options=saved, epochs=epochs, net=net, history=history, first_epoch=checkpoint["epoch"] + 1, rng=rng,
-                state=metadata["state"], step=checkpoint.get("optimizer_step", 0))
+                state=metadata["state"], step=checkpoint.get("optimizer_step", 0), best=best)
 
 
 def warn_unwritable_cache():

@@ -3,6 +3,8 @@
     W1, W2, ...   weights[m-1], shape (n_out, n_in)
     b1, b2, ...   biases[m-1],  shape (n_out,)
     optimizer_*   optimiser state (momentum, RMSprop, Adam), in checkpoints only
+    best_W*, best_b*  the weights of the best validation epoch so far (early stopping), in
+                  checkpoints only
     metadata      JSON: format and nbnet versions, configuration (sizes, activations, cost,
                   dtype), how inputs were prepared (dataset, image shape, pixel scale), the
                   training history and, for files written by `nbnet train`, the checkpoint
@@ -59,7 +61,7 @@ def save_model(net, path, history=(), inputs=None, checkpoint=None, state=None):
 
 def load_model(path):
     """(Network, metadata) from a file written by save_model; ModelError if it is not one.
-    Optimiser-state arrays, if any, are in metadata["state"]."""
+    Optimiser-state and best-epoch arrays, if any, are in metadata["state"]."""
     try:
         with np.load(path, allow_pickle=False) as content:
             arrays = {name: content[name] for name in content.files}
@@ -93,5 +95,5 @@ def load_model(path):
             net.biases[m - 1][...] = b
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(f"{path}: incomplete or inconsistent model ({error})") from None
-    metadata["state"] = {name: array for name, array in arrays.items() if name.startswith("optimizer_")}
+    metadata["state"] = {name: array for name, array in arrays.items() if name.startswith(("optimizer_", "best_"))}
     return net, metadata

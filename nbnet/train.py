@@ -59,6 +59,43 @@ class EpochMetrics:
         return cls(**fields, gradient_means=series("grad_W"), bias_gradient_means=series("grad_b"))
 
 
+class BestEpoch:
+    """The epoch with the lowest validation cost so far and a copy of its weights: what early
+    stopping restores. Checkpoints keep it (`arrays`, `from_checkpoint`), so a resumed run
+    stops, and keeps, what the uninterrupted run would have."""
+
+    def __init__(self, metrics=None, weights=None, biases=None):
+        self.metrics, self.weights, self.biases = metrics, weights, biases
+
+    def offer(self, net, metrics):
+        if self.metrics is None or metrics.validation_cost < self.metrics.validation_cost:
+            self.metrics = metrics
+            self.weights = [W.copy() for W in net.weights]
+            self.biases = [b.copy() for b in net.biases]
+
+    def restore(self, net):
+        for P, saved in zip(net.weights + net.biases, self.weights + self.biases):
+            P[...] = saved
+
+    def arrays(self):
+        """Named arrays for a model file (none before the first epoch)."""
+        if self.metrics is None:
+            return {}
+        named = {f"best_W{m}": W for m, W in enumerate(self.weights, 1)}
+        named.update({f"best_b{m}": b for m, b in enumerate(self.biases, 1)})
+        return named
+
+    @classmethod
+    def from_checkpoint(cls, arrays, history, epoch):
+        """The record saved with a checkpoint: `epoch` (None if none) names a row of `history`."""
+        if epoch is None:
+            return cls()
+        metrics = next(row for row in history if row.epoch == epoch)
+        L = sum(name.startswith("best_W") for name in arrays)
+        return cls(metrics, [arrays[f"best_W{m}"] for m in range(1, L + 1)],
+                   [arrays[f"best_b{m}"] for m in range(1, L + 1)])
+
+
 class Diverged(Exception):
     """Training produced NaN or infinite values."""
 
@@ -118,7 +155,7 @@ def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optim
 
 def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
           seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1, optimizer=None, schedule=None,
-          X_validation=None, y_validation=None, patience=None, dropout=0.0):
+          X_validation=None, y_validation=None, patience=None, dropout=0.0, best=None):
     """Train `net` in place with minibatch SGD (or `optimizer`); return the list of EpochMetrics.
 
     Each epoch draws a fresh shuffle from `rng` (default: a generator seeded with `seed`), so
@@ -131,7 +168,8 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     With a validation set, each epoch reports validation instead of test cost and accuracy,
     and the test set is evaluated once, at the end. With `patience`, training stops when the
     validation cost has not improved for that many epochs, and the weights of the best epoch
-    are restored (the returned history then ends with that epoch's row updated).
+    are restored (the returned history then ends with that epoch's row updated). `best` (a
+    BestEpoch) carries that bookkeeping over from the epochs before first_epoch.
 
     dropout P drops each hidden unit with probability P in every training step (inverted
     dropout); the masks depend only on (seed, epoch, step, layer, sample, unit).
@@ -157,7 +195,8 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     n_batches = -(-n // batch_size)
     slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
     rng = np.random.default_rng(seed) if rng is None else rng
-    history, best = [], None
+    history = []
+    best = BestEpoch() if best is None else best
     for epoch in range(first_epoch, epochs + 1):
         order = rng.permutation(n).astype(np.int64)
         epoch_lr = schedule(epoch) if schedule else lr
@@ -186,16 +225,15 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
         metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds,
                                validation_cost, validation_accuracy, *tracked)
         history.append(metrics)
-        if validating and (best is None or validation_cost < best[1].validation_cost):
-            best = ([W.copy() for W in net.weights], metrics, [b.copy() for b in net.biases])
+        if validating:
+            best.offer(net, metrics)
         if on_epoch:
             on_epoch(metrics)
-        if patience and epoch - best[1].epoch >= patience:
+        if patience and epoch - best.metrics.epoch >= patience:
             break
-    if validating:  # keep the best epoch's weights, then look at the test set once
+    if validating and history:  # keep the best epoch's weights, then look at the test set once
         if patience:
-            for P, saved in zip(net.weights + net.biases, best[0] + best[2]):
-                P[...] = saved
-        kept = best[1] if patience else history[-1]
+            best.restore(net)
+        kept = best.metrics if patience else history[-1]
         kept.test_cost, kept.test_accuracy = net.evaluate(X_test, y_test, l2, n)
     return history

@@ -77,6 +77,43 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypa
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
 
 
+def test_resumed_early_stopping_stops_and_keeps_what_the_uninterrupted_run_does(tmp_path, monkeypatch):
+    """The best epoch so far (and its weights) travels in the checkpoint: interrupted after the
+    best epoch and resumed, the run still stops at the same epoch and keeps the same weights."""
+    common = ["--train-size", 300, "--validation", 0.3, "--early-stopping", "--patience", 2, "--epochs", 60,
+              "--lr", 1.0, "-q"]
+    result = invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png")
+    assert result.exit_code == 0 and "Stopped early" in result.output, result.output
+    rows = load_model(tmp_path / "straight.npz")[1]["history"]
+    stop = rows[-1]["epoch"]
+    best = min(rows, key=lambda row: row["validation_cost"])["epoch"]
+    assert best == stop - 2 and stop < 60
+
+    real_write = nbnet.cli.write_metrics
+
+    def interrupt_in_last_epoch(rows, path):  # the last checkpoint is then epoch stop - 1, after the best
+        if len(rows) == stop:
+            raise KeyboardInterrupt
+        return real_write(rows, path)
+
+    monkeypatch.setattr(nbnet.cli, "write_metrics", interrupt_in_last_epoch)
+    result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
+                    "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
+    assert result.exit_code == 130
+    checkpoint = load_model(tmp_path / "run.npz")[1]["checkpoint"]
+    assert checkpoint["epoch"] == stop - 1 and checkpoint["best_epoch"] == best
+    monkeypatch.setattr(nbnet.cli, "write_metrics", real_write)
+
+    result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
+                    "--plot", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert f"Stopped early after epoch {stop}" in result.output and f"kept the weights of epoch {best}" in result.output
+    assert same_parameters(Network.load(tmp_path / "straight.npz"), Network.load(tmp_path / "resumed.npz"))
+    resumed_rows = load_model(tmp_path / "resumed.npz")[1]["history"]
+    assert [row["epoch"] for row in resumed_rows] == [row["epoch"] for row in rows]
+    assert [row["epoch"] for row in resumed_rows if row["test_cost"] is not None] == [best]
+
+
 def test_resume_can_extend_a_finished_run(tmp_path):
     assert invoke("train", "--epochs", 2, "--save", tmp_path / "m.npz", "--plot", tmp_path / "p.png", "-q").exit_code == 0
     result = invoke("train", "--resume", tmp_path / "m.npz", "--epochs", 3, "--save", tmp_path / "m3.npz",
