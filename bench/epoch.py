@@ -234,7 +234,7 @@ def time_jax(jax, net, X, y, epoch_orders, batch_size):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per configuration (median)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per configuration (median)")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of the 60,000 samples per epoch")
     parser.add_argument("--quick", action="store_true", help="--fraction 0.1 --epochs 2")
     parser.add_argument("--only", default=None, help="comma-separated batch sizes to run, e.g. 10,128")
