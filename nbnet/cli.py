@@ -169,13 +169,14 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
 
     inputs = data.input_spec()
 
-    best = run["best"]  # early stopping's best epoch so far, kept in checkpoints
+    best_epoch = run["best"]  # early stopping's best epoch so far, kept in checkpoints
 
     def save(epoch):
         checkpoint = dict(epoch=epoch, epochs=epochs, options=options, rng=rng.bit_generator.state,
-                          optimizer_step=optimizer.step, best_epoch=best.metrics.epoch if best.metrics else None)
+                          optimizer_step=optimizer.step,
+                          best_epoch=best_epoch.metrics.epoch if best_epoch.metrics else None)
         save_model(net, save_path, history, inputs=inputs, checkpoint=checkpoint,
-                   state={**optimizer.state_arrays(), **best.arrays()})
+                   state={**optimizer.state_arrays(), **best_epoch.arrays()})
 
     show_bar = not quiet and sys.stderr.isatty()
     held_out = "valid" if X_validation is not None else "test"
@@ -204,7 +205,7 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
                   on_progress=EpochProgressBar(epochs) if show_bar else None, optimizer=optimizer,
                   schedule=schedule, X_validation=X_validation, y_validation=y_validation,
                   patience=options["patience"] if options["early_stopping"] else None, dropout=options["dropout"],
-                  best=best)
+                  best=best_epoch)
             if X_validation is not None:
                 report_held_out(history, epochs, options, metrics_path)
         if save_path:

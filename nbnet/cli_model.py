@@ -18,6 +18,7 @@ from .files import OutputError, atomic_write
 from .gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
 from .images import ImageError, fit_image, read_image
 from .model_file import ModelError, load_model
+from .optimizers import OPTIMIZERS
 from .train import prepare_kernels, set_threads
 
 
@@ -201,8 +202,7 @@ def info_command():
 @click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--activation", type=click.Choice(HIDDEN), default="sigmoid", show_default=True)
-@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "nesterov", "rmsprop", "adam"]), default="sgd",
-              show_default=True)
+@click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default="sgd", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -224,10 +224,10 @@ def sweep_command(l2, lr, hidden, dataset, data_dir, activation, optimizer, epoc
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
-    from .sweep import best, combinations, plot_sweep, sweep, threads_per_run
+    from .sweep import SWEPT, best, combinations, plot_sweep, sweep, threads_per_run
 
     values = {"l2": list(l2), "lr": list(lr), "hidden": list(hidden)}
-    varied = next((name for name in ("l2", "lr", "hidden") if len(values[name]) > 1), "l2")
+    varied = next((name for name in SWEPT if len(values[name]) > 1), "l2")
     cores = os.cpu_count() or 1
     base = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, activation=activation,
                 optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, train_size=train_size,

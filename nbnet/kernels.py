@@ -587,6 +587,15 @@ def layer_buffers(weights, n_samples):
 
 
 @serial
+def step_buffers(weights, batch_size, keep):
+    """zs, activations, deltas, and the dropout masks and kept activations (empty unless
+    keep < 1), for minibatches of batch_size samples."""
+    dropped = batch_size if keep < 1.0 else 0
+    return (layer_buffers(weights, batch_size), layer_buffers(weights, batch_size), layer_buffers(weights, batch_size),
+            layer_buffers(weights, dropped), layer_buffers(weights, dropped))
+
+
+@serial
 def like_each(arrays):
     """An empty array shaped like each array of the list."""
     out = List()
@@ -598,8 +607,8 @@ def like_each(arrays):
 @serial
 def chunk_buffers(X, y, batch_size):
     """Two buffers for gathered_batch, each of GATHER_ROWS samples rounded down to whole
-    minibatches (at least one)."""
-    rows = batch_size * max(1, GATHER_ROWS // batch_size)
+    minibatches (at least one); empty at batch size 1, which gathered_batch reads in place."""
+    rows = 0 if batch_size == 1 else batch_size * max(1, GATHER_ROWS // batch_size)
     x_chunks = (np.empty((rows, X.shape[1]), dtype=X.dtype), np.empty((rows, X.shape[1]), dtype=X.dtype))
     y_chunks = (np.empty(rows, dtype=y.dtype), np.empty(rows, dtype=y.dtype))
     return x_chunks, y_chunks
@@ -638,11 +647,7 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     masks drawn from (seed, batch, layer, sample, unit).
     """
     x_chunks, y_chunks = chunk_buffers(X, y, batch_size)
-    zs = layer_buffers(weights, batch_size)
-    activations = layer_buffers(weights, batch_size)
-    deltas = layer_buffers(weights, batch_size)
-    masks = layer_buffers(weights, batch_size if keep < 1.0 else 0)
-    kept = layer_buffers(weights, batch_size if keep < 1.0 else 0)
+    zs, activations, deltas, masks, kept = step_buffers(weights, batch_size, keep)
     inputs = kept if keep < 1.0 else activations  # what layer m + 1 reads
     x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
@@ -674,12 +679,8 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
     weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m] and [1, m] accumulate
     the mean |dJ/dW^m| and |dJ/db^m| of every step (for --track-gradients)."""
     x_chunks, y_chunks = chunk_buffers(X, y, batch_size)
-    zs = layer_buffers(weights, batch_size)
-    activations = layer_buffers(weights, batch_size)
-    deltas = layer_buffers(weights, batch_size)
+    zs, activations, deltas, masks, kept = step_buffers(weights, batch_size, keep)
     grads_W, grads_b = like_each(weights), like_each(biases)
-    masks = layer_buffers(weights, batch_size if keep < 1.0 else 0)
-    kept = layer_buffers(weights, batch_size if keep < 1.0 else 0)
     for batch in range(first, stop):
         x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
         forward_from(0, weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)

@@ -11,7 +11,7 @@ import numpy as np
 from numba.typed import List
 
 from . import kernels
-from .aligned import zeros
+from .aligned import aligned, zeros
 
 OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "nesterov": kernels.NESTEROV,
               "rmsprop": kernels.RMSPROP, "adam": kernels.ADAM}
@@ -91,5 +91,5 @@ class Optimizer:
         if self.name == "sgd":
             return
         L = len(net.weights)
-        self.state = [[np.ascontiguousarray(arrays[f"optimizer_{kind}_{m}"], dtype=net.dtype) for m in range(1, L + 1)]
+        self.state = [[aligned(arrays[f"optimizer_{kind}_{m}"], net.dtype) for m in range(1, L + 1)]
                       for kind in ("s1W", "s1b", "s2W", "s2b")]

@@ -50,13 +50,7 @@ def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
 
 def forward(weights, biases, acts, X):
     """Lists (zs, activations) of every layer."""
-    zs, activations = [], []
-    a = X
-    for W, b, act in zip(weights, biases, acts):
-        z = weighted_sum(W, b, a)
-        a = activate(z, act)
-        zs.append(z)
-        activations.append(a)
+    zs, activations, _, _ = forward_dropout(weights, biases, acts, X, 1.0, 0, 0)
     return zs, activations
 
 
@@ -82,7 +76,8 @@ def dropout(a, keep, seed, step, layer):
 
 
 def forward_dropout(weights, biases, acts, X, keep, seed, step):
-    """forward, with every hidden layer dropped out: (zs, activations, masks, kept)."""
+    """forward, with every hidden layer dropped out when keep < 1: (zs, activations, masks,
+    kept), the last two empty when keep = 1."""
     zs, activations, masks, kept = [], [], [], []
     a_in = X
     for m, (W, b, act) in enumerate(zip(weights, biases, acts)):
@@ -91,7 +86,7 @@ def forward_dropout(weights, biases, acts, X, keep, seed, step):
         zs.append(z)
         activations.append(a)
         a_in = a
-        if m < len(weights) - 1:
+        if keep < 1 and m < len(weights) - 1:
             mask, a_in = dropout(a, keep, seed, step, m)
             masks.append(mask)
             kept.append(a_in)
@@ -136,12 +131,10 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     (with dropout when keep < 1)."""
     for batch in range(first, stop):
         xb, yb = gather_rows(X, y, order, batch * batch_size, batch_size)
-        if keep < 1:
-            zs, activations, masks, inputs = forward_dropout(weights, biases, acts, xb, keep, seed, batch)
-        else:
-            (zs, activations), masks = forward(weights, biases, acts, xb), None
-            inputs = activations
-        deltas = backpropagate(weights, acts, cost, yb, zs, activations, masks)
+        zs, activations, masks, kept = forward_dropout(weights, biases, acts, xb, keep, seed, batch)
+        dropped = keep < 1
+        inputs = kept if dropped else activations
+        deltas = backpropagate(weights, acts, cost, yb, zs, activations, masks if dropped else None)
         for m in range(len(weights)):
             gradient_step(deltas[m], xb if m == 0 else inputs[m - 1], lr, l2_over_n, weights[m], biases[m])
 

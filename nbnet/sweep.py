@@ -78,10 +78,10 @@ def plot_sweep(results, path, varied):
     curve_axes.set(xlabel="epoch", ylabel="train cost", yscale="log", title="train cost per epoch, every run")
     curve_axes.grid(alpha=0.3)
     curve_axes.legend(fontsize=8)
+    top = best(results)
     for axes, what, scale in ((cost_axes, "cost", 1), (accuracy_axes, "accuracy", 100)):
         axes.plot(x, [scale * row[f"train_{what}"] for row in rows], "-o", label=f"train {what}")
         axes.plot(x, [scale * row[f"held_out_{what}"] for row in rows], "-s", label=f"{held_out} {what}")
-        top = best(results)
         axes.plot([top[varied]], [scale * top[f"held_out_{what}"]], "*", ms=16, color="crimson",
                   label=f"best ({varied} = {top[varied]:g})")
         axes.set(xlabel=varied, ylabel=what + (" (%)" if scale == 100 else ""))

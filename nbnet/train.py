@@ -225,7 +225,7 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
         metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds,
                                validation_cost, validation_accuracy, *tracked)
         history.append(metrics)
-        if validating:
+        if patience:
             best.offer(net, metrics)
         if on_epoch:
             on_epoch(metrics)
