@@ -8,7 +8,7 @@
 
 import numpy as np
 
-from .kernels import RELU, SIGMOID, SOFTMAX, TANH
+from .codes import RELU, SIGMOID, SOFTMAX, TANH
 
 CODES = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX}
 NAMES = {code: name for name, code in CODES.items()}

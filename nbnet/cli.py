@@ -164,7 +164,7 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
          f"{numba.get_num_threads()} thread(s)"
          + (f"; resuming after epoch {run['first_epoch'] - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
-    seconds, compiled = prepare_kernels(net.dtype.name)
+    seconds, compiled = prepare_kernels(net, options["batch_size"], optimizer, options["dropout"])
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
 
     inputs = data.input_spec()

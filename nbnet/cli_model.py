@@ -8,7 +8,7 @@ import click
 import numba
 import numpy as np
 
-from . import __version__
+from . import __version__, kernels
 from .activations import HIDDEN, OUTPUT
 from .cli import fail, main
 from .config import FASTMATH, kernel_cache_dir
@@ -51,7 +51,7 @@ def evaluate_command(model, dataset, data_dir, plot_path):
         fail(str(error))
     if data.n_inputs != net.sizes[0]:
         fail(f"{model} takes {net.sizes[0]} inputs but {dataset} images have {data.n_inputs} pixels")
-    prepare_kernels(net.dtype.name)
+    prepare_kernels(net)
     l2, n_train = options.get("l2", 0.0), options.get("train_size") or len(data.X_train)
     cost, accuracy = net.evaluate(data.X_test, data.y_test, l2, n_train)
     probabilities = net.forward(data.X_test)
@@ -139,7 +139,7 @@ def predict_command(model, images, invert, top_k):
             rows.append(fit_image(read_image(path), shape, inputs["digit_fraction"], invert))
         except ImageError as error:
             fail(f"{path}: {error}" if not str(error).startswith(str(path)) else str(error))
-    prepare_kernels(net.dtype.name)
+    prepare_kernels(net)
     probabilities = net.forward(np.array(rows))
     k = min(top_k, net.sizes[-1])
     for path, p in zip(images, probabilities):
@@ -182,7 +182,8 @@ def gradcheck_command(hidden, inputs, outputs, activation, output, cost, l2, sam
 def info_command():
     """Versions, threading and where compiled kernels are cached."""
     set_threads(None)
-    prepare_kernels("float32")  # runs a parallel kernel, so Numba knows its threading layer
+    z = np.zeros((1, 1), dtype=np.float32)
+    kernels.activate(z, 0, z)  # a parallel kernel has run: Numba knows its threading layer
     click.echo(f"nbnet {__version__}")
     click.echo(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}")
     click.echo(f"threading layer {numba.threading_layer()}, threads {numba.get_num_threads()} "

@@ -1,13 +1,14 @@
 """Every Numba option nbnet uses, in one place.
 
-All compiled code in nbnet is decorated with `kernel` (parallel, `prange` loops run on
-several threads) or `serial` (same options, one thread). Both share:
+All compiled code in nbnet is built by `parallel` (`prange` loops run on several threads),
+`serial` (one thread) or `block` (one thread, every fast-math flag); kernels.kernel builds
+each kernel with the first two. All share:
 
 * FASTMATH: LLVM fast-math flags *without* `nnan` and `ninf`, so NaN/inf checks and the
   overflow behaviour of `exp` stay correct. `reassoc` lets LLVM vectorise the sums over k
   in weighted_sum (7-10x faster); it may reorder a sum, but every thread runs the same
   compiled loop on the same shapes, so results still do not depend on the thread count.
-  The one-thread twins (below) leave `reassoc` out: see `kernel`.
+  Only the `block` loop nests get `reassoc`: see `block` and `kernel`.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
 * cache=True: compiled machine code is written to disk and reused by later processes.
@@ -24,39 +25,37 @@ import types
 from numba import njit
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
-SERIAL_FASTMATH = FASTMATH - {"reassoc"}
+KERNEL_FASTMATH = FASTMATH - {"reassoc"}
 
 JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
 
 # A kernel call with less work than this (multiply-adds, or elements) runs its one-thread
-# twin: starting threads costs about a microsecond per call, more than such work takes
-# (the twin of weighted_sum computes its sums one multiply-add at a time, without SIMD).
+# twin: starting threads costs about a microsecond per call, more than such work takes.
 PARALLEL_MIN_WORK = 10_000
+# A training run whose minibatch step has less work than this (samples x weights) runs every
+# kernel on one thread (the drivers' `.serial` variants), and so never compiles the parallel
+# kernels: the bundled digits (64-30-10, batch 10: 22,300) take this path. A network with
+# fewer weights than this is also evaluated on one thread.
+PARALLEL_RUN_WORK = 50_000
 # Samples gathered at once into a contiguous block for the next minibatches (gather_rows).
 GATHER_ROWS = 256
 # Samples per tile in weighted_sum: a tile of 784-pixel float32 rows is 0.8 MB, within L2.
 SAMPLE_TILE = 256
+# Samples per tile when evaluating a whole data set (kernels.evaluate_tiles).
+EVALUATION_TILE = 1024
 
 
-def kernel(fn):
-    """Compile `fn` with the shared options; its `prange` loops run in parallel.
+def block(fn):
+    """Compile `fn`, the loop nest that computes one block of a kernel's output, with every
+    fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD lanes).
 
-    `NAME.serial` is the same body compiled for one thread (built here once, never inside a
-    function, which would recompile on every call; under its own name, so the two variants
-    do not overwrite each other in the disk cache). The compiled drivers inline the twins,
-    and inlined code compiled with `reassoc` was vectorised differently when compiled fresh
-    and when loaded from the cache: the first run of a seed gave a slightly different model
-    from later runs. So twins are compiled without `reassoc`; parallel loop bodies are
-    compiled on their own and are not affected (tests/test_cache.py checks both). A twin of
-    weighted_sum is slower (its sums over k only vectorise with `reassoc`), which is why the
-    threshold below is low.
+    A block is compiled once and called by both variants of its kernel, so the parallel
+    kernel and its one-thread twin compute every element with the same machine code: results
+    do not depend on which variant ran (nor on the thread count). Compiling it on its own,
+    rather than inlining it into each kernel, also keeps Numba's parallel-loop passes, which
+    take most of a kernel's compile time, away from the long loop bodies.
     """
-    parallel = njit(parallel=True, fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_serial"
-    twin.__doc__ = fn.__doc__
-    parallel.serial = njit(parallel=False, fastmath=set(SERIAL_FASTMATH), **JIT_OPTIONS)(twin)
-    return parallel
+    return njit(parallel=False, fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
 
 
 def serial(fn=None, **extra):
@@ -64,7 +63,21 @@ def serial(fn=None, **extra):
     helpers the kernels inline."""
     if fn is None:
         return lambda f: serial(f, **extra)
-    return njit(parallel=False, fastmath=set(SERIAL_FASTMATH), **JIT_OPTIONS, **extra)(fn)
+    return njit(parallel=False, fastmath=set(KERNEL_FASTMATH), **JIT_OPTIONS, **extra)(fn)
+
+
+def renamed(fn, suffix, **replaced_globals):
+    """A copy of the Python function `fn` named NAME + suffix (so its compiled code has its own
+    place in the disk cache), whose global names `replaced_globals` resolve to other objects."""
+    scope = dict(fn.__globals__, **replaced_globals) if replaced_globals else fn.__globals__
+    copy = types.FunctionType(fn.__code__, scope, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    copy.__qualname__, copy.__doc__ = fn.__qualname__ + suffix, fn.__doc__
+    return copy
+
+
+def parallel(fn):
+    """Compile `fn` with its `prange` loops run on several threads."""
+    return njit(parallel=True, fastmath=set(KERNEL_FASTMATH), **JIT_OPTIONS)(fn)
 
 
 def cache_dir_writable(directory):

@@ -9,7 +9,7 @@ Costs are per sample; Network.cost takes the mean over samples and adds the L2 t
 import numpy as np
 
 from .activations import f_prime
-from .kernels import CROSS_ENTROPY, QUADRATIC, SIGMOID, SOFTMAX
+from .codes import CROSS_ENTROPY, QUADRATIC, SIGMOID, SOFTMAX
 
 
 def one_hot(y, n_classes, dtype):

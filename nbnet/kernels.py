@@ -18,16 +18,43 @@ file that holds a function.
 
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import njit, prange, types
 from numba.extending import intrinsic, overload
-from numba.typed import List
 
-from .config import GATHER_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, kernel, serial
+from .codes import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
+from .config import (EVALUATION_TILE, GATHER_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, block, parallel, renamed,
+                     serial)
 
-# Activation, cost and optimiser codes; nbnet.activations, nbnet.costs, nbnet.optimizers map names to these.
-SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
-QUADRATIC, CROSS_ENTROPY = 0, 1
-SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM = 0, 1, 2, 3, 4
+
+def choose(*args):
+    """The body of every NAME_auto (see `kernel`): the parallel kernel when the call has enough work."""
+    if WORK(*args) >= PARALLEL_MIN_WORK:  # noqa: F821 (WORK, PARALLEL, SERIAL: each copy's own globals)
+        PARALLEL(*args)  # noqa: F821
+    else:
+        SERIAL(*args)  # noqa: F821
+
+
+def kernel(work):
+    """Compile a kernel three ways from one Python body (once, here, never inside a function,
+    which would recompile on every call):
+
+      NAME         its `prange` loop runs on several threads;
+      NAME.serial  the same body for one thread (the one-thread drivers call only these);
+      NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else NAME.serial.
+
+    Both variants compile the kernel's own loops without `reassoc` and call the same `block`
+    functions for the long sums, so they compute the same numbers. The copies are made here,
+    in kernels.py, because Numba's disk cache only notices edits to the file a function's
+    code comes from (the auto functions contain the kernels they call).
+    """
+    def compile_three(fn):
+        kernel = parallel(fn)
+        kernel.serial = serial(renamed(fn, "_serial"))
+        kernel.auto = serial(renamed(choose, "_" + fn.__name__ + "_auto", WORK=njit(work), PARALLEL=kernel,
+                                     SERIAL=kernel.serial))
+        return kernel
+
+    return compile_three
 
 ZERO, ONE = np.float32(0), np.float32(1)
 TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
@@ -98,7 +125,7 @@ def f_prime(x, fx, act):
 
 
 # ----------------------------------------------------------------------------- forward
-@serial(inline="always")
+@block
 def sum_rows(W, b, a_prev, z, j, first, last):
     """z[s, j:j+4] = b[j:j+4] + W[j:j+4] a_prev[s] for samples first..last-1 (the block body of
     weighted_sum). Two samples at a time: each load of W[j + i, k] feeds two of the 8 running
@@ -141,7 +168,7 @@ def sum_rows(W, b, a_prev, z, j, first, last):
         z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = u0, u1, u2, u3
 
 
-@kernel
+@kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size)
 def weighted_sum(W, b, a_prev, z):
     """z^m = W^m a^(m-1) + b^m:   z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k].
 
@@ -158,7 +185,7 @@ def weighted_sum(W, b, a_prev, z):
             sum_rows(W, b, a_prev, z, 4 * block, first, last)
 
 
-@kernel
+@kernel(work=lambda z, act, a: z.size)
 def activate(z, act, a):
     """a^m = f(z^m): element-wise, or a row-wise softmax a[s, j] = exp(z[s, j]) / sum_i exp(z[s, i])."""
     for s in prange(z.shape[0]):
@@ -178,7 +205,7 @@ def activate(z, act, a):
 
 
 # ----------------------------------------------------------------------------- backward
-@kernel
+@kernel(work=lambda z, a, y, act, cost, delta: z.size)
 def output_delta(z, a, y, act, cost, delta):
     """delta^L = f'(z^L) * dJ/da^L, with y[s] the class id of sample s (one-hot inside).
 
@@ -201,7 +228,7 @@ def output_delta(z, a, y, act, cost, delta):
                     delta[s, j] *= f_prime(z[s, j], a[s, j], act)
 
 
-@serial(inline="always")
+@block
 def back_sums(W_next, delta_next, delta, s, n):
     """delta[s + i, k] = sum_j W_next[j, k] delta_next[s + i, j] for the n = 1 or 2 samples
     s, s + 1: the sums of hidden_delta.
@@ -236,7 +263,7 @@ def back_sums(W_next, delta_next, delta, s, n):
                 delta[s + i, k] += W_next[jj, k] * d
 
 
-@kernel
+@kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size)
 def hidden_delta(W_next, delta_next, z, a, act, delta):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j].
 
@@ -253,7 +280,7 @@ def hidden_delta(W_next, delta_next, z, a, act, delta):
                 delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
 
 
-@serial(inline="always")
+@block
 def subtract_outer_products(delta, a_prev, c, G, j0):
     """G[j, k] -= c sum_s delta[s, j] a_prev[s, k] for the rows j0..j0+3 of G: the sum over
     samples of outer products delta^m (a^(m-1))^T, the loop nest of both weight_gradient and
@@ -288,7 +315,7 @@ def subtract_outer_products(delta, a_prev, c, G, j0):
                 G[j, k] -= p * a_prev[s, k]
 
 
-@kernel
+@kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size)
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
 
@@ -315,7 +342,7 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
                     grad_W[j, k] += l2 * W[j, k]
 
 
-@serial(inline="always")
+@block
 def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
     """The SGD step of gradient_step for rows j0..j0+3 of W and b: the bias step and the L2
     shrink row by row, then W[j, k] -= alpha/S sum_s delta[s, j] a_prev[s, k]."""
@@ -333,7 +360,7 @@ def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
     subtract_outer_products(delta, a_prev, step, W, j0)
 
 
-@kernel
+@kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b: a_prev.shape[0] * W.size)
 def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
     """One SGD step on layer m: W^m -= alpha (dJ/dW^m + (lambda/n) W^m),  b^m -= alpha dJ/db^m,
     with dJ/dW^m = mean_s delta^m (a^(m-1))^T formed row by row and never stored:
@@ -349,7 +376,8 @@ def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
         step_rows(delta, a_prev, lr, l2_over_n, W, b, 4 * block)
 
 
-@kernel
+@kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b, x_next, z_next:
+        (a_prev.shape[0] + x_next.shape[0]) * W.size)
 def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next):
     """gradient_step on layer 1, then, while each block of 4 updated rows is still in cache,
     the next minibatch's z^1 = W^1 x_next + b^1 (weighted_sum) for those rows.
@@ -360,18 +388,19 @@ def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, 
     """
     for block in prange((W.shape[0] + 3) // 4):
         step_rows(delta, a_prev, lr, l2_over_n, W, b, 4 * block)
-        sum_rows(W, b, x_next, z_next, 4 * block, 0, x_next.shape[0])
+        sum_rows(W, b, x_next, z_next, 4 * block, np.int64(0), x_next.shape[0])
 
 
 # ----------------------------------------------------------------------------- inputs
-@kernel
+@kernel(work=lambda X, y, order, start, x_out, y_out: x_out.size)
 def gather_rows(X, y, order, start, x_out, y_out):
     """x_out[i] = X[order[start + i]], y_out[i] = y[order[start + i]]: the shuffled samples of
     the next few minibatches copied into one contiguous block. One thread owns each row, and
     all threads fetch rows at once instead of one sample at a time inside the steps (a random
     row of X is in no cache)."""
     for i in prange(x_out.shape[0]):
-        x_out[i, :] = X[order[start + i], :]
+        for k in range(X.shape[1]):
+            x_out[i, k] = X[order[start + i], k]
         y_out[i] = y[order[start + i]]
 
 
@@ -390,7 +419,7 @@ def uniform(seed, step, layer, s, j):
     return np.float32(x >> np.uint64(40)) * TWO_TO_MINUS_24  # the top 24 bits, exact in float32
 
 
-@kernel
+@kernel(work=lambda a, keep, seed, step, layer, mask, kept: a.size)
 def dropout(a, keep, seed, step, layer, mask, kept):
     """Inverted dropout on hidden layer m: each unit survives with probability keep and is then
     scaled by 1/keep, so the next layer's expected input is unchanged and a trained network
@@ -402,7 +431,7 @@ def dropout(a, keep, seed, step, layer, mask, kept):
             kept[s, j] = a[s, j] * mask[s, j]
 
 
-@kernel
+@kernel(work=lambda delta, mask: delta.size)
 def apply_mask(delta, mask):
     """delta^m *= mask: a dropped unit passes no error back (d kept / d a^m = mask)."""
     for s in prange(delta.shape[0]):
@@ -435,7 +464,7 @@ def optimizer_element(code, g, s1, s2, alpha, h1, h2, eps, c1, c2):
     return alpha * (m / c1) / (np.sqrt(v / c2) + eps), m, v
 
 
-@kernel
+@kernel(work=lambda code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b: W.size)
 def optimizer_step(code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b):
     """W^m -= change(dJ/dW^m), b^m -= change(dJ/db^m) for a momentum, Nesterov, RMSprop or Adam
     step (optimizer_element), updating the optimiser state s1, s2 of every parameter.
@@ -453,165 +482,112 @@ def optimizer_step(code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b):
         b[j] -= change
 
 
+# ----------------------------------------------------------------------------- cost and accuracy
+@kernel(work=lambda z, a, y, act, cost, J, correct: z.size)
+def output_cost(z, a, y, act, cost, J, correct):
+    """J[s] = the cost of sample s (before the L2 term); correct[s] = 1 when its largest output is y[s].
+
+    cross-entropy, softmax output:  J = log sum_j e^z_j - z_y        (from z^L: no log of a rounded-off 0)
+    cross-entropy, sigmoid output:  J = sum_j log(1 + e^z_j) - y_j z_j
+    quadratic:                      J = 1/2 sum_j (a_j - y_j)^2
+    """
+    for s in prange(a.shape[0]):
+        guess = 0
+        for j in range(a.shape[1]):
+            if a[s, j] > a[s, guess]:
+                guess = j
+        correct[s] = 1 if guess == y[s] else 0
+        total = z[s, 0] * ZERO
+        if cost == CROSS_ENTROPY and act == SOFTMAX:
+            top = z[s, 0]
+            for j in range(z.shape[1]):
+                top = max(top, z[s, j])
+            for j in range(z.shape[1]):
+                total += exp(z[s, j] - top)
+            J[s] = np.log(total) + top - z[s, y[s]]
+        elif cost == CROSS_ENTROPY:  # log(1 + e^x) = log(1 + e^-|x|) + max(x, 0), which cannot overflow
+            for j in range(z.shape[1]):
+                x = z[s, j]
+                total += np.log1p(exp(-abs(x))) + max(x, ZERO) - (x if j == y[s] else ZERO)
+            J[s] = total
+        else:
+            for j in range(a.shape[1]):
+                e = a[s, j] - (ONE if j == y[s] else ZERO)
+                total += e * e
+            J[s] = HALF * total
+
+
 # ----------------------------------------------------------------------------- whole passes
-# `weights`, `biases` and the buffers are numba.typed.List of arrays, one entry per layer m
-# (index m - 1); `acts` holds the activation code of each layer.
+# `weights`, `biases` and the buffers are tuples of arrays, one per layer m (index m - 1);
+# `acts` holds the activation code of each layer. `masks` and `kept` (dropout) are None in a
+# run without dropout: Numba removes the branches `if masks is not None` when it compiles such
+# a call, so a run without dropout compiles no dropout kernel.
 #
-# A kernel call with less work than PARALLEL_MIN_WORK runs as the kernel's one-thread twin
-# (config.kernel); the `*_auto` functions make that choice. It depends on shapes alone, so
-# results never depend on the thread count.
-weighted_sum_serial = weighted_sum.serial
-activate_serial = activate.serial
-output_delta_serial = output_delta.serial
-hidden_delta_serial = hidden_delta.serial
-gradient_step_serial = gradient_step.serial
-gradient_step_then_weighted_sum_serial = gradient_step_then_weighted_sum.serial
-dropout_serial = dropout.serial
-gather_rows_serial = gather_rows.serial
-apply_mask_serial = apply_mask.serial
+# Each driver is compiled in two variants (see `one_thread` at the end of the file): NAME calls
+# every kernel's `auto` (the parallel kernel for large work, its twin for small), NAME.serial
+# calls only the one-thread twins. A run picks one (nbnet.threads), and compiles only it.
+# Integer constants passed to a compiled function are written np.int64(0): Numba compiles a
+# copy of the callee for each bare literal value.
+weighted_sum_auto, activate_auto, output_delta_auto = weighted_sum.auto, activate.auto, output_delta.auto
+hidden_delta_auto, weight_gradient_auto, gradient_step_auto = hidden_delta.auto, weight_gradient.auto, gradient_step.auto
+gradient_step_then_weighted_sum_auto, gather_rows_auto = gradient_step_then_weighted_sum.auto, gather_rows.auto
+dropout_auto, apply_mask_auto, optimizer_step_auto = dropout.auto, apply_mask.auto, optimizer_step.auto
+output_cost_auto = output_cost.auto
 
 
 @serial
-def weighted_sum_auto(W, b, a_prev, z):
-    if a_prev.shape[0] * W.size >= PARALLEL_MIN_WORK:
-        weighted_sum(W, b, a_prev, z)
-    else:
-        weighted_sum_serial(W, b, a_prev, z)
-
-
-@serial
-def activate_auto(z, act, a):
-    if z.size >= PARALLEL_MIN_WORK:
-        activate(z, act, a)
-    else:
-        activate_serial(z, act, a)
-
-
-@serial
-def hidden_delta_auto(W_next, delta_next, z, a, act, delta):
-    if z.shape[0] * W_next.size >= PARALLEL_MIN_WORK:
-        hidden_delta(W_next, delta_next, z, a, act, delta)
-    else:
-        hidden_delta_serial(W_next, delta_next, z, a, act, delta)
-
-
-@serial
-def gradient_step_auto(delta, a_prev, lr, l2_over_n, W, b):
-    if a_prev.shape[0] * W.size >= PARALLEL_MIN_WORK:
-        gradient_step(delta, a_prev, lr, l2_over_n, W, b)
-    else:
-        gradient_step_serial(delta, a_prev, lr, l2_over_n, W, b)
-
-
-@serial
-def gradient_step_then_weighted_sum_auto(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next):
-    if (a_prev.shape[0] + x_next.shape[0]) * W.size >= PARALLEL_MIN_WORK:
-        gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next)
-    else:
-        gradient_step_then_weighted_sum_serial(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next)
-
-
-@serial
-def dropout_auto(a, keep, seed, step, layer, mask, kept):
-    if a.size >= PARALLEL_MIN_WORK:
-        dropout(a, keep, seed, step, layer, mask, kept)
-    else:
-        dropout_serial(a, keep, seed, step, layer, mask, kept)
-
-
-@serial
-def apply_mask_auto(delta, mask):
-    if delta.size >= PARALLEL_MIN_WORK:
-        apply_mask(delta, mask)
-    else:
-        apply_mask_serial(delta, mask)
-
-
-@serial
-def forward_from(first, weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept):
-    """Layers first+1..L of the forward pass (layers before `first` are already in zs and
-    activations; with first = 1, z^1 is already in zs[0] but a^1 is not). With keep < 1
-    (training with dropout) every hidden layer is also dropped out (`dropout`: masks, kept)
-    and the next layer reads the kept activations."""
+def forward_layers(first, weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept):
+    """Layers first+1..L of the forward pass: z^m = W^m a^(m-1) + b^m, a^m = f(z^m), a^0 = X.
+    With first = 1, z^1 is already in zs[0] (train_batches computed it) but a^1 is not. With
+    dropout (masks not None), every hidden layer is dropped out and the next reads `kept`."""
     a_prev = X
     L = len(weights)
     for m in range(L):
         if m >= first:
             weighted_sum_auto(weights[m], biases[m], a_prev, zs[m])
-        if m >= first or m == 0:
-            activate_auto(zs[m], acts[m], activations[m])
+        activate_auto(zs[m], acts[m], activations[m])
         a_prev = activations[m]
-        if keep < 1.0 and m < L - 1:
-            dropout_auto(activations[m], keep, seed, step, m, masks[m], kept[m])
-            a_prev = kept[m]
+        if masks is not None:
+            if m < L - 1:
+                dropout_auto(activations[m], keep, seed, step, m, masks[m], kept[m])
+                a_prev = kept[m]
 
 
 @serial
-def forward(weights, biases, acts, X, zs, activations):
-    """a^0 = X; for m = 1..L: z^m = W^m a^(m-1) + b^m, a^m = f(z^m). Fills zs and activations."""
-    forward_from(0, weights, biases, acts, X, zs, activations, 1.0, 0, 0, zs, zs)
-
-
-@serial
-def backpropagate(weights, acts, cost, y, zs, activations, deltas, keep, masks):
-    """delta^L, then delta^m for m = L-1..1 (after `forward`), masked as the forward pass was
-    when it used dropout (keep < 1)."""
+def backpropagate(weights, acts, cost, y, zs, activations, deltas, masks):
+    """delta^L, then delta^m for m = L-1..1 (after forward_layers), masked as the forward pass
+    was when it used dropout."""
     L = len(weights)
-    if zs[L - 1].size >= PARALLEL_MIN_WORK:
-        output_delta(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
-    else:
-        output_delta_serial(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
+    output_delta_auto(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
     for m in range(L - 2, -1, -1):
         hidden_delta_auto(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m])
-        if keep < 1.0:
+        if masks is not None:
             apply_mask_auto(deltas[m], masks[m])
 
 
 @serial
-def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, keep, masks, kept):
-    """All deltas, then every dJ/dW^m and dJ/db^m (after `forward`; with dropout, the layers
-    above read the kept activations)."""
-    backpropagate(weights, acts, cost, y, zs, activations, deltas, keep, masks)
+def weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept):
+    """Every dJ/dW^m and dJ/db^m from the deltas (after backpropagate); with dropout, layer
+    m + 1 reads the kept activations of layer m."""
     for m in range(len(weights)):
-        a_prev = X if m == 0 else (kept[m - 1] if keep < 1.0 else activations[m - 1])
-        weight_gradient(deltas[m], a_prev, weights[m], l2_over_n, grads_W[m], grads_b[m])
+        if m == 0:
+            weight_gradient_auto(deltas[m], X, weights[m], l2_over_n, grads_W[m], grads_b[m])
+        elif kept is not None:
+            weight_gradient_auto(deltas[m], kept[m - 1], weights[m], l2_over_n, grads_W[m], grads_b[m])
+        else:
+            weight_gradient_auto(deltas[m], activations[m - 1], weights[m], l2_over_n, grads_W[m], grads_b[m])
 
 
 @serial
-def layer_buffers(weights, n_samples):
-    """One (n_samples, n_out) array per layer, in the dtype of the weights."""
-    out = List()
-    for m in range(len(weights)):
-        out.append(np.empty((n_samples, weights[m].shape[0]), dtype=weights[m].dtype))
-    return out
-
-
-@serial
-def step_buffers(weights, batch_size, keep):
-    """zs, activations, deltas, and the dropout masks and kept activations (empty unless
-    keep < 1), for minibatches of batch_size samples."""
-    dropped = batch_size if keep < 1.0 else 0
-    return (layer_buffers(weights, batch_size), layer_buffers(weights, batch_size), layer_buffers(weights, batch_size),
-            layer_buffers(weights, dropped), layer_buffers(weights, dropped))
-
-
-@serial
-def like_each(arrays):
-    """An empty array shaped like each array of the list."""
-    out = List()
-    for m in range(len(arrays)):
-        out.append(np.empty_like(arrays[m]))
-    return out
-
-
-@serial
-def chunk_buffers(X, y, batch_size):
-    """Two buffers for gathered_batch, each of GATHER_ROWS samples rounded down to whole
-    minibatches (at least one); empty at batch size 1, which gathered_batch reads in place."""
-    rows = 0 if batch_size == 1 else batch_size * max(1, GATHER_ROWS // batch_size)
-    x_chunks = (np.empty((rows, X.shape[1]), dtype=X.dtype), np.empty((rows, X.shape[1]), dtype=X.dtype))
-    y_chunks = (np.empty(rows, dtype=y.dtype), np.empty(rows, dtype=y.dtype))
-    return x_chunks, y_chunks
+def add_costs(zs, activations, acts, cost, y, J, correct, totals):
+    """totals[0] += the costs of these samples, totals[1] += how many are classified correctly
+    (output_cost, then sums in float64 in sample order)."""
+    L = len(zs)
+    n = y.shape[0]
+    output_cost_auto(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, J[:n], correct[:n])
+    for s in range(n):
+        totals[0] += J[s]
+        totals[1] += correct[s]
 
 
 @serial
@@ -629,33 +605,35 @@ def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chun
     x_chunk, y_chunk = x_chunks[c % 2], y_chunks[c % 2]
     if i == 0:
         rows = min(per_chunk, stop - batch) * batch_size
-        if rows * X.shape[1] >= PARALLEL_MIN_WORK:
-            gather_rows(X, y, order, batch * batch_size, x_chunk[:rows], y_chunk[:rows])
-        else:
-            gather_rows_serial(X, y, order, batch * batch_size, x_chunk[:rows], y_chunk[:rows])
+        gather_rows_auto(X, y, order, batch * batch_size, x_chunk[:rows], y_chunk[:rows])
     return x_chunk[i * batch_size:(i + 1) * batch_size], y_chunk[i * batch_size:(i + 1) * batch_size]
 
 
 @serial
-def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed):
+def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed,
+                  buffers, x_chunks, y_chunks, masks, kept, J, correct, totals):
     """Minibatch SGD steps for batches first..stop-1 of the shuffled `order`, every one of
     batch_size samples (train.py passes a short last batch as a run of its own).
 
     Each step: forward, backpropagate the deltas, gradient_step on layers L..1. The step on
     layer 1 also computes the next batch's z^1 (gradient_step_then_weighted_sum), so the
-    next forward pass starts from there. With keep < 1, hidden units are dropped out, with
-    masks drawn from (seed, batch, layer, sample, unit).
+    next forward pass starts from there. With dropout (masks not None), hidden units are
+    dropped out with masks drawn from (seed, batch, layer, sample, unit). `buffers` holds
+    (zs, activations, deltas) for batch_size samples; add_costs adds each minibatch's cost
+    and correct count (before its step) to `totals`.
     """
-    x_chunks, y_chunks = chunk_buffers(X, y, batch_size)
-    zs, activations, deltas, masks, kept = step_buffers(weights, batch_size, keep)
-    inputs = kept if keep < 1.0 else activations  # what layer m + 1 reads
+    zs, activations, deltas = buffers
     x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
-        forward_from(1, weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
-        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, keep, masks)
+        forward_layers(np.int64(1), weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
+        add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
+        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
         for m in range(len(weights) - 1, 0, -1):
-            gradient_step_auto(deltas[m], inputs[m - 1], lr, l2_over_n, weights[m], biases[m])
+            if kept is not None:
+                gradient_step_auto(deltas[m], kept[m - 1], lr, l2_over_n, weights[m], biases[m])
+            else:
+                gradient_step_auto(deltas[m], activations[m - 1], lr, l2_over_n, weights[m], biases[m])
         if batch + 1 == stop:
             gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
             break
@@ -670,28 +648,75 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
 
 
 @serial
-def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,
-                       batch_size, first, stop, l2_over_n, gradient_sums, keep, seed):
+def train_batches_with(code, hyper, step, weights, biases, state, acts, cost, X, y, order, batch_size, first, stop,
+                       l2_over_n, gradient_sums, keep, seed, buffers, x_chunks, y_chunks, masks, kept, grads,
+                       J, correct, totals):
     """Minibatch steps like train_batches, for the optimisers that need the whole gradient
-    first: forward, backward (weight_gradient), then optimizer_step on every layer, with the
-    optimiser state s1, s2 of every layer. `step` counts earlier steps (for Adam's bias
-    correction) and the new count is returned; `hyper` is as in optimizer_step (in the
-    weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m] and [1, m] accumulate
-    the mean |dJ/dW^m| and |dJ/db^m| of every step (for --track-gradients)."""
-    x_chunks, y_chunks = chunk_buffers(X, y, batch_size)
-    zs, activations, deltas, masks, kept = step_buffers(weights, batch_size, keep)
-    grads_W, grads_b = like_each(weights), like_each(biases)
+    first: forward, backpropagate, weight_gradients, then optimizer_step on every layer, with
+    the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer. `step` counts earlier steps
+    (for Adam's bias correction) and the new count is returned; `hyper` is as in
+    optimizer_step (in the weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m]
+    and [1, m] accumulate the mean |dJ/dW^m| and |dJ/db^m| of every step (--track-gradients)."""
+    zs, activations, deltas = buffers
+    grads_W, grads_b = grads
+    s1_W, s1_b, s2_W, s2_b = state
     for batch in range(first, stop):
         x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
-        forward_from(0, weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
-        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, keep, masks,
-                 kept)
+        forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
+        add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
+        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
+        weight_gradients(weights, x, l2_over_n, activations, deltas, grads_W, grads_b, kept)
         step += 1
         hyper[4] = ONE - hyper[1] ** step  # Adam's bias corrections for this step
         hyper[5] = ONE - hyper[2] ** step
         for m in range(len(weights)):
             gradient_sums[0, m] += np.mean(np.abs(grads_W[m]))
             gradient_sums[1, m] += np.mean(np.abs(grads_b[m]))
-            optimizer_step(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
-                           s2_b[m])
+            optimizer_step_auto(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
+                                s2_b[m])
     return step
+
+
+@serial
+def evaluate_tiles(weights, biases, acts, cost, X, y, zs, activations, J, correct, totals):
+    """The forward pass and add_costs over X in tiles of as many samples as the buffers hold
+    (len(X) a multiple of it), so a whole data set is evaluated without activations for all
+    of it: totals[0] += the sum of the costs, totals[1] += the number classified correctly."""
+    tile = zs[0].shape[0]
+    for first in range(0, X.shape[0], tile):
+        x = X[first:first + tile]
+        forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, 1.0, np.int64(0), np.int64(0), None,
+                       None)
+        add_costs(zs, activations, acts, cost, y[first:first + tile], J, correct, totals)
+
+
+@serial
+def forward(weights, biases, acts, X, zs, activations):
+    """a^0 = X; for m = 1..L: z^m = W^m a^(m-1) + b^m, a^m = f(z^m). Fills zs and activations."""
+    forward_layers(np.int64(0), weights, biases, acts, X, zs, activations, 1.0, np.int64(0), np.int64(0), None,
+                   None)
+
+
+@serial
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept):
+    """All deltas, then every dJ/dW^m and dJ/db^m (after forward_layers, with dropout if masks
+    is not None)."""
+    backpropagate(weights, acts, cost, y, zs, activations, deltas, masks)
+    weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept)
+
+
+def one_thread(drivers, kernels):
+    """NAME.serial for every driver: the same Python body compiled again with every
+    `KERNEL_auto` it calls replaced by KERNEL.serial and every driver by its own .serial (so
+    a one-thread run compiles no parallel kernel)."""
+    replaced = {kernel.__name__ + "_auto": kernel.serial for kernel in kernels}
+    for driver in drivers:  # callees first
+        python_function = getattr(driver, "py_func", driver)  # (NUMBA_DISABLE_JIT=1: the function itself)
+        driver.serial = serial(renamed(python_function, "_serial", **replaced))
+        replaced[driver.__name__] = driver.serial
+
+
+one_thread((forward_layers, backpropagate, weight_gradients, add_costs, gathered_batch, train_batches,
+            train_batches_with, evaluate_tiles, forward, backward),
+           (weighted_sum, activate, output_delta, hidden_delta, weight_gradient, gradient_step,
+            gradient_step_then_weighted_sum, gather_rows, dropout, apply_mask, optimizer_step, output_cost))

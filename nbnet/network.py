@@ -1,12 +1,11 @@
 """The Network: parameters, configuration, and the calls that run the compiled kernels."""
 
 import numpy as np
-from numba.typed import List
 
-from . import kernels
+from . import kernels, passes
 from .activations import CODES, HIDDEN, OUTPUT
 from .aligned import aligned
-from .costs import COSTS, one_hot
+from .costs import COSTS
 
 DTYPES = ("float32", "float64")
 
@@ -111,16 +110,17 @@ class Network:
             raise ValueError(f"labels must lie in 0..{self.sizes[-1] - 1}")
         return np.ascontiguousarray(y, dtype=np.int64)
 
-    def typed_parameters(self):
-        """(weights, biases) as numba typed lists that share memory with self.weights/biases."""
-        return List(self.weights), List(self.biases)
+    @property
+    def n_weights(self):
+        """How many weights the network has (the multiply-adds of one sample's forward pass)."""
+        return sum(W.size for W in self.weights)
 
     # ------------------------------------------------------------------ compiled passes
     def _forward(self, X):
-        weights, biases = self.typed_parameters()
-        zs = kernels.layer_buffers(weights, X.shape[0])
-        activations = kernels.layer_buffers(weights, X.shape[0])
-        kernels.forward(weights, biases, self.acts, X, zs, activations)
+        weights, biases = tuple(self.weights), tuple(self.biases)
+        zs, activations = passes.layer_buffers(weights, X.shape[0]), passes.layer_buffers(weights, X.shape[0])
+        passes.variant(kernels.forward, passes.parallel_pays(weights, 1))(weights, biases, self.acts, X, zs,
+                                                                           activations)
         return weights, zs, activations
 
     def forward(self, X):
@@ -138,15 +138,15 @@ class Network:
         return 0.5 * l2 / n_train * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in self.weights)
 
     def evaluate(self, X, y, l2=0.0, n_train=None):
-        """(mean cost including the L2 term, accuracy) in one forward pass."""
+        """(mean cost including the L2 term, accuracy), in one compiled pass over tiles of X
+        (passes.evaluate: no activations of the whole data set are kept)."""
         X = self.as_inputs(X)
         y = self.as_labels(y, X.shape[0])
-        _, zs, activations = self._forward(X)
-        z, a = zs[-1], activations[-1]
-        per_sample = self.cost_function.fn(z, a, one_hot(y, a.shape[1], a.dtype), self.acts[-1])
-        cost = float(np.mean(per_sample, dtype=np.float64)) + self.l2_penalty(l2, n_train or X.shape[0])
-        accuracy = float(np.mean(np.argmax(a, axis=1) == y))
-        return cost, accuracy
+        weights = tuple(self.weights)
+        cost_sum, correct = passes.evaluate(weights, tuple(self.biases), self.acts, self.cost_function.code, X, y,
+                                            passes.parallel_pays(weights, 1))
+        cost = cost_sum / X.shape[0] + self.l2_penalty(l2, n_train or X.shape[0])
+        return cost, correct / X.shape[0]
 
     def cost(self, X, y, l2=0.0, n_train=None):
         """J_hat = mean_s J(x_s, y_s) + (lambda / 2n) sum W^2, with n = n_train or len(X)."""
@@ -161,11 +161,13 @@ class Network:
         X = self.as_inputs(X)
         y = self.as_labels(y, X.shape[0])
         weights, zs, activations = self._forward(X)
-        deltas = kernels.layer_buffers(weights, X.shape[0])
-        grads_W, grads_b = kernels.like_each(weights), kernels.like_each(List(self.biases))
+        deltas = passes.layer_buffers(weights, X.shape[0])
+        grads_W = tuple(np.empty_like(W) for W in self.weights)
+        grads_b = tuple(np.empty_like(b) for b in self.biases)
         l2_over_n = float(l2) / (n_train or X.shape[0])
-        kernels.backward(weights, self.acts, self.cost_function.code, X, y, l2_over_n,
-                         zs, activations, deltas, grads_W, grads_b, 1.0, zs, zs)  # no dropout
+        passes.variant(kernels.backward, passes.parallel_pays(weights, 1))(
+            weights, self.acts, self.cost_function.code, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b,
+            None, None)  # no dropout
         return list(grads_W), list(grads_b)
 
 

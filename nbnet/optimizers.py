@@ -8,13 +8,12 @@ adaptive scaling (AdamW, Loshchilov & Hutter 2019).
 """
 
 import numpy as np
-from numba.typed import List
 
-from . import kernels
+from . import kernels, passes
 from .aligned import aligned, zeros
+from .codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 
-OPTIMIZERS = {"sgd": kernels.SGD, "momentum": kernels.MOMENTUM, "nesterov": kernels.NESTEROV,
-              "rmsprop": kernels.RMSPROP, "adam": kernels.ADAM}
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "rmsprop": RMSPROP, "adam": ADAM}
 
 
 class Optimizer:
@@ -58,23 +57,35 @@ class Optimizer:
         self.tracked_steps = 0
         return list(means[0]), list(means[1])
 
-    def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0):
+    def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0, parallel=None,
+            totals=None):
         """Batches first..stop-1 of `order` (all of batch_size samples), with dropout when
         keep < 1 (masks from `seed`). Plain SGD takes the fused path unless gradients are
-        tracked (which needs them whole)."""
+        tracked (which needs them whole). `parallel` picks the drivers' variant (default: by
+        passes.parallel_pays); each minibatch's cost sum and correct count are added to
+        totals[0] and totals[1] when `totals` is given."""
         if self.gradient_sums is None:
             self.gradient_sums = np.zeros((2, len(net.weights)))
-        weights, biases = net.typed_parameters()
+        weights, biases = tuple(net.weights), tuple(net.biases)
+        if parallel is None:
+            parallel = passes.parallel_pays(weights, batch_size)
+        totals = np.zeros(2) if totals is None else totals
+        buffers, masks, kept = passes.step_buffers(weights, batch_size, keep < 1.0)
+        x_chunks, y_chunks = passes.chunk_buffers(X, batch_size)
+        J, correct = passes.cost_buffers(batch_size, net.dtype)
         if self.name == "sgd" and not self.track_gradients:
-            kernels.train_batches(weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size,
-                                  first, stop, float(lr), float(l2_over_n), float(keep), int(seed))
+            passes.variant(kernels.train_batches, parallel)(
+                weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(lr),
+                float(l2_over_n), float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, J, correct,
+                totals)
             return
-        s1_W, s1_b, s2_W, s2_b = (List(arrays) for arrays in self.attach(net).state)
+        state = tuple(tuple(arrays) for arrays in self.attach(net).state)
+        grads = (tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases))
         gradient_l2 = 0.0 if self.decoupled else l2_over_n
-        self.step = int(kernels.train_batches_with(
-            self.code, self.hyper(lr, l2_over_n, net.dtype), self.step, weights, biases, s1_W, s1_b, s2_W, s2_b,
-            net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2),
-            self.gradient_sums, float(keep), int(seed)))
+        self.step = int(passes.variant(kernels.train_batches_with, parallel)(
+            self.code, self.hyper(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,
+            net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
+            float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals))
         self.tracked_steps += stop - first
 
     # ------------------------------------------------------------------ checkpoints

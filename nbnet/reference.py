@@ -8,7 +8,7 @@ import numpy as np
 
 from .activations import f, f_prime
 from .costs import BY_CODE, one_hot
-from .kernels import MOMENTUM, NESTEROV, RMSPROP
+from .codes import MOMENTUM, NESTEROV, RMSPROP
 
 
 def weighted_sum(W, b, a_prev):
@@ -22,6 +22,11 @@ def activate(z, act):
 
 def output_delta(z, a, y, act, cost):
     return BY_CODE[cost].delta(z, a, one_hot(y, a.shape[1], a.dtype), act)
+
+
+def output_cost(z, a, y, act, cost):
+    """(per-sample cost J before the L2 term, 1 where the largest output is the label, else 0)."""
+    return BY_CODE[cost].fn(z, a, one_hot(y, a.shape[1], a.dtype), act), (np.argmax(a, axis=1) == y).astype(np.int64)
 
 
 def hidden_delta(W_next, delta_next, z, a, act):

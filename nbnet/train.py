@@ -11,12 +11,13 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
-from . import kernels
+from . import kernels, passes
 from .network import Network
 from .optimizers import Optimizer
 
 PLAIN_SGD = Optimizer("sgd")
 
+TRAIN_METRICS = ("full", "running", "none")
 METRIC_COLUMNS = ("epoch", "train_cost", "test_cost", "train_accuracy", "test_accuracy", "seconds")
 VALIDATION_COLUMNS = ("validation_cost", "validation_accuracy")
 
@@ -114,21 +115,45 @@ def set_threads(threads):
     return threads
 
 
-def prepare_kernels(dtype):
-    """Run every compiled function once on a tiny network of `dtype`, so that compiling (or
-    loading from the disk cache) happens here and not inside the first timed epoch.
+def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0):
+    """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
+    a batch size, training it with `optimizer` and `dropout` will call, and nothing else.
+    So compiling happens here and not inside the first timed epoch.
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
-    tiny = Network([3, 2, 2], dtype=dtype, seed=0)
-    X = np.zeros((4, 3), dtype=tiny.dtype)
+    misses = _cache_misses()
+    train = batch_size is not None
+    optimizer = optimizer or PLAIN_SGD
+    warm_up(len(net.sizes) - 1, net.dtype, passes.parallel_pays(net.weights, 1),
+            train and passes.parallel_pays(net.weights, batch_size), optimizer.name if train else None,
+            optimizer.track_gradients, dropout > 0)
+    return time.perf_counter() - start, _cache_misses() > misses
+
+
+def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
+            dropout=False):
+    """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
+    run with these settings calls (same variants and argument types): evaluation, and
+    training with `optimizer` unless it is None (else Network.forward, for evaluate and predict)."""
+    tiny = Network([3] * layers + [2], dtype=dtype, seed=0)
+    X = tiny.as_inputs(np.zeros((4, 3)))
     y = np.zeros(4, dtype=np.int64)
-    _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 3, 0, 2, 0.1, 0.0)
-    _train_steps(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, Optimizer("adam"), 0.5, 1)
-    tiny.evaluate(X, y)
-    tiny.gradients(X, y)
-    compiled = any(sum(f.stats.cache_misses.values()) for f in
-                   (kernels.train_batches, kernels.forward, kernels.backward))
-    return time.perf_counter() - start, compiled
+    weights, biases = tuple(tiny.weights), tuple(tiny.biases)
+    passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation)
+    if optimizer is None:
+        passes.variant(kernels.forward, parallel_evaluation)(weights, biases, tiny.acts, X,
+                                                             passes.layer_buffers(weights, 4),
+                                                             passes.layer_buffers(weights, 4))
+        return
+    same = Optimizer(optimizer, track_gradients=track_gradients).attach(tiny)
+    same.run(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, 0.5 if dropout else 1.0, 0,
+             parallel=parallel_training)
+
+
+def _cache_misses():
+    """How many times nbnet's compiled drivers were compiled in this process (not loaded from the cache)."""
+    drivers = (kernels.train_batches, kernels.train_batches_with, kernels.evaluate_tiles, kernels.forward)
+    return sum(sum(d.stats.cache_misses.values()) for driver in drivers for d in (driver, driver.serial))
 
 
 def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0, optimizer=None, dropout=0.0, dropout_seed=0):
@@ -139,23 +164,25 @@ def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0, optimizer=None,
 
 
 def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optimizer=None, dropout=0.0,
-                 dropout_seed=0):
+                 dropout_seed=0, totals=None):
     """Batches first..stop-1; a short last batch (when len(order) is not a multiple of the
-    batch size) runs as a one-batch call of its own size (with its own dropout stream)."""
+    batch size) runs as a one-batch call of its own size (with its own dropout stream). The
+    run's batch size chooses the drivers' variant, the short batch included."""
     optimizer = optimizer or PLAIN_SGD
     keep = 1.0 - dropout
     full = len(order) // batch_size
+    parallel = passes.parallel_pays(net.weights, batch_size)
     if first < min(stop, full):
         optimizer.run(net, X, y, order, int(batch_size), int(first), int(min(stop, full)), lr, l2_over_n, keep,
-                      dropout_seed)
+                      dropout_seed, parallel, totals)
     if stop > full and full * batch_size < len(order):
         rest = order[full * batch_size:]
-        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n, keep, dropout_seed + 1)
+        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n, keep, dropout_seed + 1, parallel, totals)
 
 
 def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
           seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1, optimizer=None, schedule=None,
-          X_validation=None, y_validation=None, patience=None, dropout=0.0, best=None):
+          X_validation=None, y_validation=None, patience=None, dropout=0.0, best=None, train_metrics="full"):
     """Train `net` in place with minibatch SGD (or `optimizer`); return the list of EpochMetrics.
 
     Each epoch draws a fresh shuffle from `rng` (default: a generator seeded with `seed`), so
@@ -174,9 +201,17 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     dropout P drops each hidden unit with probability P in every training step (inverted
     dropout); the masks depend only on (seed, epoch, step, layer, sample, unit).
 
+    train_metrics says what the train cost and accuracy of an epoch are (TRAIN_METRICS):
+    "full" evaluates the whole training set after the epoch (exact; a forward pass over it);
+    "running" is the mean over the epoch's minibatches, each measured just before its own
+    step (free, as Keras and scikit-learn report it; early minibatches count with the weights
+    they had then, so it trails the full figure while the cost falls fast); "none" skips it.
+
     on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
     during it. Raises Diverged as soon as a weight or a cost is NaN or infinite.
     """
+    if train_metrics not in TRAIN_METRICS:
+        raise ValueError(f"train_metrics must be one of {', '.join(TRAIN_METRICS)}, got {train_metrics!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     if epochs < 1 or batch_size < 1 or not lr > 0 or l2 < 0:
@@ -201,16 +236,22 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
         order = rng.permutation(n).astype(np.int64)
         epoch_lr = schedule(epoch) if schedule else lr
         start = time.perf_counter()
+        running = np.zeros(2)  # the epoch's minibatch costs and correct counts
         for first in range(0, n_batches, slice_size):
             stop = min(first + slice_size, n_batches)
             _train_steps(net, X_train, y_train, order, batch_size, first, stop, epoch_lr, l2 / n, optimizer, dropout,
-                         (seed * 1_000_003 + epoch * 2) % 2 ** 62)
+                         (seed * 1_000_003 + epoch * 2) % 2 ** 62, running)
             if not net.parameters_finite():
                 raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
             if on_progress:
                 on_progress(epoch, stop, n_batches)
         seconds = time.perf_counter() - start
-        train_cost, train_accuracy = net.evaluate(X_train, y_train, l2, n)
+        if train_metrics == "full":
+            train_cost, train_accuracy = net.evaluate(X_train, y_train, l2, n)
+        elif train_metrics == "running":
+            train_cost, train_accuracy = running[0] / n + net.l2_penalty(l2, n), running[1] / n
+        else:
+            train_cost = train_accuracy = None
         if validating:
             validation_cost, validation_accuracy = net.evaluate(X_validation, y_validation, l2, n)
             test_cost = test_accuracy = None
@@ -219,7 +260,7 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
             validation_cost = validation_accuracy = None
             test_cost, test_accuracy = net.evaluate(X_test, y_test, l2, n)
             checked = test_cost
-        if not (np.isfinite(train_cost) and np.isfinite(checked)):
+        if not (np.isfinite(checked) and (train_cost is None or np.isfinite(train_cost))):
             raise Diverged(epoch, f"the cost is {train_cost} (train) and {checked} (held out)")
         tracked = optimizer.take_gradient_means() if optimizer and optimizer.track_gradients else (None, None)
         metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds,

@@ -20,7 +20,7 @@ def random_layer(rng, dtype, n_samples, n_in, n_out):
     return W, b, a_prev
 
 
-def close(actual, expected, dtype, what):
+def close_enough(actual, expected, dtype, what):
     """Equal up to rounding: relative, plus an absolute part scaled by the largest value
     (sums of many terms of both signs lose relative precision near zero)."""
     tolerance = TOLERANCE[dtype]
@@ -33,14 +33,20 @@ class Serial:
     """nbnet.kernels with every kernel replaced by its one-thread twin, where it has one."""
 
     def __getattr__(self, name):
-        return getattr(K, name + "_serial", None) or getattr(K, name)
+        return getattr(getattr(K, name), "serial", None) or getattr(K, name)
 
 
 def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
-    """Every kernel once on one random layer of the given shape (variant: parallel or serial)."""
+    """Every kernel once on one random layer of the given shape (variant: parallel or serial);
+    returns every output, for comparing the variants bit for bit."""
     W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
     shape = f"{variant} {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
     K = Serial() if variant == "serial" else globals()["K"]
+    outputs = []  # everything the kernels computed, in order
+
+    def close(actual, expected, dtype, what):
+        outputs.append(np.array(actual, copy=True))
+        close_enough(actual, expected, dtype, what)
 
     z = np.empty((n_samples, n_out), dtype)
     K.weighted_sum(W, b, a_prev, z)
@@ -59,6 +65,11 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
             delta = np.empty_like(z)
             K.output_delta(z, a, y, act, cost, delta)
             close(delta, R.output_delta(z, a, y, act, cost), dtype, f"output_delta {act} {cost} " + shape)
+            J, correct = np.empty(n_samples, dtype), np.empty(n_samples, np.int64)
+            K.output_cost(z, a, y, act, cost, J, correct)
+            expected_J, expected_correct = R.output_cost(z, a, y, act, cost)
+            close(J, expected_J, dtype, f"output_cost {act} {cost} " + shape)
+            np.testing.assert_array_equal(correct, expected_correct, err_msg=f"output_cost correct " + shape)
 
     z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
     delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)
@@ -91,6 +102,7 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
     expected_x, expected_y = R.gather_rows(X_all, y_all, order, 2, n_samples)
     np.testing.assert_array_equal(x_out, expected_x, err_msg="gather_rows " + shape)
     np.testing.assert_array_equal(y_out, expected_y, err_msg="gather_rows " + shape)
+    return outputs
 
 
 def check_all(shapes, seed=0):

@@ -4,10 +4,10 @@ import numba
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from numba.typed import List
 
 from nbnet import Network
 from nbnet import kernels as K
+from nbnet import passes
 from nbnet import reference as R
 from nbnet.cli import main
 from nbnet.gradcheck import numerical_gradients, relative_error
@@ -59,13 +59,13 @@ def test_masked_backward_is_the_gradient_of_the_dropped_network():
             return float(np.mean(net.cost_function.fn(zs[-1], activations[-1], np.eye(3)[y_], net.acts[-1])))
 
     numeric_W, numeric_b = numerical_gradients(Dropped, X, y)
-    weights, biases = net.typed_parameters()
-    zs, activations = K.layer_buffers(weights, 9), K.layer_buffers(weights, 9)
-    masks, kept, deltas = K.layer_buffers(weights, 9), K.layer_buffers(weights, 9), K.layer_buffers(weights, 9)
-    K.forward_from(0, weights, biases, net.acts, X, zs, activations, 0.6, 99, 3, masks, kept)
-    grads_W, grads_b = K.like_each(weights), K.like_each(List(net.biases))
+    weights, biases = tuple(net.weights), tuple(net.biases)
+    zs, activations, deltas = (passes.layer_buffers(weights, 9) for _ in range(3))
+    masks, kept = passes.layer_buffers(weights, 9), passes.layer_buffers(weights, 9)
+    K.forward_layers(np.int64(0), weights, biases, net.acts, X, zs, activations, 0.6, 99, 3, masks, kept)
+    grads_W, grads_b = tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases)
     K.backward(weights, net.acts, net.cost_function.code, X, y, 0.0, zs, activations, deltas, grads_W, grads_b,
-               0.6, masks, kept)
+               masks, kept)
     for analytic, numeric in zip(list(grads_W) + list(grads_b), numeric_W + numeric_b):
         assert relative_error(analytic, numeric) < 1e-7
 

@@ -4,13 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
 from nbnet import Network
 from nbnet import kernels as K
 from nbnet import reference as R
-from nbnet.train import train_epoch
+from nbnet.train import set_threads, train_epoch
 
 from kernel_cases import check_all, check_layer
 
@@ -153,3 +154,19 @@ def test_compiled_exp_is_accurate_in_float32_and_numpy_exp_in_float64():
     got64 = np.empty_like(x64)
     exp_each(x64, got64)
     np.testing.assert_allclose(got64, np.exp(x64), rtol=4e-16)  # libm's exp, not a polynomial
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+@pytest.mark.parametrize("shape", [(37, 50, 23), (300, 64, 130), (1, 784, 100)])
+def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
+    """A run calls either the parallel or the one-thread variant of the drivers (nbnet.passes,
+    by its size and thread count); that is only allowed because both compute the same bits."""
+    from kernel_cases import check_layer
+
+    set_threads(2)
+    for dtype in (np.float32, np.float64):
+        parallel = check_layer(np.random.default_rng(3), dtype, *shape, variant="parallel")
+        serial = check_layer(np.random.default_rng(3), dtype, *shape, variant="serial")
+        assert len(parallel) == len(serial) > 20
+        for got, want in zip(parallel, serial):
+            assert np.array_equal(got, want), (dtype, shape)

@@ -1,0 +1,9 @@
+"""The integer codes the compiled kernels use for activations, costs and optimisers.
+
+This module imports nothing, so plain-Python modules (activations, costs, optimizers, the
+command line) can name these codes without importing, and so compiling, the kernels.
+"""
+
+SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3
+QUADRATIC, CROSS_ENTROPY = 0, 1
+SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM = 0, 1, 2, 3, 4
