@@ -24,7 +24,7 @@ from nbnet import Network  # noqa: E402
 from nbnet.data import load_mnist  # noqa: E402
 from nbnet.optimizers import Optimizer  # noqa: E402
 from nbnet.schedules import learning_rate  # noqa: E402
-from nbnet.train import prepare_kernels, set_threads, train  # noqa: E402
+from nbnet.train import set_threads, train  # noqa: E402
 
 RECIPES = {
     # Nielsen, "Neural Networks and Deep Learning", chapter 3: "97.92 percent on the validation
@@ -85,7 +85,6 @@ def main():
     data_dir = args.data_dir or os.environ.get("NBNET_DATA_DIR") or HERE.parent.parent / "shared" / "data" / "mnist"
     r = RECIPES[args.recipe]
     set_threads(None)
-    prepare_kernels("float32")
     data = load_mnist(data_dir)
     print(f"recipe {args.recipe}: {command(args.recipe)} --seed {args.seed}", flush=True)
     held_out = f"validation accuracy (training images {r['train_size']:,}-{len(data.X_train) - 1:,})"

@@ -81,6 +81,7 @@ def sgemm_gflops():
 
 # ----------------------------------------------------------------------------- workers
 def time_nbnet(net, X, y, epoch_orders, batch_size):
+    prepare_kernels(net, batch_size)  # compiled (or loaded) before the clock starts
     times = []
     for order in epoch_orders:
         start = time.perf_counter()
@@ -252,7 +253,7 @@ def main():
         return numpy_worker(args)
 
     threads = set_threads(args.threads)
-    compile_seconds, compiled = prepare_kernels("float32")
+    compile_seconds, compiled = prepare_kernels(Network([784, 100, 10]), 10)
     data = load_mnist(args.data_dir)
     n = int(len(data.X_train) * args.fraction)
     X, y = np.ascontiguousarray(data.X_train[:n]), data.y_train[:n]

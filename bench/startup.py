@@ -1,13 +1,25 @@
-"""Cold and warm start of `nbnet train`: seconds from launching the command to the moment
-training begins (the "Kernels ... in X s" note), first with an empty kernel cache (every
-kernel compiled), then again with the cache the first run filled.
+"""Time to result: wall time of whole `nbnet train` commands, as a user waits for them.
 
-    python bench/startup.py                 # bundled digits
-    python bench/startup.py --dataset mnist # MNIST from $NBNET_DATA_DIR or ../shared/data/mnist
+1. Cold start: each command run with an empty kernel cache (NUMBA_CACHE_DIR), so every
+   kernel it uses is compiled; the median of --repeats runs. Reported: seconds from launch
+   until training starts (the "Kernels ... in X s" note) and until the command exits.
+2. Warm start: the default command again with the cache the cold runs filled.
+3. Monitoring: Nielsen's chapter-3 run on MNIST (784-100-10, 30 epochs, batch 10, lr 0.5,
+   L2 5) with each --train-metrics choice; the ratio of the whole command's wall time to the
+   sum of the epochs' training seconds is what monitoring and start-up cost on top of
+   training (1.0 would be free).
+
+    python bench/startup.py                    # all three; MNIST from $NBNET_DATA_DIR or ../shared/data/mnist
+    python bench/startup.py --json bench/startup.json
+    python bench/startup.py --skip-monitoring  # digits only
 """
 
 import argparse
+import csv
+import json
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,40 +28,86 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+COLD = [  # (label, nbnet train arguments)
+    ("default (digits, 30 epochs)", []),
+    ("--optimizer adam --dropout 0.2", ["--optimizer", "adam", "--dropout", "0.2"]),
+    ("--dtype float64", ["--dtype", "float64"]),
+    ("mnist --hidden 100 --epochs 1", ["--dataset", "mnist", "--hidden", "100", "--epochs", "1"]),
+]
+NIELSEN = ["--dataset", "mnist", "--hidden", "100", "--epochs", "30", "--batch-size", "10", "--lr", "0.5",
+           "--l2", "5"]
 
-def launch(args, env):
-    """Seconds until the kernels are ready, total seconds, and the kernel note."""
+
+def mnist_dir():
+    return Path(os.environ.get("NBNET_DATA_DIR") or HERE.parent.parent / "shared" / "data" / "mnist")
+
+
+def launch(args, cache, plots):
+    """(seconds until training starts, seconds until exit, sum of the epochs' training seconds)."""
+    if "mnist" in args:
+        args = [*args, "--data-dir", str(mnist_dir())]
+    metrics = Path(plots) / "m.csv"
+    command = [sys.executable, "-m", "nbnet", "train", *args, "--plot", str(Path(plots) / "p.png"),
+               "--metrics", str(metrics)]
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "nbnet", "train", *args], cwd=HERE.parent, env=env,
+    process = subprocess.Popen(command, cwd=HERE.parent, env=dict(os.environ, NUMBA_CACHE_DIR=cache),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ready, note = None, ""
+    ready = None
     for line in process.stderr:
         if line.startswith("Kernels") and ready is None:
-            ready, note = time.perf_counter() - start, line.strip()
+            ready = time.perf_counter() - start
     process.wait()
+    total = time.perf_counter() - start
     if process.returncode != 0 or ready is None:
-        sys.exit(f"nbnet train failed (exit code {process.returncode})")
-    return ready, time.perf_counter() - start, note
+        sys.exit(f"failed (exit code {process.returncode}): {' '.join(command)}")
+    with open(metrics) as handle:
+        training = sum(float(row["seconds"]) for row in csv.DictReader(handle))
+    return ready, total, training
+
+
+def median_of(repeats, args, cold, cache, plots):
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as fresh:
+            runs.append(launch(args, fresh if cold else cache, plots))
+    return [statistics.median(column) for column in zip(*runs)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
-    parser.add_argument("--warm-runs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per cold and warm figure (median)")
+    parser.add_argument("--skip-monitoring", action="store_true", help="no MNIST monitoring runs")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
-    train_args = ["--epochs", "1", "--dataset", args.dataset, "--plot", os.devnull + ".png"]
-    if args.dataset == "mnist":
-        data_dir = os.environ.get("NBNET_DATA_DIR") or HERE.parent.parent / "shared" / "data" / "mnist"
-        train_args += ["--data-dir", str(data_dir), "--hidden", "100"]
+    import numba
+
+    results = dict(machine=f"{platform.machine()}, {os.cpu_count()} cores", numba=numba.__version__,
+                   repeats=args.repeats, cold=[], warm=None, monitoring=[])
+    print(f"nbnet bench/startup.py: {results['machine']}, numba {numba.__version__}; medians of {args.repeats} runs")
+    print(f"{'cold start (empty kernel cache)':<40} {'training starts':>16} {'command exits':>14}")
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as plots:
-        train_args[train_args.index("--plot") + 1] = str(Path(plots) / "p.png")
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        print(f"nbnet train {' '.join(train_args)}   (NUMBA_CACHE_DIR={cache})")
-        ready, total, note = launch(train_args, env)
-        print(f"cold (empty cache):  training starts {ready:5.1f} s after launch, run {total:5.1f} s   [{note}]")
-        for _ in range(args.warm_runs):
-            ready, total, note = launch(train_args, env)
-            print(f"warm (cache filled): training starts {ready:5.1f} s after launch, run {total:5.1f} s   [{note}]")
+        for label, train_args in COLD:
+            if "mnist" in train_args and not mnist_dir().is_dir():
+                print(f"{label:<40} skipped: no MNIST in {mnist_dir()}")
+                continue
+            ready, total, _ = median_of(args.repeats, train_args, True, cache, plots)
+            results["cold"].append(dict(command=label, training_starts=ready, exits=total))
+            print(f"{label:<40} {ready:>14.1f} s {total:>12.1f} s")
+        launch([], cache, plots)  # fill the cache
+        ready, total, _ = median_of(args.repeats, [], False, cache, plots)
+        results["warm"] = dict(command="default (digits, 30 epochs)", training_starts=ready, exits=total)
+        print(f"{'warm start: default (digits, 30 epochs)':<40} {ready:>14.1f} s {total:>12.1f} s")
+        if not args.skip_monitoring and mnist_dir().is_dir():
+            print(f"\nmonitoring: nbnet train {' '.join(NIELSEN)} (warm cache)")
+            print(f"{'--train-metrics':<16} {'wall s':>8} {'training s':>11} {'wall / training':>16}")
+            launch([*NIELSEN, "--epochs", "1"], cache, plots)  # fill the cache for these sizes (last --epochs counts)
+            for choice in ("full", "running", "none"):
+                _, total, training = launch([*NIELSEN, "--train-metrics", choice], cache, plots)
+                results["monitoring"].append(dict(train_metrics=choice, wall=total, training=training,
+                                                  ratio=total / training))
+                print(f"{choice:<16} {total:>8.1f} {training:>11.1f} {total / training:>16.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

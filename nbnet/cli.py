@@ -19,7 +19,7 @@ from .network import DTYPES, INITS, Network
 from .optimizers import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, learning_rate
 from .plots import OutputError, plot_metrics, read_metrics, write_metrics
-from .train import BestEpoch, Diverged, EpochMetrics, prepare_kernels, set_threads, train
+from .train import TRAIN_METRICS, BestEpoch, Diverged, EpochMetrics, prepare_kernels, set_threads, train
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
@@ -106,10 +106,13 @@ TRAINING_OPTIONS = ("dataset", "hidden", "activation", "output", "cost", "batch_
               help="Drop each hidden unit with this probability in every training step (inverted dropout).")
 @click.option("--track-gradients", is_flag=True,
               help="Record mean |dJ/dW| per layer each epoch (metrics columns grad_W1.., a plot panel).")
+@click.option("--train-metrics", type=click.Choice(TRAIN_METRICS), default="full", show_default=True,
+              help="Train cost and accuracy per epoch: full (evaluate the training set after each epoch), running "
+                   "(mean over the epoch's minibatches, no extra pass), none.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; epoch lines only.")
 @click.pass_context
 def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_path, save_path, checkpoint_every,
-                  resume, quiet, **options):
+                  resume, train_metrics, quiet, **options):
     """Train a network on digit images, report cost and accuracy per epoch, plot train vs test cost."""
     note = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
@@ -164,7 +167,7 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
          f"{numba.get_num_threads()} thread(s)"
          + (f"; resuming after epoch {run['first_epoch'] - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
-    seconds, compiled = prepare_kernels(net, options["batch_size"], optimizer, options["dropout"])
+    seconds, compiled = prepare_kernels(net, options["batch_size"], optimizer, options["dropout"], train_metrics)
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
 
     inputs = data.input_spec()
@@ -187,8 +190,10 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
         history.append(metrics)
         cost, accuracy = ((metrics.validation_cost, metrics.validation_accuracy) if X_validation is not None
                           else (metrics.test_cost, metrics.test_accuracy))
-        click.echo(f"{metrics.epoch:>3}/{epochs:<3} {metrics.train_cost:>11.4f} {cost:>11.4f} "
-                   f"{metrics.train_accuracy:>10.2%} {accuracy:>10.2%} {metrics.seconds:>8.2f}")
+        train_cost, train_accuracy = ((f"{metrics.train_cost:>11.4f}", f"{metrics.train_accuracy:>10.2%}")
+                                      if metrics.train_cost is not None else (f"{'-':>11}", f"{'-':>10}"))
+        click.echo(f"{metrics.epoch:>3}/{epochs:<3} {train_cost} {cost:>11.4f} {train_accuracy} {accuracy:>10.2%} "
+                   f"{metrics.seconds:>8.2f}")
         if metrics_path:
             write_metrics(history, metrics_path)
         if checkpoint_every and metrics.epoch % checkpoint_every == 0:
@@ -205,7 +210,7 @@ def train_command(ctx, data_dir, download, epochs, threads, plot_path, metrics_p
                   on_progress=EpochProgressBar(epochs) if show_bar else None, optimizer=optimizer,
                   schedule=schedule, X_validation=X_validation, y_validation=y_validation,
                   patience=options["patience"] if options["early_stopping"] else None, dropout=options["dropout"],
-                  best=best_epoch)
+                  best=best_epoch, train_metrics=train_metrics)
             if X_validation is not None:
                 report_held_out(history, epochs, options, metrics_path)
         if save_path:

@@ -2,6 +2,7 @@
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from .files import OutputError, atomic_write
 from .gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
 from .images import ImageError, fit_image, read_image
 from .model_file import ModelError, load_model
+from .network import DTYPES
 from .optimizers import OPTIMIZERS
 from .train import prepare_kernels, set_threads
 
@@ -192,6 +194,41 @@ def info_command():
     click.echo(f"kernel cache {kernel_cache_dir()}")
 
 
+# ----------------------------------------------------------------------------- compile
+@main.command("compile")
+@click.option("--dtype", type=click.Choice([*DTYPES, "all"]), default="float32", show_default=True)
+@click.option("--hidden-layers", type=click.IntRange(1, 8), multiple=True, default=(1,), show_default=True,
+              help="For networks with this many hidden layers (repeatable: --hidden-layers 1 --hidden-layers 2).")
+@click.option("--optimizers", type=click.Choice(["sgd", "all"]), default="all", show_default=True,
+              help="sgd: plain SGD only; all: also momentum, nesterov, rmsprop, adam and --track-gradients.")
+@click.option("--dropout/--no-dropout", default=False, show_default=True, help="Also the dropout paths.")
+def compile_command(dtype, hidden_layers, optimizers, dropout):
+    """Compile the kernels into the disk cache ahead of time (for a container image or cluster
+    workers), so that the first `nbnet train` loads them instead of compiling.
+
+    Covers training, evaluation and prediction with the given settings, in both variants:
+    one thread (small networks, --threads 1) and parallel. Each run compiles only what it
+    uses anyway; this only moves that time to when you choose."""
+    from itertools import product
+
+    from .train import warm_up
+
+    set_threads(None)
+    start = time.perf_counter()
+    networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), (False, True)))
+    paths = list(product(("sgd", "adam") if optimizers == "all" else ("sgd",), (False, True) if dropout else (False,),
+                         (False, True)))
+    for (name, layers, parallel), (optimizer, dropped, running) in product(networks, [(None, False, False), *paths]):
+        began = time.perf_counter()
+        warm_up(layers + 1, name, parallel, parallel, optimizer, False, dropped, running)
+        what = ("evaluate and predict" if optimizer is None else "train, " + ("sgd" if optimizer == "sgd" else
+                "momentum, nesterov, rmsprop, adam") + (", dropout" if dropped else "")
+                + (", --train-metrics running" if running else ""))
+        click.echo(f"{name}, {layers} hidden layer(s), {'parallel' if parallel else 'one thread'}: {what}: "
+                   f"{time.perf_counter() - began:.1f} s")
+    click.echo(f"Compiled in {time.perf_counter() - start:.1f} s into {kernel_cache_dir()}")
+
+
 # ----------------------------------------------------------------------------- sweep
 @main.command("sweep")
 @click.option("--l2", type=click.FloatRange(min=0), multiple=True, default=(0.0,), show_default=True,
@@ -225,7 +262,7 @@ def sweep_command(l2, lr, hidden, dataset, data_dir, activation, optimizer, epoc
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
-    from .sweep import SWEPT, best, combinations, plot_sweep, sweep, threads_per_run
+    from .sweep import SWEPT, best, combinations, plot_sweep, prepare, sweep, threads_per_run
 
     values = {"l2": list(l2), "lr": list(lr), "hidden": list(hidden)}
     varied = next((name for name in SWEPT if len(values[name]) > 1), "l2")
@@ -247,8 +284,10 @@ def sweep_command(l2, lr, hidden, dataset, data_dir, activation, optimizer, epoc
             except ImportError:
                 fail("--scheduler needs Dask: pip install 'nbnet[dask]'")
             with Client(scheduler, timeout=30) as client:
+                client.run(prepare, runs)  # once per worker, before any run
                 results = sweep(runs, client.get_executor())
         else:
+            click.echo(f"compiled kernels ready in {prepare(runs):.1f} s", err=True)
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as executor:
                 results = sweep(runs, executor)
     except (DataError, OSError, TimeoutError) as error:

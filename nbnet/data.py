@@ -48,6 +48,7 @@ INPUTS = {
     "digits": dict(pixel_max=16.0, digit_fraction=1.0),
     "mnist": dict(pixel_max=255.0, digit_fraction=20 / 28),
 }
+N_INPUTS = {"digits": 8 * 8, "mnist": 28 * 28}  # pixels per image, known before loading
 
 
 # ----------------------------------------------------------------------------- digits

@@ -619,15 +619,17 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     layer 1 also computes the next batch's z^1 (gradient_step_then_weighted_sum), so the
     next forward pass starts from there. With dropout (masks not None), hidden units are
     dropped out with masks drawn from (seed, batch, layer, sample, unit). `buffers` holds
-    (zs, activations, deltas) for batch_size samples; add_costs adds each minibatch's cost
-    and correct count (before its step) to `totals`.
+    (zs, activations, deltas) for batch_size samples; unless `totals` is None (which, like
+    `masks`, removes the code), add_costs adds each minibatch's cost and correct count
+    (before its step) to it.
     """
     zs, activations, deltas = buffers
     x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
         forward_layers(np.int64(1), weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
-        add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
+        if totals is not None:
+            add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
         for m in range(len(weights) - 1, 0, -1):
             if kept is not None:
@@ -663,7 +665,8 @@ def train_batches_with(code, hyper, step, weights, biases, state, acts, cost, X,
     for batch in range(first, stop):
         x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
         forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
-        add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
+        if totals is not None:
+            add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
         weight_gradients(weights, x, l2_over_n, activations, deltas, grads_W, grads_b, kept)
         step += 1

@@ -69,7 +69,6 @@ class Optimizer:
         weights, biases = tuple(net.weights), tuple(net.biases)
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)
-        totals = np.zeros(2) if totals is None else totals
         buffers, masks, kept = passes.step_buffers(weights, batch_size, keep < 1.0)
         x_chunks, y_chunks = passes.chunk_buffers(X, batch_size)
         J, correct = passes.cost_buffers(batch_size, net.dtype)

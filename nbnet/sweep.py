@@ -52,6 +52,31 @@ def sweep(configs, executor):
     return list(executor.map(run_one, configs))
 
 
+def prepare(configs):
+    """Compile, in this process, what the runs of `configs` will call (with the thread count
+    each gets), so that the worker processes load it from the disk cache instead of all
+    compiling the same kernels at once. Returns the seconds it took. A Dask cluster runs this
+    once on every worker (nbnet sweep --scheduler)."""
+    import time
+
+    import numba
+
+    from .data import N_INPUTS
+    from .network import Network
+    from .optimizers import Optimizer
+    from .train import prepare_kernels
+
+    start, threads = time.perf_counter(), numba.get_num_threads()
+    try:
+        for config in configs:
+            numba.set_num_threads(min(config["threads"], numba.config.NUMBA_NUM_THREADS))
+            net = Network([N_INPUTS[config["dataset"]], config["hidden"], 10], activation=config["activation"])
+            prepare_kernels(net, config["batch_size"], Optimizer(config["optimizer"]))
+    finally:
+        numba.set_num_threads(threads)
+    return time.perf_counter() - start
+
+
 def best(results):
     """The run with the lowest held-out cost."""
     return min(results, key=lambda row: row["held_out_cost"])

@@ -115,9 +115,10 @@ def set_threads(threads):
     return threads
 
 
-def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0):
+def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
     """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
-    a batch size, training it with `optimizer` and `dropout` will call, and nothing else.
+    a batch size, training it with `optimizer`, `dropout` and `train_metrics` will call, and
+    nothing else.
     So compiling happens here and not inside the first timed epoch.
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
@@ -126,12 +127,12 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0):
     optimizer = optimizer or PLAIN_SGD
     warm_up(len(net.sizes) - 1, net.dtype, passes.parallel_pays(net.weights, 1),
             train and passes.parallel_pays(net.weights, batch_size), optimizer.name if train else None,
-            optimizer.track_gradients, dropout > 0)
+            optimizer.track_gradients, dropout > 0, train_metrics == "running")
     return time.perf_counter() - start, _cache_misses() > misses
 
 
 def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
-            dropout=False):
+            dropout=False, running=False):
     """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
     run with these settings calls (same variants and argument types): evaluation, and
     training with `optimizer` unless it is None (else Network.forward, for evaluate and predict)."""
@@ -147,7 +148,7 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
         return
     same = Optimizer(optimizer, track_gradients=track_gradients).attach(tiny)
     same.run(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, 0.5 if dropout else 1.0, 0,
-             parallel=parallel_training)
+             parallel=parallel_training, totals=np.zeros(2) if running else None)
 
 
 def _cache_misses():
@@ -236,7 +237,7 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
         order = rng.permutation(n).astype(np.int64)
         epoch_lr = schedule(epoch) if schedule else lr
         start = time.perf_counter()
-        running = np.zeros(2)  # the epoch's minibatch costs and correct counts
+        running = np.zeros(2) if train_metrics == "running" else None  # the minibatch costs and correct counts
         for first in range(0, n_batches, slice_size):
             stop = min(first + slice_size, n_batches)
             _train_steps(net, X_train, y_train, order, batch_size, first, stop, epoch_lr, l2 / n, optimizer, dropout,

@@ -1,0 +1,89 @@
+"""nbnet's epoch time on this checkout against another commit, in the same run.
+
+For each configuration of bench/epoch.py, a child process per checkout trains MNIST epochs
+(kernels compiled or loaded before the clock starts); the two checkouts take turns, round
+after round, so a slow spell of this shared machine hits both alike. Prints the median epoch
+seconds of each and their ratio (above 1: this checkout is slower).
+
+    python bench/against.py HEAD~1              # the commit before
+    python bench/against.py HEAD~1 --rounds 5 --epochs 3 --only 10,128
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from epoch import CONFIGS, LR, mnist_dir  # noqa: E402
+
+CHILD = """
+import sys, time, numpy as np
+from nbnet import Network
+from nbnet.data import load_mnist
+from nbnet.train import prepare_kernels, train_epoch
+hidden, batch_size, epochs, data_dir = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+data = load_mnist(data_dir)
+net = Network([784, *hidden, 10], seed=0)
+X, y = net.as_inputs(data.X_train), net.as_labels(data.y_train, len(data.X_train))
+try:
+    prepare_kernels(net, batch_size)
+except (TypeError, AttributeError):  # commits before lazy compilation: prepare_kernels(dtype)
+    prepare_kernels("float32")
+rng = np.random.default_rng(0)
+train_epoch(net, X, y, rng.permutation(len(X)).astype(np.int64), batch_size, LR)  # warm: caches, pages
+for _ in range(epochs):
+    order = rng.permutation(len(X)).astype(np.int64)
+    start = time.perf_counter()
+    train_epoch(net, X, y, order, batch_size, LR)
+    print(time.perf_counter() - start)
+""".replace("LR", repr(LR))
+
+
+def epoch_seconds(tree, hidden, batch_size, epochs, data_dir):
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    result = subprocess.run([sys.executable, "-c", CHILD, repr(hidden), str(batch_size), str(epochs), str(data_dir)],
+                            cwd=tree, env=env, capture_output=True, text=True, check=True)
+    return [float(line) for line in result.stdout.split()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("revision", help="the commit to compare with (e.g. HEAD~1)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each checkout takes per configuration")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per turn")
+    parser.add_argument("--only", default=None, help="comma-separated batch sizes, e.g. 10,128")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    data_dir = args.data_dir or mnist_dir()
+    here = HERE.parent
+    with tempfile.TemporaryDirectory() as other:
+        subprocess.run(["git", "-C", str(here), "worktree", "add", "--detach", other, args.revision], check=True,
+                       capture_output=True)
+        try:
+            revision = subprocess.run(["git", "-C", other, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                      text=True).stdout.strip()
+            print(f"nbnet epoch seconds, MNIST, this checkout against {args.revision} ({revision}); medians of "
+                  f"{args.rounds} x {args.epochs} epochs, turns alternating")
+            print(f"{'network':<16} {'batch':>5} {'this s':>8} {revision + ' s':>10} {'this / other':>13}")
+            for hidden, batch_size in CONFIGS:
+                if args.only and str(batch_size) not in args.only.split(","):
+                    continue
+                mine, theirs = [], []
+                for _ in range(args.rounds):
+                    theirs += epoch_seconds(Path(other), hidden, batch_size, args.epochs, data_dir)
+                    mine += epoch_seconds(here, hidden, batch_size, args.epochs, data_dir)
+                a, b = statistics.median(mine), statistics.median(theirs)
+                name = "-".join(map(str, (784, *hidden, 10)))
+                print(f"{name:<16} {batch_size:>5} {a:>8.3f} {b:>10.3f} {a / b:>13.3f}", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(here), "worktree", "remove", "--force", other], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
