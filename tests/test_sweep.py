@@ -51,34 +51,3 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path):
     assert "Dask cluster" in result.output
     assert len((tmp_path / "d.csv").read_text().splitlines()) == 3
 
-
-CHECK = """
-import sys, numpy as np
-from nbnet import Network
-from nbnet.optimizers import Optimizer
-from nbnet.train import prepare_kernels, set_threads
-set_threads(int(sys.argv[1]))
-print(prepare_kernels(Network([64, 20, 10]), 10)[1], prepare_kernels(Network([64, 20, 10]), 10, Optimizer("adam"))[1],
-      prepare_kernels(Network([784, 100, 10]), 10)[1])
-"""
-
-
-def test_nbnet_compile_and_the_sweep_fill_the_cache_for_later_processes(tmp_path):
-    """After `nbnet compile` (and sweep.prepare, which a sweep runs before its workers start),
-    a new process with the same cache compiles nothing: it loads what those prepared."""
-    import os
-    import subprocess
-    import sys
-
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    compiled = subprocess.run([sys.executable, "-m", "nbnet", "compile", "--optimizers", "sgd"], env=env,
-                              capture_output=True, text=True, timeout=600)
-    assert compiled.returncode == 0, compiled.stderr
-    assert "one thread: train, sgd" in compiled.stdout and "parallel: evaluate and predict" in compiled.stdout
-    runs = [dict(dataset="digits", hidden=20, activation="sigmoid", batch_size=10, optimizer="adam", threads=1)]
-    code = f"from nbnet.sweep import prepare; prepare({runs!r})"  # what nbnet sweep runs before its workers
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=600)
-    for threads in ("1", "2"):  # one-thread and parallel variants (with 2 threads the MNIST-sized net is parallel)
-        check = subprocess.run([sys.executable, "-c", CHECK, threads], env=env, capture_output=True, text=True,
-                               timeout=600)
-        assert check.stdout.split() == ["False", "False", "False"], check.stderr

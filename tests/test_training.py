@@ -1,14 +1,10 @@
-import os
-import subprocess
-import sys
-
 import numba
 import numpy as np
 import pytest
 
 from nbnet import Network
 from nbnet.data import load_digits
-from nbnet.train import prepare_kernels, set_threads, train
+from nbnet.train import set_threads, train
 
 
 @pytest.fixture(scope="module")
@@ -92,39 +88,6 @@ def test_set_threads_rejects_impossible_counts():
         set_threads(0)
     with pytest.raises(ValueError):
         set_threads(numba.config.NUMBA_NUM_THREADS + 1)
-
-
-LAZY = """
-import sys, numpy as np
-from nbnet import Network, kernels as K
-from nbnet.optimizers import Optimizer
-from nbnet.train import prepare_kernels, set_threads
-set_threads(2)
-def compiled(*functions):
-    return [bool(f.signatures) for f in functions]
-net = Network([64, 30, 10])
-print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: small, one thread
-print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.weighted_sum.serial, K.gradient_step.serial))
-print(compiled(K.train_batches, K.weighted_sum, K.train_batches_with.serial, K.optimizer_step.serial,
-               K.dropout.serial, K.dropout, K.forward.serial))
-print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
-print(compiled(K.train_batches_with.serial, K.optimizer_step.serial, K.dropout.serial, K.dropout))
-print(prepare_kernels(Network([784, 100, 10]), 10)[1])  # MNIST-sized: parallel kernels
-print(compiled(K.train_batches, K.weighted_sum, K.evaluate_tiles))
-print(prepare_kernels(net, 10)[1])  # nothing new
-"""
-
-
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
-def test_a_run_compiles_only_the_paths_it_uses(tmp_path):
-    """prepare_kernels compiles what a run calls and nothing else: the digits' default run no
-    parallel kernel, no optimiser or dropout code; asking for those compiles them then."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", LAZY], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:8] == [
-        "True", "[True, True, True, True]", "[False, False, False, False, False, False, False]",
-        "True", "[True, True, True, False]", "True", "[True, True, True]", "False"]
 
 
 def test_network_validates_its_inputs():

@@ -1,0 +1,65 @@
+"""Compiling only what a run uses, and filling the kernel cache ahead of time.
+
+One fresh kernel cache for the whole sequence, in child processes (each compile is real):
+a run compiles its own path and nothing else; another option compiles on first use;
+`nbnet compile` and the sweep's warm-up fill the cache so that later processes compile nothing.
+"""
+
+import os
+import subprocess
+import sys
+
+import numba
+import pytest
+
+LAZY = """
+from nbnet import Network, kernels as K
+from nbnet.optimizers import Optimizer
+from nbnet.train import prepare_kernels, set_threads
+set_threads(2)
+def compiled(*functions):
+    return [bool(f.signatures) for f in functions]
+net = Network([64, 30, 10])
+print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: small, so one thread
+print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.weighted_sum.serial, K.gradient_step.serial))
+print(compiled(K.train_batches, K.weighted_sum, K.train_batches_with.serial, K.optimizer_step.serial,
+               K.dropout.serial, K.dropout, K.forward.serial, K.output_cost.auto))
+print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
+print(compiled(K.train_batches_with.serial, K.optimizer_step.serial, K.dropout.serial, K.dropout))
+print(prepare_kernels(net, 10)[1])  # nothing new
+"""
+
+CHECK = """
+import sys
+from nbnet import Network
+from nbnet.optimizers import Optimizer
+from nbnet.train import prepare_kernels, set_threads
+set_threads(int(sys.argv[1]))
+digits, mnist = Network([64, 20, 10]), Network([784, 100, 10])
+print(prepare_kernels(digits, 10)[1], prepare_kernels(digits, 10, Optimizer("adam"))[1],
+      prepare_kernels(mnist, 10)[1], prepare_kernels(mnist)[1])
+"""
+
+
+def run(args, env):
+    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    # the digits' default run compiles no parallel kernel, no optimiser or dropout code
+    assert run(["-c", LAZY], env).split("\n")[:6] == [
+        "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]",
+        "True", "[True, True, True, False]", "False"]
+    # nbnet compile: both variants (an MNIST-sized network runs in parallel with 2 threads)
+    output = run(["-m", "nbnet", "compile", "--optimizers", "sgd"], env)
+    assert "one thread: train, sgd:" in output and "parallel: evaluate and predict:" in output
+    assert "parallel: train, sgd, --train-metrics running:" in output
+    # what nbnet sweep runs before its workers start
+    runs = [dict(dataset="digits", hidden=20, activation="sigmoid", batch_size=10, optimizer="adam", threads=1)]
+    run(["-c", f"from nbnet.sweep import prepare; prepare({runs!r})"], env)
+    for threads in ("1", "2"):  # later processes load everything
+        assert run(["-c", CHECK, threads], env).split() == ["False"] * 4
