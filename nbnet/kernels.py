@@ -35,23 +35,26 @@ def choose(*args):
 
 
 def kernel(work):
-    """Compile a kernel three ways from one Python body (once, here, never inside a function,
-    which would recompile on every call):
+    """Compile a kernel from one Python body (once, here, never inside a function, which
+    would recompile on every call) as:
 
       NAME         its `prange` loop runs on several threads;
-      NAME.serial  the same body for one thread (the one-thread drivers call only these);
-      NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else NAME.serial.
+      NAME.serial  the same body for one thread, inlined into the one-thread drivers that
+                   call it (a compiled function of its own costs about 0.3 s of compile
+                   time however small it is; a cold start of the digits saves 2 s);
+      NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else the one-thread body
+                   (compiled once more on its own: Numba cannot inline a call with *args).
 
-    Both variants compile the kernel's own loops without `reassoc` and call the same `block`
+    All variants compile the kernel's own loops without `reassoc` and call the same `block`
     functions for the long sums, so they compute the same numbers. The copies are made here,
     in kernels.py, because Numba's disk cache only notices edits to the file a function's
     code comes from (the auto functions contain the kernels they call).
     """
     def compile_three(fn):
         kernel = parallel(fn)
-        kernel.serial = serial(renamed(fn, "_serial"))
+        kernel.serial = serial(renamed(fn, "_serial"), inline="always")
         kernel.auto = serial(renamed(choose, "_" + fn.__name__ + "_auto", WORK=njit(work), PARALLEL=kernel,
-                                     SERIAL=kernel.serial))
+                                     SERIAL=serial(renamed(fn, "_one_thread"))))
         return kernel
 
     return compile_three

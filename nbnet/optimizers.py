@@ -35,6 +35,7 @@ class Optimizer:
         self.gradient_sums, self.tracked_steps = None, 0
         self.step = 0
         self.state = None  # [s1_W, s1_b, s2_W, s2_b], each a list of arrays shaped like the parameters
+        self._workspace_key = self._workspace_buffers = None
 
     def attach(self, net):
         """Zero state for `net` (unless state for it was loaded from a checkpoint); plain SGD
@@ -69,9 +70,7 @@ class Optimizer:
         weights, biases = tuple(net.weights), tuple(net.biases)
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)
-        buffers, masks, kept = passes.step_buffers(weights, batch_size, keep < 1.0)
-        x_chunks, y_chunks = passes.chunk_buffers(X, batch_size)
-        J, correct = passes.cost_buffers(batch_size, net.dtype)
+        buffers, masks, kept, x_chunks, y_chunks, J, correct = self._workspace(weights, X, batch_size, keep < 1.0)
         if self.name == "sgd" and not self.track_gradients:
             passes.variant(kernels.train_batches, parallel)(
                 weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(lr),
@@ -86,6 +85,16 @@ class Optimizer:
             net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
             float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals))
         self.tracked_steps += stop - first
+
+    def _workspace(self, weights, X, batch_size, dropout):
+        """The buffers the compiled steps write into, kept from one call to the next while the
+        shapes stay the same (an epoch calls `run` about 50 times, for its progress bar)."""
+        key = (tuple(W.shape for W in weights), X.shape[1], X.dtype, batch_size, dropout)
+        if self._workspace_key != key:
+            self._workspace_key = key
+            self._workspace_buffers = (*passes.step_buffers(weights, batch_size, dropout),
+                                       *passes.chunk_buffers(X, batch_size), *passes.cost_buffers(batch_size, X.dtype))
+        return self._workspace_buffers
 
     # ------------------------------------------------------------------ checkpoints
     def state_arrays(self):
