@@ -21,56 +21,55 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 
 from nbnet import Network  # noqa: E402
-from nbnet.data import load_mnist  # noqa: E402
-from nbnet.optimizers import Optimizer  # noqa: E402
-from nbnet.schedules import learning_rate  # noqa: E402
+from nbnet.data import load_mnist, split_for  # noqa: E402
+from nbnet.options import TrainConfig  # noqa: E402
 from nbnet.train import set_threads, train  # noqa: E402
 
-RECIPES = {
+MNIST = dict(dataset="mnist", output="softmax", activation="relu", init="he", optimizer="momentum", lr=0.05,
+             schedule="cosine", train_size=60000)
+RECIPES = {  # each a TrainConfig: exactly what `nbnet train` runs with the same options
     # Nielsen, "Neural Networks and Deep Learning", chapter 3: "97.92 percent on the validation
     # data". Like him, train on the first 50,000 images and report accuracy on the other 10,000
     # (his validation set) as well as on the test set; lambda/n is his, and so is the start
     # (net.large_weight_initializer(): N(0, 1) weights). His output layer is sigmoid with the
     # binary cross-entropy summed over the ten outputs.
-    "nielsen": dict(hidden=[100], activation="sigmoid", output="sigmoid", init="large", optimizer="sgd", lr=0.5, l2=5.0,
-                    batch_size=10, epochs=30, schedule="constant", train_size=50000),
+    "nielsen": TrainConfig(dataset="mnist", hidden=(100,), activation="sigmoid", output="sigmoid", init="large",
+                           optimizer="sgd", lr=0.5, l2=5.0, batch_size=10, epochs=30, train_size=50000),
     # 800 relu units (Simard et al. 2003 report 98.4 % for 800 hidden units, no augmentation)
-    "best": dict(hidden=[800], activation="relu", output="softmax", init="he", optimizer="momentum", lr=0.05, l2=5.0,
-                 batch_size=32, epochs=40, schedule="cosine", train_size=60000),
+    "best": TrainConfig(**MNIST, hidden=(800,), l2=5.0, batch_size=32, epochs=40),
     # the same with dropout on the hidden layer
-    "best-dropout": dict(hidden=[800], activation="relu", output="softmax", init="he", optimizer="momentum", lr=0.05,
-                         l2=5.0, batch_size=32, epochs=40, schedule="cosine", train_size=60000, dropout=0.3),
+    "best-dropout": TrainConfig(**MNIST, hidden=(800,), l2=5.0, batch_size=32, epochs=40, dropout=0.3),
     # towards the 98.8 % stretch goal: two wide relu layers, heavier dropout (Srivastava et al. 2014)
-    "wide-dropout": dict(hidden=[1000, 1000], activation="relu", output="softmax", init="he", optimizer="momentum",
-                         lr=0.05, l2=1.0, batch_size=64, epochs=50, schedule="cosine", train_size=60000, dropout=0.5),
+    "wide-dropout": TrainConfig(**MNIST, hidden=(1000, 1000), l2=1.0, batch_size=64, epochs=50, dropout=0.5),
 }
 
 
 def command(recipe):
-    r = RECIPES[recipe]
-    return ("nbnet train --dataset mnist --data-dir DIR " + " ".join(f"--hidden {h}" for h in r["hidden"])
-            + f" --activation {r['activation']} --output {r['output']} --init {r['init']} --optimizer {r['optimizer']} --lr {r['lr']} "
-              f"--l2 {r['l2']} --batch-size {r['batch_size']} --epochs {r['epochs']} --schedule {r['schedule']}"
-              f" --train-size {r['train_size']}" + (f" --dropout {r['dropout']}" if r.get("dropout") else ""))
+    """The `nbnet train` command line of a recipe: every option that differs from the default."""
+    config, default = RECIPES[recipe], TrainConfig()
+    words = ["nbnet train --data-dir DIR"]
+    for name in config.differences(default):
+        value = getattr(config, name)
+        flag = "--" + name.replace("_", "-")
+        words += [f"{flag} {size}" for size in value] if name == "hidden" else [f"{flag} {value}"]
+    return " ".join(words)
 
 
 def run(recipe, data, seed, verbose):
     """Train one network of `recipe` from `seed`; returns (test accuracy, best test accuracy
     of any epoch, validation accuracy or None, minutes in all, minutes training)."""
-    r = RECIPES[recipe]
-    net = Network([784, *r["hidden"], 10], activation=r["activation"], output=r["output"], init=r["init"], seed=seed)
+    config = RECIPES[recipe].but(seed=seed)
+    net = Network([784, *config.hidden, 10], activation=config.activation, output=config.output, init=config.init,
+                  seed=seed)
     start = time.perf_counter()
-    X, y = data.X_train[:r["train_size"]], data.y_train[:r["train_size"]]
-    history = train(net, X, y, data.X_test, data.y_test, epochs=r["epochs"],
-                    batch_size=r["batch_size"], lr=r["lr"], l2=r["l2"], seed=seed,
-                    optimizer=Optimizer(r["optimizer"]), dropout=r.get("dropout", 0.0),
-                    schedule=lambda epoch: learning_rate(r["schedule"], r["lr"], epoch, r["epochs"]),
+    split = split_for(data, config.train_size)
+    history = train(net, split, config,
                     on_epoch=lambda m: verbose and print(f"  epoch {m.epoch:>3}: test accuracy {m.test_accuracy:.2%}, "
                                                          f"train cost {m.train_cost:.4f}", flush=True))
     minutes = (time.perf_counter() - start) / 60
     validation = None
-    if r["train_size"] < len(data.X_train):  # the rest of the training file: Nielsen's validation set
-        _, validation = net.evaluate(data.X_train[r["train_size"]:], data.y_train[r["train_size"]:])
+    if config.train_size < len(data.X_train):  # the rest of the training file: Nielsen's validation set
+        _, validation = net.evaluate(data.X_train[config.train_size:], data.y_train[config.train_size:])
     return (history[-1].test_accuracy, max(m.test_accuracy for m in history), validation, minutes,
             sum(m.seconds for m in history) / 60)
 
@@ -83,16 +82,16 @@ def main():
     parser.add_argument("--seeds", type=int, default=1, help="run seeds SEED..SEED+N-1 and summarise them")
     args = parser.parse_args()
     data_dir = args.data_dir or os.environ.get("NBNET_DATA_DIR") or HERE.parent.parent / "shared" / "data" / "mnist"
-    r = RECIPES[args.recipe]
+    r = RECIPES[args.recipe]  # a TrainConfig
     set_threads(None)
     data = load_mnist(data_dir)
     print(f"recipe {args.recipe}: {command(args.recipe)} --seed {args.seed}", flush=True)
-    held_out = f"validation accuracy (training images {r['train_size']:,}-{len(data.X_train) - 1:,})"
+    held_out = f"validation accuracy (training images {r.train_size:,}-{len(data.X_train) - 1:,})"
     results = []
     for seed in range(args.seed, args.seed + args.seeds):
         test, best, validation, minutes, training = run(args.recipe, data, seed, verbose=args.seeds == 1)
         results.append((test, validation))
-        print(f"seed {seed}: test accuracy {test:.2%} after {r['epochs']} epochs (best {best:.2%})"
+        print(f"seed {seed}: test accuracy {test:.2%} after {r.epochs} epochs (best {best:.2%})"
               + (f"; {held_out} {validation:.2%}" if validation is not None else "")
               + f"; {minutes:.1f} minutes in all, {training:.1f} of them training", flush=True)
     if args.seeds > 1:

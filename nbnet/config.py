@@ -1,14 +1,14 @@
 """Every Numba option nbnet uses, in one place.
 
 All compiled code in nbnet is built by `parallel` (`prange` loops run on several threads),
-`serial` (one thread) or `block` (one thread, every fast-math flag); kernels.kernel builds
+`serial` (one thread) or `loop_nest` (one thread, every fast-math flag); kernels.kernel builds
 each kernel with the first two. All share:
 
 * FASTMATH: LLVM fast-math flags *without* `nnan` and `ninf`, so NaN/inf checks and the
   overflow behaviour of `exp` stay correct. `reassoc` lets LLVM vectorise the sums over k
   in weighted_sum (7-10x faster); it may reorder a sum, but every thread runs the same
   compiled loop on the same shapes, so results still do not depend on the thread count.
-  Only the `block` loop nests get `reassoc`: see `block` and `kernel`.
+  Only the `loop_nest` functions get `reassoc`: see `loop_nest` and kernels.kernel.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
 * cache=True: compiled machine code is written to disk and reused by later processes.
@@ -18,8 +18,6 @@ each kernel with the first two. All share:
   nbnet/__pycache__ (or the cache directory) so every kernel is compiled again.
 """
 
-import os
-import tempfile
 import types
 
 from numba import njit
@@ -45,11 +43,11 @@ SAMPLE_TILE = 256
 EVALUATION_TILE = 1024
 
 
-def block(fn):
+def loop_nest(fn):
     """Compile `fn`, the loop nest that computes one block of a kernel's output, with every
     fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD lanes).
 
-    A block is compiled once and called by both variants of its kernel, so the parallel
+    A loop nest is compiled once and called by both variants of its kernel, so the parallel
     kernel and its one-thread twin compute every element with the same machine code: results
     do not depend on which variant ran (nor on the thread count). Compiling it on its own,
     rather than inlining it into each kernel, also keeps Numba's parallel-loop passes, which
@@ -78,20 +76,3 @@ def renamed(fn, suffix, **replaced_globals):
 def parallel(fn):
     """Compile `fn` with its `prange` loops run on several threads."""
     return njit(parallel=True, fastmath=set(KERNEL_FASTMATH), **JIT_OPTIONS)(fn)
-
-
-def cache_dir_writable(directory):
-    """True when compiled kernels can be written to `directory` (created if missing)."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            return True
-    except OSError:
-        return False
-
-
-def kernel_cache_dir():
-    """The directory Numba caches nbnet's compiled kernels in, as it chose it."""
-    from . import kernels
-
-    return kernels.weighted_sum.stats.cache_path

@@ -74,6 +74,32 @@ def hold_out(X, y, validation):
     return X[:-held], y[:-held], X[-held:], y[-held:]
 
 
+@dataclass
+class Split:
+    """The arrays one training run uses: training samples, test samples, and the validation
+    samples held out of the training set (None without validation)."""
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    X_validation: np.ndarray = None
+    y_validation: np.ndarray = None
+
+
+def split_for(data, train_size=None, validation=None):
+    """The Split of a Dataset for a run: the first `train_size` training samples (all when
+    None), with the last `validation` of them held out (see hold_out; none when None)."""
+    X, y = data.X_train, data.y_train
+    if train_size is not None:
+        if train_size > len(X):
+            raise DataError(f"--train-size {train_size} exceeds the {len(X)} training samples")
+        X, y = X[:train_size], y[:train_size]
+    if not validation:
+        return Split(X, y, data.X_test, data.y_test)
+    X, y, X_validation, y_validation = hold_out(X, y, validation)
+    return Split(X, y, data.X_test, data.y_test, X_validation, y_validation)
+
+
 def stratified_test_mask(y, test_fraction, seed):
     """Boolean mask choosing round(test_fraction * count) samples of every class, at random."""
     rng = np.random.default_rng(seed)

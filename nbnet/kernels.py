@@ -22,8 +22,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .codes import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
-from .config import (EVALUATION_TILE, GATHER_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, block, parallel, renamed,
-                     serial)
+from .config import PARALLEL_MIN_WORK, SAMPLE_TILE, loop_nest, parallel, renamed, serial
 
 
 def choose(*args):
@@ -45,7 +44,7 @@ def kernel(work):
       NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else the one-thread body
                    (compiled once more on its own: Numba cannot inline a call with *args).
 
-    All variants compile the kernel's own loops without `reassoc` and call the same `block`
+    All variants compile the kernel's own loops without `reassoc` and call the same `loop_nest`
     functions for the long sums, so they compute the same numbers. The copies are made here,
     in kernels.py, because Numba's disk cache only notices edits to the file a function's
     code comes from (the auto functions contain the kernels they call).
@@ -128,7 +127,7 @@ def f_prime(x, fx, act):
 
 
 # ----------------------------------------------------------------------------- forward
-@block
+@loop_nest
 def sum_rows(W, b, a_prev, z, j, first, last):
     """z[s, j:j+4] = b[j:j+4] + W[j:j+4] a_prev[s] for samples first..last-1 (the block body of
     weighted_sum). Two samples at a time: each load of W[j + i, k] feeds two of the 8 running
@@ -231,7 +230,7 @@ def output_delta(z, a, y, act, cost, delta):
                     delta[s, j] *= f_prime(z[s, j], a[s, j], act)
 
 
-@block
+@loop_nest
 def back_sums(W_next, delta_next, delta, s, n):
     """delta[s + i, k] = sum_j W_next[j, k] delta_next[s + i, j] for the n = 1 or 2 samples
     s, s + 1: the sums of hidden_delta.
@@ -283,7 +282,7 @@ def hidden_delta(W_next, delta_next, z, a, act, delta):
                 delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
 
 
-@block
+@loop_nest
 def subtract_outer_products(delta, a_prev, c, G, j0):
     """G[j, k] -= c sum_s delta[s, j] a_prev[s, k] for the rows j0..j0+3 of G: the sum over
     samples of outer products delta^m (a^(m-1))^T, the loop nest of both weight_gradient and
@@ -345,7 +344,7 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
                     grad_W[j, k] += l2 * W[j, k]
 
 
-@block
+@loop_nest
 def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
     """The SGD step of gradient_step for rows j0..j0+3 of W and b: the bias step and the L2
     shrink row by row, then W[j, k] -= alpha/S sum_s delta[s, j] a_prev[s, k]."""

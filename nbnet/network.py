@@ -6,6 +6,7 @@ from . import kernels, passes
 from .activations import CODES, HIDDEN, OUTPUT
 from .aligned import aligned
 from .costs import COSTS
+from .model_file import ModelError, read_model_file, write_model_file
 
 DTYPES = ("float32", "float64")
 
@@ -63,18 +64,44 @@ class Network:
         self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
         self.cost_function = COSTS[cost]
 
-    def save(self, path, history=(), inputs=None):
-        """Write this network to `path` (.npz); see nbnet.model_file."""
-        from .model_file import save_model
-
-        return save_model(self, path, history=history, inputs=inputs)
+    def save(self, path, history=(), inputs=None, checkpoint=None, state=None):
+        """Write this network to `path` (.npz; see nbnet.model_file), with optional history rows,
+        input description, checkpoint and named optimiser-state or best-epoch arrays."""
+        metadata = dict(sizes=self.sizes, activation=self.activation, output=self.output, cost=self.cost_name,
+                        dtype=self.dtype.name, init=self.init, inputs=inputs,
+                        history=[row if isinstance(row, dict) else row.as_dict() for row in history],
+                        checkpoint=checkpoint)
+        arrays = {f"W{m}": W for m, W in enumerate(self.weights, 1)}
+        arrays.update({f"b{m}": b for m, b in enumerate(self.biases, 1)})
+        return write_model_file(path, {**arrays, **(state or {})}, metadata)
 
     @classmethod
     def load(cls, path):
         """The network stored in `path` by `save` or `nbnet train --save`."""
-        from .model_file import load_model
+        return cls.load_with_metadata(path)[0]
 
-        return load_model(path)[0]
+    @classmethod
+    def load_with_metadata(cls, path):
+        """(Network, metadata) from a model file; ModelError if it is not one or its arrays do
+        not fit its metadata. Optimiser-state and best-epoch arrays, if any, are in
+        metadata["state"]."""
+        arrays, metadata = read_model_file(path)
+        try:
+            net = cls(metadata["sizes"], activation=metadata["activation"], output=metadata["output"],
+                      cost=metadata["cost"], dtype=metadata["dtype"], init=metadata.get("init"))
+            for m in range(1, len(net.sizes)):
+                for name, array, like in ((f"W{m}", arrays[f"W{m}"], net.weights[m - 1]),
+                                          (f"b{m}", arrays[f"b{m}"], net.biases[m - 1])):
+                    if array.shape != like.shape or array.dtype != like.dtype:
+                        raise ModelError(f"{path}: {name} is {array.dtype} {array.shape}, but the sizes {net.sizes} "
+                                         f"and dtype {net.dtype.name} need {like.dtype} {like.shape}")
+                    if not np.all(np.isfinite(array)):
+                        raise ModelError(f"{path}: {name} holds NaN or infinite values")
+                    like[...] = array
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"{path}: incomplete or inconsistent model ({error})") from None
+        metadata["state"] = {name: array for name, array in arrays.items() if name.startswith(("optimizer_", "best_"))}
+        return net, metadata
 
     def parameters_finite(self):
         """False once any weight or bias is NaN or infinite (training has diverged)."""

@@ -1,15 +1,18 @@
-"""Metrics files and the train-vs-test cost plot (the overfitting diagnosis).
+"""Metrics files, the train-vs-test cost plot (the overfitting diagnosis) and the plots of
+`nbnet evaluate` (confusion matrix, most confidently wrong images).
 
-Both are written atomically: to a temporary file in the target directory, then renamed,
+All are written atomically: to a temporary file in the target directory, then renamed,
 so an interrupted run never leaves a half-written CSV or PNG behind.
 """
 
 import csv
 
+import numpy as np
+
 from .files import OutputError, atomic_write
 from .train import METRIC_COLUMNS, VALIDATION_COLUMNS
 
-__all__ = ["OutputError", "plot_metrics", "read_metrics", "write_metrics"]
+__all__ = ["OutputError", "plot_evaluation", "plot_metrics", "read_metrics", "write_metrics"]
 
 
 def write_metrics(rows, path):
@@ -93,5 +96,43 @@ def plot_metrics(rows, path, title=""):
     figure.tight_layout()
     try:
         return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+
+
+def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, mistakes_path, title):
+    """A confusion-matrix heat map, and a gallery of the most confidently wrong test images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 5.4))
+    image = axes.imshow(confusion, cmap="Blues")
+    for (true, guess), count in np.ndenumerate(confusion):
+        axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
+                  color="white" if count > confusion.max() / 2 else "black")
+    axes.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix: {title}",
+             xticks=range(len(confusion)), yticks=range(len(confusion)))
+    figure.colorbar(image)
+    figure.tight_layout()
+    try:
+        atomic_write(confusion_path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+
+    wrong = np.flatnonzero(predicted != data.y_test)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
+    figure, grid = plt.subplots(3, 8, figsize=(12, 5.2))
+    for axes in grid.ravel():
+        axes.axis("off")
+    for axes, i in zip(grid.ravel(), wrong):
+        axes.imshow(data.X_test[i].reshape(data.image_shape), cmap="gray_r")
+        axes.set_title(f"true {data.y_test[i]}, said {predicted[i]}\n({probabilities[i, predicted[i]]:.0%} sure)",
+                       fontsize=8)
+    figure.suptitle(f"most confidently wrong test images: {title}")
+    figure.tight_layout()
+    try:
+        atomic_write(mistakes_path, lambda temporary: figure.savefig(temporary, dpi=90, format="png"))
     finally:
         plt.close(figure)

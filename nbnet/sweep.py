@@ -1,77 +1,80 @@
-"""Hyperparameter sweeps: one training run per combination of values, run by any
-`concurrent.futures.Executor` (worker processes here, a Dask cluster with `nbnet[dask]`).
+"""Hyperparameter sweeps: one training run per combination of the swept option values, run
+by any `concurrent.futures.Executor` (worker processes here, a Dask cluster with `nbnet[dask]`).
 
-Each run is a plain function of a plain dict (`run_one`), so any executor that can pickle a
-function and a dict can run it; results come back as dicts in the order of the runs.
+A run is a plain dict (`job`: a TrainConfig as a dict, the data directory and the threads it
+may use), so any executor that can pickle a function and a dict can run `run_one`; results
+come back as dicts in the order of the runs.
 """
 
 import itertools
 import math
 
-SWEPT = ("l2", "lr", "hidden")
+from .options import TrainConfig
 
 
-def combinations(base, values):
-    """One run configuration per combination of the swept values ({"l2": [0, 5], ...})."""
-    names = [name for name in SWEPT if values.get(name)]
-    return [dict(base, **dict(zip(names, combo))) for combo in itertools.product(*(values[n] for n in names))]
+def grid(base, values):
+    """(the swept option names, one TrainConfig per combination of their values): `values`
+    maps option names to the values to try; a name with one value sets it for every run."""
+    swept = [name for name, tried in values.items() if len(tried) > 1]
+    fixed = base.but(**{name: tried[0] for name, tried in values.items() if len(tried) == 1})
+    return swept, [fixed.but(**dict(zip(swept, combination)))
+                   for combination in itertools.product(*(values[name] for name in swept))]
 
 
-def run_one(config):
-    """Train one network as `config` says; return config plus final train/held-out metrics."""
+def jobs(configs, data_dir, threads):
+    """The plain dicts run_one takes."""
+    return [dict(config=config.as_dict(), data_dir=str(data_dir) if data_dir else None, threads=threads)
+            for config in configs]
+
+
+def run_one(job):
+    """Train one network as the job's config says; return its final train and held-out figures."""
     import numba
 
-    from .data import hold_out, load_dataset
+    from .data import load_dataset, split_for
     from .network import Network
-    from .optimizers import Optimizer
     from .train import train
 
-    numba.set_num_threads(min(config["threads"], numba.config.NUMBA_NUM_THREADS))
-    data = load_dataset(config["dataset"], config.get("data_dir"), config.get("test_fraction", 0.2),
-                        config["seed"], "float32")
-    X, y = data.X_train, data.y_train
-    if config.get("train_size"):
-        X, y = X[:config["train_size"]], y[:config["train_size"]]
-    X_validation = y_validation = None
-    if config.get("validation"):
-        X, y, X_validation, y_validation = hold_out(X, y, config["validation"])
-    net = Network([data.n_inputs, config["hidden"], 10], activation=config["activation"], seed=config["seed"])
-    history = train(net, X, y, data.X_test, data.y_test, epochs=config["epochs"], batch_size=config["batch_size"],
-                    lr=config["lr"], l2=config["l2"], seed=config["seed"], optimizer=Optimizer(config["optimizer"]),
-                    X_validation=X_validation, y_validation=y_validation)
+    config = TrainConfig.from_dict(job["config"])
+    numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
+    data = load_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.dtype)
+    split = split_for(data, config.train_size, config.validation)
+    net = Network([data.n_inputs, *config.hidden, 10], activation=config.activation, output=config.output,
+                  cost=config.cost, dtype=config.dtype, seed=config.seed, init=config.init)
+    history = train(net, split, config)
     last = history[-1]
-    held_out = "validation" if X_validation is not None else "test"
-    return dict(config, train_cost=last.train_cost, train_accuracy=last.train_accuracy, held_out=held_out,
+    held_out = "validation" if split.X_validation is not None else "test"
+    return dict(job["config"], train_cost=last.train_cost, train_accuracy=last.train_accuracy, held_out=held_out,
                 held_out_cost=getattr(last, f"{held_out}_cost"), held_out_accuracy=getattr(last, f"{held_out}_accuracy"),
                 test_accuracy=last.test_accuracy, seconds=sum(m.seconds for m in history),
                 train_costs=[m.train_cost for m in history])
 
 
-def sweep(configs, executor):
-    """Results of run_one for every configuration, in order, run by `executor`."""
-    return list(executor.map(run_one, configs))
+def sweep(job_list, executor):
+    """Results of run_one for every job, in order, run by `executor`."""
+    return list(executor.map(run_one, job_list))
 
 
-def prepare(configs):
-    """Compile, in this process, what the runs of `configs` will call (with the thread count
-    each gets), so that the worker processes load it from the disk cache instead of all
-    compiling the same kernels at once. Returns the seconds it took. A Dask cluster runs this
-    once on every worker (nbnet sweep --scheduler)."""
+def prepare(job_list):
+    """Compile, in this process, what the jobs will call (with the thread count each gets), so
+    that the worker processes load it from the disk cache instead of all compiling the same
+    kernels at once. Returns the seconds it took. A Dask cluster runs this once on every
+    worker (nbnet sweep --scheduler)."""
     import time
 
     import numba
 
     from .data import N_INPUTS
     from .network import Network
-    from .optimizers import Optimizer
-    from .train import prepare_kernels
+    from .train import optimizer_for, prepare_kernels
 
     start, threads = time.perf_counter(), numba.get_num_threads()
     try:
-        for config in configs:
-            numba.set_num_threads(min(config["threads"], numba.config.NUMBA_NUM_THREADS))
-            net = Network([N_INPUTS[config["dataset"]], config["hidden"], 10], activation=config["activation"])
-            prepare_kernels(net, config["batch_size"], Optimizer(config["optimizer"]))
+        for job in job_list:
+            config = TrainConfig.from_dict(job["config"])
+            numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
+            net = Network([N_INPUTS[config.dataset], *config.hidden, 10], dtype=config.dtype)
+            prepare_kernels(net, config.batch_size, optimizer_for(config), config.dropout, config.train_metrics)
     finally:
         numba.set_num_threads(threads)
     return time.perf_counter() - start
@@ -82,10 +85,24 @@ def best(results):
     return min(results, key=lambda row: row["held_out_cost"])
 
 
-def plot_sweep(results, path, varied):
-    """Final train and held-out cost and accuracy against the varied value, best marked, and
-    the train cost of every run epoch by epoch (a too large learning rate overshoots: its
-    cost jumps about or climbs)."""
+def shown(value):
+    """A swept value as text: 500,300 for an architecture, 0.5 for a number."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def numeric(results, name):
+    """True when the swept option `name` takes numbers (drawn on a log axis) rather than
+    choices or architectures (drawn as categories)."""
+    return all(isinstance(row[name], (int, float)) and not isinstance(row[name], bool) for row in results)
+
+
+def plot_sweep(results, path, swept):
+    """Final train and held-out cost and accuracy against the first swept option (one line per
+    value of the second, when two are swept; categories as bars' positions when the option
+    takes choices or architectures), best run marked, and the train cost of every run epoch by
+    epoch (a too large learning rate overshoots: its cost jumps about or climbs)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,29 +110,42 @@ def plot_sweep(results, path, varied):
 
     from .files import atomic_write
 
-    rows = sorted(results, key=lambda row: row[varied])
-    x = [row[varied] for row in rows]
-    held_out = rows[0]["held_out"]
-    figure, (cost_axes, accuracy_axes, curve_axes) = plt.subplots(1, 3, figsize=(16, 4.2))
-    for row in rows:
-        curve_axes.plot(range(1, len(row["train_costs"]) + 1), row["train_costs"], "-o", ms=3,
-                        label=f"{varied} = {row[varied]:g}")
+    first = swept[0] if swept else "l2"
+    grouped = {}  # one line per value of the options after the first
+    for row in results:
+        grouped.setdefault(tuple(shown(row[name]) for name in swept[1:]), []).append(row)
+    groups = list(grouped.values())
+    x_values = [shown(row[first]) for row in groups[0]]
+    positions = ([row[first] for row in groups[0]] if numeric(results, first) else list(range(len(x_values))))
+    held_out = results[0]["held_out"]
+    figure, (cost_axes, accuracy_axes, curve_axes) = plt.subplots(1, 3, figsize=(16, 4.4))
+    for row in results:
+        label = ", ".join(f"{name} = {shown(row[name])}" for name in swept) or "run"
+        curve_axes.plot(range(1, len(row["train_costs"]) + 1), row["train_costs"], "-o", ms=3, label=label)
     curve_axes.set(xlabel="epoch", ylabel="train cost", yscale="log", title="train cost per epoch, every run")
-    curve_axes.grid(alpha=0.3)
-    curve_axes.legend(fontsize=8)
+    curve_axes.legend(fontsize=7)
     top = best(results)
     for axes, what, scale in ((cost_axes, "cost", 1), (accuracy_axes, "accuracy", 100)):
-        axes.plot(x, [scale * row[f"train_{what}"] for row in rows], "-o", label=f"train {what}")
-        axes.plot(x, [scale * row[f"held_out_{what}"] for row in rows], "-s", label=f"{held_out} {what}")
-        axes.plot([top[varied]], [scale * top[f"held_out_{what}"]], "*", ms=16, color="crimson",
-                  label=f"best ({varied} = {top[varied]:g})")
-        axes.set(xlabel=varied, ylabel=what + (" (%)" if scale == 100 else ""))
-        if varied in ("l2", "lr") and min(x) >= 0 and max(x) > 0:
-            positive = [v for v in x if v > 0]
-            axes.set_xscale("symlog" if 0 in x else "log", **({"linthresh": min(positive)} if 0 in x else {}))
+        for rows in groups:
+            series = ", ".join(f"{name} = {shown(rows[0][name])}" for name in swept[1:])
+            for split, style in (("train", "o"), ("held_out", "s")):
+                style = ("-" if numeric(results, first) else "") + style  # categories: points, not lines
+                axes.plot(positions[:len(rows)], [scale * row[f"{split}_{what}"] for row in rows], style,
+                          label=f"{split.replace('held_out', held_out)} {what}" + (f" ({series})" if series else ""))
+        axes.plot([positions[x_values.index(shown(top[first]))]], [scale * top[f"held_out_{what}"]], "*", ms=16,
+                  color="crimson", label="best: " + ", ".join(f"{n} = {shown(top[n])}" for n in swept))
+        axes.set(xlabel=first, ylabel=what + (" (%)" if scale == 100 else ""))
+        if numeric(results, first) and min(positions) >= 0 and max(positions) > 0:
+            nonzero = [v for v in positions if v > 0]
+            axes.set_xscale("symlog" if 0 in positions else "log", **({"linthresh": min(nonzero)} if 0 in positions
+                                                                       else {}))
+        else:
+            axes.set_xticks(positions, x_values)
+        axes.legend(fontsize=7)
+    for axes in (cost_axes, accuracy_axes, curve_axes):
         axes.grid(alpha=0.3)
-        axes.legend()
-    figure.suptitle(f"sweep over {varied}: final {held_out} results (best = lowest {held_out} cost)")
+    figure.suptitle(f"sweep over {' x '.join(swept) or 'one run'}: final {held_out} results "
+                    f"(best = lowest {held_out} cost)")
     figure.tight_layout()
     try:
         return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))

@@ -14,10 +14,10 @@ import numpy as np
 from . import kernels, passes
 from .network import Network
 from .optimizers import Optimizer
+from .schedules import learning_rate
 
 PLAIN_SGD = Optimizer("sgd")
 
-TRAIN_METRICS = ("full", "running", "none")
 METRIC_COLUMNS = ("epoch", "train_cost", "test_cost", "train_accuracy", "test_accuracy", "seconds")
 VALIDATION_COLUMNS = ("validation_cost", "validation_accuracy")
 
@@ -181,29 +181,46 @@ def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optim
         optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n, keep, dropout_seed + 1, parallel, totals)
 
 
-def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.5, l2=0.0,
-          seed=0, on_epoch=None, on_progress=None, rng=None, first_epoch=1, optimizer=None, schedule=None,
-          X_validation=None, y_validation=None, patience=None, dropout=0.0, best=None, train_metrics="full"):
-    """Train `net` in place with minibatch SGD (or `optimizer`); return the list of EpochMetrics.
+class RunState:
+    """What a run carries from one epoch to the next, and a checkpoint keeps: the random
+    generator of the shuffles, the next epoch, the optimiser (with its state) and early
+    stopping's best epoch."""
 
-    Each epoch draws a fresh shuffle from `rng` (default: a generator seeded with `seed`), so
-    the same seed and the same initial network give the same final weights; passing a
-    generator in the state a checkpoint recorded, with first_epoch after the checkpoint's,
-    continues a run exactly. The L2 term uses n = len(X_train); reported costs include it.
-    `optimizer` (default plain SGD) carries its state between epochs; `schedule(epoch)` gives
-    the learning rate of an epoch (default: lr throughout).
+    def __init__(self, rng, first_epoch, optimizer, best):
+        self.rng, self.first_epoch, self.optimizer, self.best = rng, first_epoch, optimizer, best
+
+    @classmethod
+    def start(cls, config):
+        """The state before epoch 1 of a run of `config`."""
+        return cls(np.random.default_rng(config.seed), 1, optimizer_for(config), BestEpoch())
+
+
+def optimizer_for(config):
+    """A fresh Optimizer with the settings of `config`."""
+    return Optimizer(config.optimizer, config.momentum, config.beta1, config.beta2, config.rho, config.eps,
+                     config.decoupled_weight_decay, config.track_gradients)
+
+
+def train(net, split, config, on_epoch=None, on_progress=None, state=None):
+    """Train `net` in place on `split` (nbnet.data.Split) as `config` (nbnet.options.TrainConfig)
+    says; return the list of EpochMetrics of the epochs run.
+
+    Each epoch draws a fresh shuffle from the state's generator (seeded with config.seed), so
+    the same seed and the same initial network give the same final weights; `state` (a
+    RunState, as a checkpoint recorded it) continues a run exactly. The L2 term uses
+    n = len(X_train); reported costs include it. The optimiser carries its state between
+    epochs; config.schedule gives the learning rate of each epoch.
 
     With a validation set, each epoch reports validation instead of test cost and accuracy,
-    and the test set is evaluated once, at the end. With `patience`, training stops when the
-    validation cost has not improved for that many epochs, and the weights of the best epoch
-    are restored (the returned history then ends with that epoch's row updated). `best` (a
-    BestEpoch) carries that bookkeeping over from the epochs before first_epoch.
+    and the test set is evaluated once, at the end. With early stopping, training stops when
+    the validation cost has not improved for config.patience epochs, and the weights of the
+    best epoch are restored (the returned history then ends with that epoch's row updated).
 
-    dropout P drops each hidden unit with probability P in every training step (inverted
+    Dropout P drops each hidden unit with probability P in every training step (inverted
     dropout); the masks depend only on (seed, epoch, step, layer, sample, unit).
 
-    train_metrics says what the train cost and accuracy of an epoch are (TRAIN_METRICS):
-    "full" evaluates the whole training set after the epoch (exact; a forward pass over it);
+    config.train_metrics says what the train cost and accuracy of an epoch are: "full"
+    evaluates the whole training set after the epoch (exact; a forward pass over it);
     "running" is the mean over the epoch's minibatches, each measured just before its own
     step (free, as Keras and scikit-learn report it; early minibatches count with the weights
     they had then, so it trails the full figure while the cost falls fast); "none" skips it.
@@ -211,71 +228,75 @@ def train(net, X_train, y_train, X_test, y_test, epochs=30, batch_size=10, lr=0.
     on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
     during it. Raises Diverged as soon as a weight or a cost is NaN or infinite.
     """
-    if train_metrics not in TRAIN_METRICS:
-        raise ValueError(f"train_metrics must be one of {', '.join(TRAIN_METRICS)}, got {train_metrics!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-    if epochs < 1 or batch_size < 1 or not lr > 0 or l2 < 0:
-        raise ValueError("epochs, batch size and learning rate must be positive, l2 non-negative")
-    X_train = net.as_inputs(X_train)
-    y_train = net.as_labels(y_train, X_train.shape[0])
-    X_test = net.as_inputs(X_test)
-    y_test = net.as_labels(y_test, X_test.shape[0])
-    validating = X_validation is not None
+    state = state or RunState.start(config)
+    X_train = net.as_inputs(split.X_train)
+    y_train = net.as_labels(split.y_train, X_train.shape[0])
+    X_test = net.as_inputs(split.X_test)
+    y_test = net.as_labels(split.y_test, X_test.shape[0])
+    validating = split.X_validation is not None
     if validating:
-        X_validation = net.as_inputs(X_validation)
-        y_validation = net.as_labels(y_validation, X_validation.shape[0])
-    elif patience:
+        X_held = net.as_inputs(split.X_validation)
+        y_held = net.as_labels(split.y_validation, X_held.shape[0])
+    elif config.early_stopping:
         raise ValueError("early stopping needs a validation set")
+    else:
+        X_held, y_held = X_test, y_test
+    patience = config.patience if config.early_stopping else None
     n = X_train.shape[0]
-    n_batches = -(-n // batch_size)
-    slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
-    rng = np.random.default_rng(seed) if rng is None else rng
     history = []
-    best = BestEpoch() if best is None else best
-    for epoch in range(first_epoch, epochs + 1):
-        order = rng.permutation(n).astype(np.int64)
-        epoch_lr = schedule(epoch) if schedule else lr
-        start = time.perf_counter()
-        running = np.zeros(2) if train_metrics == "running" else None  # the minibatch costs and correct counts
-        for first in range(0, n_batches, slice_size):
-            stop = min(first + slice_size, n_batches)
-            _train_steps(net, X_train, y_train, order, batch_size, first, stop, epoch_lr, l2 / n, optimizer, dropout,
-                         (seed * 1_000_003 + epoch * 2) % 2 ** 62, running)
-            if not net.parameters_finite():
-                raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
-            if on_progress:
-                on_progress(epoch, stop, n_batches)
-        seconds = time.perf_counter() - start
-        if train_metrics == "full":
-            train_cost, train_accuracy = net.evaluate(X_train, y_train, l2, n)
-        elif train_metrics == "running":
-            train_cost, train_accuracy = running[0] / n + net.l2_penalty(l2, n), running[1] / n
-        else:
-            train_cost = train_accuracy = None
-        if validating:
-            validation_cost, validation_accuracy = net.evaluate(X_validation, y_validation, l2, n)
-            test_cost = test_accuracy = None
-            checked = validation_cost
-        else:
-            validation_cost = validation_accuracy = None
-            test_cost, test_accuracy = net.evaluate(X_test, y_test, l2, n)
-            checked = test_cost
-        if not (np.isfinite(checked) and (train_cost is None or np.isfinite(train_cost))):
-            raise Diverged(epoch, f"the cost is {train_cost} (train) and {checked} (held out)")
-        tracked = optimizer.take_gradient_means() if optimizer and optimizer.track_gradients else (None, None)
-        metrics = EpochMetrics(epoch, train_cost, test_cost, train_accuracy, test_accuracy, seconds,
-                               validation_cost, validation_accuracy, *tracked)
+    for epoch in range(state.first_epoch, config.epochs + 1):
+        seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress)
+        train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running)
+        held_cost, held_accuracy = net.evaluate(X_held, y_held, config.l2, n)
+        if not (np.isfinite(held_cost) and (train_cost is None or np.isfinite(train_cost))):
+            raise Diverged(epoch, f"the cost is {train_cost} (train) and {held_cost} (held out)")
+        optimizer = state.optimizer
+        tracked = optimizer.take_gradient_means() if optimizer.track_gradients else (None, None)
+        held = (None, None, held_cost, held_accuracy) if validating else (held_cost, held_accuracy, None, None)
+        metrics = EpochMetrics(epoch, train_cost, held[0], train_accuracy, held[1], seconds, held[2], held[3],
+                               *tracked)
         history.append(metrics)
+        state.first_epoch = epoch + 1
         if patience:
-            best.offer(net, metrics)
+            state.best.offer(net, metrics)
         if on_epoch:
             on_epoch(metrics)
-        if patience and epoch - best.metrics.epoch >= patience:
+        if patience and epoch - state.best.metrics.epoch >= patience:
             break
     if validating and history:  # keep the best epoch's weights, then look at the test set once
         if patience:
-            best.restore(net)
-        kept = best.metrics if patience else history[-1]
-        kept.test_cost, kept.test_accuracy = net.evaluate(X_test, y_test, l2, n)
+            state.best.restore(net)
+        kept = state.best.metrics if patience else history[-1]
+        kept.test_cost, kept.test_accuracy = net.evaluate(X_test, y_test, config.l2, n)
     return history
+
+
+def _train_epoch(net, X, y, config, state, epoch, on_progress):
+    """The minibatch steps of one epoch, in slices for the progress bar (and divergence checks);
+    returns (seconds, the minibatches' cost and correct sums or None)."""
+    n = X.shape[0]
+    n_batches = -(-n // config.batch_size)
+    slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
+    order = state.rng.permutation(n).astype(np.int64)
+    lr = learning_rate(config.schedule, config.lr, epoch, config.epochs, config.lr_step, config.lr_decay)
+    running = np.zeros(2) if config.train_metrics == "running" else None  # the minibatch costs and correct counts
+    start = time.perf_counter()
+    for first in range(0, n_batches, slice_size):
+        stop = min(first + slice_size, n_batches)
+        _train_steps(net, X, y, order, config.batch_size, first, stop, lr, config.l2 / n, state.optimizer,
+                     config.dropout, (config.seed * 1_000_003 + epoch * 2) % 2 ** 62, running)
+        if not net.parameters_finite():
+            raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
+        if on_progress:
+            on_progress(epoch, stop, n_batches)
+    return time.perf_counter() - start, running
+
+
+def _train_figures(net, X, y, config, running):
+    """(train cost, train accuracy) of an epoch as config.train_metrics asks (None, None for none)."""
+    n = X.shape[0]
+    if config.train_metrics == "full":
+        return net.evaluate(X, y, config.l2, n)
+    if config.train_metrics == "running":
+        return running[0] / n + net.l2_penalty(config.l2, n), running[1] / n
+    return None, None

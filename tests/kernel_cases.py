@@ -69,7 +69,7 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
             K.output_cost(z, a, y, act, cost, J, correct)
             expected_J, expected_correct = R.output_cost(z, a, y, act, cost)
             close(J, expected_J, dtype, f"output_cost {act} {cost} " + shape)
-            np.testing.assert_array_equal(correct, expected_correct, err_msg=f"output_cost correct " + shape)
+            np.testing.assert_array_equal(correct, expected_correct, err_msg="output_cost correct " + shape)
 
     z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
     delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)

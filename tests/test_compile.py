@@ -60,7 +60,7 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert "one thread: train, sgd:" in output and "parallel: evaluate and predict:" in output
     assert "parallel: train, sgd, --train-metrics running:" in output
     # what nbnet sweep runs before its workers start
-    runs = [dict(dataset="digits", hidden=20, activation="sigmoid", batch_size=10, optimizer="adam", threads=1)]
-    run(["-c", f"from nbnet.sweep import prepare; prepare({runs!r})"], env)
+    job = dict(config=dict(hidden=[20], optimizer="adam"), data_dir=None, threads=1)
+    run(["-c", f"from nbnet.sweep import prepare; prepare([{job!r}])"], env)
     for threads in ("1", "2"):  # later processes load everything
         assert run(["-c", CHECK, threads], env).split() == ["False"] * 4

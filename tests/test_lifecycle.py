@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import nbnet.cli
+import nbnet.cli.train
 import nbnet.train
 from nbnet import Network
 from nbnet.cli import main
 from nbnet.files import OutputError, atomic_write
-from nbnet.model_file import ModelError, load_model, save_model
+from nbnet.model_file import ModelError
 
 
 def invoke(*args):
@@ -39,7 +39,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_train_save_writes_model_with_history_and_inputs(tmp_path):
     result = invoke("train", "--epochs", 2, "--save", tmp_path / "m.npz", "--plot", tmp_path / "p.png", "-q")
     assert result.exit_code == 0, result.output
-    net, metadata = load_model(tmp_path / "m.npz")
+    net, metadata = Network.load_with_metadata(tmp_path / "m.npz")
     assert [row["epoch"] for row in metadata["history"]] == [1, 2]
     assert metadata["inputs"]["image_shape"] == [8, 8] and metadata["inputs"]["pixel_max"] == 16.0
     assert metadata["checkpoint"]["epoch"] == 2 and metadata["nbnet_version"] == nbnet.__version__
@@ -52,20 +52,20 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypa
     common = ["--epochs", 4, "--batch-size", 7, "--l2", 0.5, "--hidden", 12, "-q"]
     assert invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png").exit_code == 0
 
-    real_write = nbnet.cli.write_metrics
+    real_write = nbnet.cli.train.write_metrics
 
     def interrupt_in_epoch_3(rows, path):
         if len(rows) == 3:
             raise KeyboardInterrupt  # as if Ctrl-C arrived during epoch 3, before its checkpoint
         return real_write(rows, path)
 
-    monkeypatch.setattr(nbnet.cli, "write_metrics", interrupt_in_epoch_3)
+    monkeypatch.setattr(nbnet.cli.train, "write_metrics", interrupt_in_epoch_3)
     result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
                     "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
     assert result.exit_code == 130
     assert "--resume" in result.output
-    assert load_model(tmp_path / "run.npz")[1]["checkpoint"]["epoch"] == 2
-    monkeypatch.setattr(nbnet.cli, "write_metrics", real_write)
+    assert Network.load_with_metadata(tmp_path / "run.npz")[1]["checkpoint"]["epoch"] == 2
+    monkeypatch.setattr(nbnet.cli.train, "write_metrics", real_write)
 
     result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
                     "--plot", tmp_path / "c.png", "-q")
@@ -73,7 +73,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypa
     assert " 3/4" in result.output and " 4/4" in result.output and " 2/4" not in result.output
     straight, resumed = Network.load(tmp_path / "straight.npz"), Network.load(tmp_path / "resumed.npz")
     assert same_parameters(straight, resumed)  # bit for bit
-    history = load_model(tmp_path / "resumed.npz")[1]["history"]
+    history = Network.load_with_metadata(tmp_path / "resumed.npz")[1]["history"]
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
 
 
@@ -84,32 +84,32 @@ def test_resumed_early_stopping_stops_and_keeps_what_the_uninterrupted_run_does(
               "--lr", 1.0, "-q"]
     result = invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png")
     assert result.exit_code == 0 and "Stopped early" in result.output, result.output
-    rows = load_model(tmp_path / "straight.npz")[1]["history"]
+    rows = Network.load_with_metadata(tmp_path / "straight.npz")[1]["history"]
     stop = rows[-1]["epoch"]
     best = min(rows, key=lambda row: row["validation_cost"])["epoch"]
     assert best == stop - 2 and stop < 60
 
-    real_write = nbnet.cli.write_metrics
+    real_write = nbnet.cli.train.write_metrics
 
     def interrupt_in_last_epoch(rows, path):  # the last checkpoint is then epoch stop - 1, after the best
         if len(rows) == stop:
             raise KeyboardInterrupt
         return real_write(rows, path)
 
-    monkeypatch.setattr(nbnet.cli, "write_metrics", interrupt_in_last_epoch)
+    monkeypatch.setattr(nbnet.cli.train, "write_metrics", interrupt_in_last_epoch)
     result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
                     "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
     assert result.exit_code == 130
-    checkpoint = load_model(tmp_path / "run.npz")[1]["checkpoint"]
+    checkpoint = Network.load_with_metadata(tmp_path / "run.npz")[1]["checkpoint"]
     assert checkpoint["epoch"] == stop - 1 and checkpoint["best_epoch"] == best
-    monkeypatch.setattr(nbnet.cli, "write_metrics", real_write)
+    monkeypatch.setattr(nbnet.cli.train, "write_metrics", real_write)
 
     result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
                     "--plot", tmp_path / "c.png")
     assert result.exit_code == 0, result.output
     assert f"Stopped early after epoch {stop}" in result.output and f"kept the weights of epoch {best}" in result.output
     assert same_parameters(Network.load(tmp_path / "straight.npz"), Network.load(tmp_path / "resumed.npz"))
-    resumed_rows = load_model(tmp_path / "resumed.npz")[1]["history"]
+    resumed_rows = Network.load_with_metadata(tmp_path / "resumed.npz")[1]["history"]
     assert [row["epoch"] for row in resumed_rows] == [row["epoch"] for row in rows]
     assert [row["epoch"] for row in resumed_rows if row["test_cost"] is not None] == [best]
 
@@ -143,11 +143,11 @@ def write_npz(path, **arrays):
 
 
 @pytest.mark.parametrize("case", ["garbage", "empty", "no metadata", "bad json", "other format", "future version",
-                                  "wrong shape", "nan weights", "missing array"])
+                                  "wrong shape", "nan weights", "missing array", "int64 weights"])
 def test_bad_model_files_are_one_line_errors(tmp_path, case):
     path = tmp_path / "m.npz"
     good = Network([4, 3, 2])
-    save_model(good, path)
+    good.save(path)
     with np.load(path) as content:
         arrays = {name: content[name] for name in content.files}
     metadata = json.loads(str(arrays["metadata"]))
@@ -169,8 +169,10 @@ def test_bad_model_files_are_one_line_errors(tmp_path, case):
         write_npz(path, **dict(arrays, b2=np.full(2, np.nan, np.float32)))
     elif case == "missing array":
         write_npz(path, **{k: v for k, v in arrays.items() if k != "W2"})
+    elif case == "int64 weights":  # the metadata says float32
+        write_npz(path, **dict(arrays, W1=arrays["W1"].astype(np.int64)))
     with pytest.raises(ModelError) as error:
-        load_model(path)
+        Network.load_with_metadata(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     if case == "future version":
         assert "format 99" in str(error.value)
@@ -202,7 +204,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     result = invoke("train", "--epochs", 4, "--save", tmp_path / "m.npz", "--checkpoint-every", 1,
                     "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "p.png", "-q")
     assert result.exit_code == 1 and "diverged in epoch 2" in result.output and "last good checkpoint" in result.output
-    net, metadata = load_model(tmp_path / "m.npz")
+    net, metadata = Network.load_with_metadata(tmp_path / "m.npz")
     assert metadata["checkpoint"]["epoch"] == 1 and net.parameters_finite()
     assert len((tmp_path / "m.csv").read_text().splitlines()) == 2  # header and epoch 1
 
@@ -222,5 +224,26 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
     with pytest.raises(OutputError):
         atomic_write(tmp_path / "out.npz" / "x", lambda t: None)
-    save_model(Network([3, 2]), target)
+    Network([3, 2]).save(target)
     assert zipfile.is_zipfile(target)
+
+
+def test_format_1_model_files_still_load_and_resume(tmp_path):
+    """Files of format 1 (checkpoint options under "options") are read as format 2 (the
+    TrainConfig under "config"), and a run saved in one resumes exactly."""
+    common = ["--epochs", 3, "--hidden", 12, "--batch-size", 16, "-q", "--plot", tmp_path / "p.png"]
+    assert invoke("train", *common, "--save", tmp_path / "straight.npz").exit_code == 0
+    assert invoke("train", *common, "--epochs", 2, "--save", tmp_path / "old.npz").exit_code == 0
+    with np.load(tmp_path / "old.npz") as content:
+        arrays = {name: content[name] for name in content.files}
+    metadata = json.loads(str(arrays["metadata"]))
+    options = metadata["checkpoint"].pop("config")
+    del options["epochs"], options["train_metrics"]  # options format 1 did not store
+    metadata.update(format_version=1, checkpoint=dict(metadata["checkpoint"], options=options, epochs=3))
+    write_npz(tmp_path / "old.npz", **dict(arrays, metadata=np.array(json.dumps(metadata))))
+    net, loaded = Network.load_with_metadata(tmp_path / "old.npz")
+    assert loaded["format_version"] == 2 and loaded["checkpoint"]["config"]["hidden"] == [12]
+    assert invoke("train", "--resume", tmp_path / "old.npz", "--save", tmp_path / "resumed.npz", "-q",
+                  "--plot", tmp_path / "p.png").exit_code == 0
+    resumed, straight = Network.load(tmp_path / "resumed.npz"), Network.load(tmp_path / "straight.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.weights + resumed.biases, straight.weights + straight.biases))

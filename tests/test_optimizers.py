@@ -8,10 +8,10 @@ from nbnet import Network
 from nbnet import kernels as K
 from nbnet import reference as R
 from nbnet.cli import main
-from nbnet.data import load_digits
-from nbnet.model_file import load_model
+from nbnet.data import Split, load_digits
 from nbnet.optimizers import OPTIMIZERS, Optimizer
 from nbnet.schedules import learning_rate
+from nbnet.options import TrainConfig
 from nbnet.train import train
 
 ADAPTIVE = ["momentum", "nesterov", "rmsprop", "adam"]
@@ -75,8 +75,8 @@ def test_each_optimizer_reduces_the_cost(name, lr):
     data = load_digits()
     net = Network([64, 30, 10], seed=0)
     before = net.cost(data.X_train, data.y_train)
-    history = train(net, data.X_train, data.y_train, data.X_test, data.y_test, epochs=3, lr=lr,
-                    optimizer=Optimizer(name))
+    history = train(net, Split(data.X_train, data.y_train, data.X_test, data.y_test),
+                    TrainConfig(epochs=3, lr=lr, optimizer=name))
     assert history[-1].train_cost < 0.5 * before
     assert history[-1].test_accuracy > 0.85
 
@@ -85,8 +85,8 @@ def test_decoupled_weight_decay_shrinks_weights_without_touching_the_gradient():
     data = load_digits()
     coupled, decoupled = Network([64, 30, 10], seed=0), Network([64, 30, 10], seed=0)
     for net, flag in ((coupled, False), (decoupled, True)):
-        train(net, data.X_train, data.y_train, data.X_test, data.y_test, epochs=2, lr=0.002, l2=50.0,
-              optimizer=Optimizer("adam", decoupled=flag))
+        train(net, Split(data.X_train, data.y_train, data.X_test, data.y_test),
+              TrainConfig(epochs=2, lr=0.002, l2=50.0, optimizer="adam", decoupled_weight_decay=flag))
     assert not np.allclose(coupled.weights[0], decoupled.weights[0])
 
 
@@ -97,16 +97,17 @@ def test_optimizer_rejects_bad_settings():
         Optimizer("adam", beta1=1.0)
 
 
-def test_schedules():
+def test_schedules(monkeypatch):
     assert learning_rate("constant", 0.5, 7, 10) == 0.5
     assert [learning_rate("step", 1.0, e, 30, step_epochs=10, gamma=0.5) for e in (1, 10, 11, 21)] == [1, 1, 0.5, 0.25]
     assert learning_rate("cosine", 2.0, 1, 10) == 2.0
     assert learning_rate("cosine", 2.0, 6, 10) == pytest.approx(1.0)
     seen = []
     data = load_digits()
-    train(Network([64, 10, 10]), data.X_train, data.y_train, data.X_test, data.y_test, epochs=3,
-          schedule=lambda epoch: seen.append(epoch) or 0.1)
-    assert seen == [1, 2, 3]
+    monkeypatch.setattr("nbnet.train.learning_rate", lambda *args: seen.append(args) or 0.1)
+    train(Network([64, 10, 10]), Split(data.X_train, data.y_train, data.X_test, data.y_test),
+          TrainConfig(epochs=3, schedule="step", lr=0.7, lr_step=2, lr_decay=0.5))
+    assert seen == [("step", 0.7, epoch, 3, 2, 0.5) for epoch in (1, 2, 3)]
 
 
 @pytest.mark.parametrize("init,std,zero_biases", [("large", 1.0, False), ("scaled", 1 / 20, False),
@@ -127,20 +128,20 @@ def test_cli_adam_with_schedule_and_exact_resume(tmp_path):
     # two epochs, then resume for the third: the optimiser state travels in the checkpoint
     two = ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine", "--epochs", "3", "--init", "xavier",
            "-q", "--plot", str(tmp_path / "p.png"), "--save", str(tmp_path / "part.npz"), "--checkpoint-every", "1"]
-    import nbnet.cli
-    real = nbnet.cli.write_metrics
+    import nbnet.cli.train
+    real = nbnet.cli.train.write_metrics
 
     def stop_in_epoch_3(rows, path):
         if len(rows) == 3:
             raise KeyboardInterrupt
         return real(rows, path)
 
-    nbnet.cli.write_metrics = stop_in_epoch_3
+    nbnet.cli.train.write_metrics = stop_in_epoch_3
     try:
         assert runner.invoke(main, ["train", *two, "--metrics", str(tmp_path / "m.csv")]).exit_code == 130
     finally:
-        nbnet.cli.write_metrics = real
-    _, metadata = load_model(tmp_path / "part.npz")
+        nbnet.cli.train.write_metrics = real
+    _, metadata = Network.load_with_metadata(tmp_path / "part.npz")
     assert metadata["checkpoint"]["optimizer_step"] > 0 and metadata["state"]
     result = runner.invoke(main, ["train", "--resume", str(tmp_path / "part.npz"), "--save", str(tmp_path / "done.npz"),
                                   "-q", "--plot", str(tmp_path / "p.png")])
@@ -163,8 +164,8 @@ def test_tracked_gradients_are_the_gradients_of_each_step():
         expected_b += [np.abs(g).mean() / 2 for g in grads_b]
         for P, G in zip(twin.weights + twin.biases, grads_W + grads_b):
             P -= 0.5 * G
-    history = train(net, X, y, data.X_test, data.y_test, epochs=1, batch_size=32, lr=0.5, seed=0,
-                    optimizer=Optimizer("sgd", track_gradients=True))
+    history = train(net, Split(X, y, data.X_test, data.y_test),
+                    TrainConfig(epochs=1, batch_size=32, lr=0.5, seed=0, track_gradients=True))
     np.testing.assert_allclose(history[0].gradient_means, expected, rtol=1e-10)
     np.testing.assert_allclose(history[0].bias_gradient_means, expected_b, rtol=1e-10)
     row = history[0].as_dict()

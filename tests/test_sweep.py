@@ -7,20 +7,21 @@ import pytest
 from click.testing import CliRunner
 
 from nbnet.cli import main
-from nbnet.sweep import best, combinations, sweep, threads_per_run
+from nbnet.options import TrainConfig
+from nbnet.sweep import best, grid, jobs, sweep, threads_per_run
 
 
-def test_combinations_cover_the_grid():
-    runs = combinations({"epochs": 1}, {"l2": [0, 5], "lr": [0.1, 0.5, 1.0], "hidden": [30]})
-    assert len(runs) == 6 and {(r["l2"], r["lr"]) for r in runs} == {(a, b) for a in (0, 5) for b in (0.1, 0.5, 1.0)}
-    assert all(r["epochs"] == 1 and r["hidden"] == 30 for r in runs)
+def test_grid_covers_every_combination():
+    swept, configs = grid(TrainConfig(epochs=1), {"l2": [0, 5], "lr": [0.1, 0.5, 1.0], "hidden": [(30,)]})
+    assert swept == ["l2", "lr"] and len(configs) == 6
+    assert {(c.l2, c.lr) for c in configs} == {(a, b) for a in (0, 5) for b in (0.1, 0.5, 1.0)}
+    assert all(c.epochs == 1 and c.hidden == (30,) for c in configs)
     assert threads_per_run(4, 2) == 1 and threads_per_run(1, 2) == 2
 
 
 def test_sweep_runs_on_any_executor():
-    base = dict(dataset="digits", activation="sigmoid", optimizer="sgd", epochs=2, batch_size=10, seed=0,
-                train_size=300, validation=100, threads=1)
-    runs = combinations(base, {"l2": [0.0, 1000.0], "lr": [0.5], "hidden": [20]})
+    base = TrainConfig(epochs=2, train_size=300, validation=100, hidden=(20,))
+    runs = jobs(grid(base, {"l2": [0.0, 1000.0]})[1], None, 1)
     with ThreadPoolExecutor(2) as executor:
         results = sweep(runs, executor)
     assert [r["l2"] for r in results] == [0.0, 1000.0]
@@ -51,3 +52,29 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path):
     assert "Dask cluster" in result.output
     assert len((tmp_path / "d.csv").read_text().splitlines()) == 3
 
+
+
+def test_sweep_accepts_every_train_option():
+    """Every option of `nbnet train` that describes the run is an option of `nbnet sweep`."""
+    train_options = {p.name for p in main.commands["train"].params}
+    sweep_options = {p.name for p in main.commands["sweep"].params}
+    run_only = {"download", "threads", "metrics_path", "save_path", "checkpoint_every", "resume"}
+    assert train_options - run_only <= sweep_options
+    assert "quiet" in sweep_options
+
+
+def test_sweep_over_a_choice_and_architectures_end_to_end(tmp_path):
+    """--optimizer swept as a choice, --hidden as whole architectures (one of two layers): a
+    grid of 2 x 2 runs, a CSV column per swept option, a plot with one line per optimizer."""
+    result = CliRunner().invoke(main, ["sweep", "--optimizer", "sgd", "--optimizer", "momentum", "--hidden", "20",
+                                       "--hidden", "16,12", "--lr", "0.1", "--epochs", "2", "--train-size", "300",
+                                       "--workers", "1", "-q", "--csv", str(tmp_path / "s.csv"),
+                                       "--plot", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "s.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["hidden"], r["optimizer"]) for r in rows] == [("20", "sgd"), ("20", "momentum"), ("16,12", "sgd"),
+                                                              ("16,12", "momentum")]
+    assert "lr" not in rows[0] and all(0 <= float(r["held_out_accuracy"]) <= 1 for r in rows)
+    assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
+    assert "best (test cost): hidden" in result.output and "sweep:" not in result.output  # --quiet: no notes

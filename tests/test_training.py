@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from nbnet import Network
-from nbnet.data import load_digits
+from nbnet.data import Split, load_digits
+from nbnet.options import TrainConfig
 from nbnet.train import set_threads, train
 
 
@@ -18,6 +19,11 @@ def restore_threads():
     set_threads(None)
 
 
+def fit(net, digits, **options):
+    """train() on the digits' training and test sets with these TrainConfig options."""
+    return train(net, Split(digits.X_train, digits.y_train, digits.X_test, digits.y_test), TrainConfig(**options))
+
+
 def fresh_net(digits, **options):
     return Network([digits.n_inputs, 30, 10], seed=options.pop("seed", 0), **options)
 
@@ -25,7 +31,7 @@ def fresh_net(digits, **options):
 def test_training_reduces_cost_and_reaches_95_percent(digits):
     net = fresh_net(digits)
     before = net.cost(digits.X_train, digits.y_train)
-    history = train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=10)
+    history = fit(net, digits, epochs=10)
     assert history[-1].train_cost < 0.3 * before
     assert all(later.train_cost < earlier.train_cost * 1.5 for earlier, later in zip(history, history[1:]))
     assert history[-1].test_accuracy >= 0.95
@@ -37,13 +43,13 @@ def test_training_reduces_cost_and_reaches_95_percent(digits):
 def test_other_configurations_learn(digits, activation, output, cost):
     net = fresh_net(digits, activation=activation, output=output, cost=cost, dtype="float64")
     lr = 0.1 if activation == "relu" else 0.5
-    history = train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=5, lr=lr)
+    history = fit(net, digits, epochs=5, lr=lr)
     assert history[-1].test_accuracy >= 0.85
 
 
 def test_metrics_match_network_evaluation_with_l2(digits):
     net = fresh_net(digits)
-    history = train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=2, l2=5.0)
+    history = fit(net, digits, epochs=2, l2=5.0)
     n = len(digits.X_train)
     assert history[-1].test_cost == pytest.approx(net.cost(digits.X_test, digits.y_test, 5.0, n))
     assert history[-1].train_accuracy == pytest.approx(net.accuracy(digits.X_train, digits.y_train))
@@ -53,8 +59,8 @@ def test_metrics_match_network_evaluation_with_l2(digits):
 
 def test_l2_shrinks_weights(digits):
     plain, decayed = fresh_net(digits), fresh_net(digits)
-    train(plain, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=3)
-    train(decayed, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=3, l2=50.0)
+    fit(plain, digits, epochs=3)
+    fit(decayed, digits, epochs=3, l2=50.0)
     assert np.sum(decayed.weights[0] ** 2) < 0.7 * np.sum(plain.weights[0] ** 2)
 
 
@@ -62,7 +68,7 @@ def run(digits, threads=None, seed=0, batch_size=10):
     if threads:
         set_threads(threads)
     net = fresh_net(digits, seed=seed)
-    train(net, digits.X_train, digits.y_train, digits.X_test, digits.y_test, epochs=2, batch_size=batch_size, seed=seed)
+    fit(net, digits, epochs=2, batch_size=batch_size, seed=seed)
     return net
 
 
@@ -119,3 +125,20 @@ def test_public_api_shapes():
     assert [g.shape for g in grads_W] == [(100, 784), (10, 100)] and grads_b[0].dtype == np.float32
     # weights ~ N(0, 1/n_in)
     assert abs(net.weights[0].std() - 1 / np.sqrt(784)) < 0.002
+
+
+def test_running_train_metrics_are_the_minibatch_means_and_none_skips_them(digits):
+    """--train-metrics running: the mean cost and accuracy of the epoch's minibatches, each
+    measured before its own step. With one minibatch of every sample, that is exactly the
+    cost and accuracy of the network before the epoch's single step."""
+    net = fresh_net(digits)
+    before = net.evaluate(digits.X_train, digits.y_train)
+    row = fit(net, digits, epochs=1, batch_size=len(digits.X_train), train_metrics="running")[0]
+    assert row.train_cost == pytest.approx(before[0], rel=1e-6) and row.train_accuracy == before[1]
+    full, running, skipped = (fit(fresh_net(digits), digits, epochs=2, train_metrics=choice)
+                              for choice in ("full", "running", "none"))
+    for a, b in zip(full, running):  # the same weights and held-out figures: only the train figures differ
+        assert a.test_cost == b.test_cost and a.test_accuracy == b.test_accuracy
+    assert running[0].train_cost > full[0].train_cost and running[0].train_accuracy < full[0].train_accuracy
+    assert all(m.train_cost is None and m.train_accuracy is None for m in skipped)
+    assert [m.test_cost for m in skipped] == [m.test_cost for m in full]

@@ -7,8 +7,9 @@ from click.testing import CliRunner
 
 from nbnet import Network
 from nbnet.cli import main
-from nbnet.data import load_digits
+from nbnet.data import Split, load_digits
 from nbnet.plots import read_metrics
+from nbnet.options import TrainConfig
 from nbnet.train import train
 
 
@@ -17,8 +18,8 @@ def test_early_stopping_restores_the_best_epoch():
     X, y = data.X_train[:200], data.y_train[:200]  # few samples: validation cost turns up soon
     X_val, y_val = data.X_train[1000:1300], data.y_train[1000:1300]
     net = Network([64, 30, 10], seed=0)
-    history = train(net, X, y, data.X_test, data.y_test, epochs=200, lr=1.0, X_validation=X_val, y_validation=y_val,
-                    patience=3)
+    history = train(net, Split(X, y, data.X_test, data.y_test, X_val, y_val),
+                    TrainConfig(epochs=200, lr=1.0, early_stopping=True, patience=3))
     best = min(history, key=lambda m: m.validation_cost)
     assert len(history) < 200 and history[-1].epoch - best.epoch == 3
     assert net.cost(X_val, y_val, 0.0, len(X)) == best.validation_cost  # the best weights are back
@@ -29,8 +30,8 @@ def test_early_stopping_restores_the_best_epoch():
 def test_validation_without_early_stopping_keeps_the_last_epoch():
     data = load_digits()
     net = Network([64, 10, 10], seed=0)
-    history = train(net, data.X_train[:-200], data.y_train[:-200], data.X_test, data.y_test, epochs=3,
-                    X_validation=data.X_train[-200:], y_validation=data.y_train[-200:])
+    history = train(net, Split(data.X_train[:-200], data.y_train[:-200], data.X_test, data.y_test,
+                          data.X_train[-200:], data.y_train[-200:]), TrainConfig(epochs=3))
     assert [m.test_cost is None for m in history] == [True, True, False]
     assert all(m.validation_accuracy is not None for m in history)
 

@@ -1,4 +1,4 @@
-"""`nbnet` commands that use a model or inspect nbnet: evaluate, predict, gradcheck, info."""
+"""`nbnet` commands that use a model or inspect nbnet: evaluate, predict, gradcheck, info, compile."""
 
 import os
 import platform
@@ -9,24 +9,25 @@ import click
 import numba
 import numpy as np
 
-from . import __version__, kernels
-from .activations import HIDDEN, OUTPUT
-from .cli import fail, main
-from .config import FASTMATH, kernel_cache_dir
-from .costs import COSTS
-from .data import DataError, load_dataset
-from .files import OutputError, atomic_write
-from .gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
-from .images import ImageError, fit_image, read_image
-from .model_file import ModelError, load_model
-from .network import DTYPES
-from .optimizers import OPTIMIZERS
-from .train import prepare_kernels, set_threads
+from .. import kernels
+from ..activations import HIDDEN, OUTPUT
+from ..cache import kernel_cache_dir
+from ..config import FASTMATH
+from ..costs import COSTS
+from ..data import DataError, load_dataset
+from ..gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
+from ..images import ImageError, fit_image, read_image
+from ..model_file import ModelError
+from ..network import DTYPES, Network
+from ..plots import OutputError, plot_evaluation
+from ..train import prepare_kernels, set_threads
+from ..version import __version__
+from .group import fail, main
 
 
 def open_model(path):
     try:
-        return load_model(path)
+        return Network.load_with_metadata(path)
     except ModelError as error:
         fail(str(error))
 
@@ -44,7 +45,7 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     """Cost, accuracy, per-class accuracy and confusion matrix of MODEL on the test set."""
     net, metadata = open_model(model)
     inputs = metadata.get("inputs") or {}
-    options = (metadata.get("checkpoint") or {}).get("options") or {}
+    options = (metadata.get("checkpoint") or {}).get("config") or {}
     dataset = dataset or inputs.get("dataset") or "digits"
     try:  # the digits test split is the one the model was trained beside (same seed and fraction)
         data = load_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
@@ -76,44 +77,6 @@ def evaluate_command(model, dataset, data_dir, plot_path):
         except OutputError as error:
             fail(str(error))
         click.echo(f"Plots: {plot_path}, {mistakes}")
-
-
-def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, mistakes_path, title):
-    """A confusion-matrix heat map, and a gallery of the most confidently wrong test images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 5.4))
-    image = axes.imshow(confusion, cmap="Blues")
-    for (true, guess), count in np.ndenumerate(confusion):
-        axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
-                  color="white" if count > confusion.max() / 2 else "black")
-    axes.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix: {title}",
-             xticks=range(len(confusion)), yticks=range(len(confusion)))
-    figure.colorbar(image)
-    figure.tight_layout()
-    try:
-        atomic_write(confusion_path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
-
-    wrong = np.flatnonzero(predicted != data.y_test)
-    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
-    figure, grid = plt.subplots(3, 8, figsize=(12, 5.2))
-    for axes in grid.ravel():
-        axes.axis("off")
-    for axes, i in zip(grid.ravel(), wrong):
-        axes.imshow(data.X_test[i].reshape(data.image_shape), cmap="gray_r")
-        axes.set_title(f"true {data.y_test[i]}, said {predicted[i]}\n({probabilities[i, predicted[i]]:.0%} sure)",
-                       fontsize=8)
-    figure.suptitle(f"most confidently wrong test images: {title}")
-    figure.tight_layout()
-    try:
-        atomic_write(mistakes_path, lambda temporary: figure.savefig(temporary, dpi=90, format="png"))
-    finally:
-        plt.close(figure)
 
 
 # ----------------------------------------------------------------------------- predict
@@ -211,7 +174,7 @@ def compile_command(dtype, hidden_layers, optimizers, dropout):
     uses anyway; this only moves that time to when you choose."""
     from itertools import product
 
-    from .train import warm_up
+    from ..train import warm_up
 
     set_threads(None)
     start = time.perf_counter()
@@ -227,91 +190,3 @@ def compile_command(dtype, hidden_layers, optimizers, dropout):
         click.echo(f"{name}, {layers} hidden layer(s), {'parallel' if parallel else 'one thread'}: {what}: "
                    f"{time.perf_counter() - began:.1f} s")
     click.echo(f"Compiled in {time.perf_counter() - start:.1f} s into {kernel_cache_dir()}")
-
-
-# ----------------------------------------------------------------------------- sweep
-@main.command("sweep")
-@click.option("--l2", type=click.FloatRange(min=0), multiple=True, default=(0.0,), show_default=True,
-              help="L2 strengths to try (repeat: --l2 0 --l2 0.5 --l2 5 --l2 50).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), multiple=True, default=(0.5,), show_default=True,
-              help="Learning rates to try (repeatable).")
-@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(30,), show_default=True,
-              help="Sizes of the one hidden layer to try (repeatable).")
-@click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--activation", type=click.Choice(HIDDEN), default="sigmoid", show_default=True)
-@click.option("--optimizer", type=click.Choice(tuple(OPTIMIZERS)), default="sgd", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--train-size", type=click.IntRange(min=1), default=None)
-@click.option("--validation", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Judge runs on the last N training samples (or a fraction) instead of the test set.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Runs at once [default: as many as cores, at most the number of runs]; cores are split among them.")
-@click.option("--scheduler", default=None,
-              help="Send the runs to the Dask cluster at this address (needs nbnet[dask]).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/sweep.csv"),
-              show_default=True)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="[default: plots/sweep-<swept option>.png]")
-def sweep_command(l2, lr, hidden, dataset, data_dir, activation, optimizer, epochs, batch_size, seed, train_size,
-                  validation, workers, scheduler, csv_path, plot_path):
-    """Train one model per value of --l2 (and/or --lr, --hidden) in parallel; write a CSV and a
-    plot of final train and held-out cost and accuracy against the swept value."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing
-
-    from .sweep import SWEPT, best, combinations, plot_sweep, prepare, sweep, threads_per_run
-
-    values = {"l2": list(l2), "lr": list(lr), "hidden": list(hidden)}
-    varied = next((name for name in SWEPT if len(values[name]) > 1), "l2")
-    cores = os.cpu_count() or 1
-    base = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, activation=activation,
-                optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, train_size=train_size,
-                validation=validation)
-    runs = combinations(base, values)
-    workers = workers or min(len(runs), cores)
-    for run in runs:
-        run["threads"] = threads_per_run(workers, cores)
-    plot_path = plot_path or Path("plots") / f"sweep-{varied}.png"
-    click.echo(f"sweep: {len(runs)} runs, {workers} at a time, {runs[0]['threads']} thread(s) each"
-               + (f", on the Dask cluster at {scheduler}" if scheduler else ""), err=True)
-    try:
-        if scheduler:
-            try:
-                from distributed import Client
-            except ImportError:
-                fail("--scheduler needs Dask: pip install 'nbnet[dask]'")
-            with Client(scheduler, timeout=30) as client:
-                client.run(prepare, runs)  # once per worker, before any run
-                results = sweep(runs, client.get_executor())
-        else:
-            click.echo(f"compiled kernels ready in {prepare(runs):.1f} s", err=True)
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as executor:
-                results = sweep(runs, executor)
-    except (DataError, OSError, TimeoutError) as error:
-        fail(f"sweep failed: {error}")
-    columns = ["l2", "lr", "hidden", "train_cost", "held_out_cost", "train_accuracy", "held_out_accuracy",
-               "test_accuracy", "held_out", "seconds"]
-    try:
-        atomic_write(csv_path, lambda temporary: _write_rows(temporary, columns, results))
-        plot_sweep(results, plot_path, varied)
-    except OutputError as error:
-        fail(str(error))
-    for row in results:
-        click.echo(f"l2 {row['l2']:<8g} lr {row['lr']:<6g} hidden {row['hidden']:<5} train cost {row['train_cost']:.4f} "
-                   f"{row['held_out']} cost {row['held_out_cost']:.4f} {row['held_out']} accuracy "
-                   f"{row['held_out_accuracy']:.2%}")
-    top = best(results)
-    click.echo(f"best ({top['held_out']} cost): l2 {top['l2']:g}, lr {top['lr']:g}, hidden {top['hidden']}. "
-               f"CSV: {csv_path}  Plot: {plot_path}")
-
-
-def _write_rows(path, columns, rows):
-    import csv
-
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)

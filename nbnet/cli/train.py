@@ -1,0 +1,273 @@
+"""`nbnet train`: build the run's TrainConfig from the options (or from a checkpoint), train,
+report each epoch, and write the plot, the metrics CSV and the model file."""
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import numba
+import numpy as np
+from click.core import ParameterSource
+
+from ..cache import cache_dir_writable, kernel_cache_dir
+from ..data import DataError, download_mnist, load_dataset, split_for
+from ..model_file import ModelError
+from ..network import Network
+from ..options import TrainConfig
+from ..plots import OutputError, plot_metrics, write_metrics
+from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, prepare_kernels, set_threads, train
+from .group import fail, main
+from .options import config_from, config_options
+
+# Options a resumed run may change: how long it runs and what it reports, not what it computes.
+RESUMABLE_CHANGES = ("epochs", "train_metrics")
+
+
+@main.command("train")
+@config_options()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the MNIST IDX files are [default: $NBNET_DATA_DIR or ~/.cache/nbnet/mnist].")
+@click.option("--download", is_flag=True, help="Download MNIST into --data-dir first if it is missing.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help=f"Threads for the parallel kernels [default: all cores, {numba.config.NUMBA_NUM_THREADS}].")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to save the cost plot [default: plots/<dataset>-cost.png].")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one CSV row per epoch here.")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the trained model (.npz) here; it can be evaluated, used and resumed.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
+              help="Also save the model (with the state to resume from) every K epochs; needs --save.")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Continue the run saved in this model file, with its options, exactly where it stopped.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; epoch lines only.")
+@click.pass_context
+def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, save_path, checkpoint_every, resume,
+                  quiet, **options):
+    """Train a network on digit images, report cost and accuracy per epoch, plot train vs test cost."""
+    note = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+    check_run_options(threads, checkpoint_every, save_path, options)
+    set_threads(threads)
+    warn_unwritable_cache()
+    config, net, state, history = resumed_run(ctx, resume, options) if resume else new_run(options)
+    data = load_data(config, data_dir, download, quiet)
+    split = training_split(data, config)
+    net = net or Network([data.n_inputs, *config.hidden, 10], activation=config.activation, output=config.output,
+                         cost=config.cost, dtype=config.dtype, seed=config.seed, init=config.init)
+    if net.sizes[0] != data.n_inputs:
+        fail(f"{resume} has {net.sizes[0]} inputs but {config.dataset} images have {data.n_inputs}")
+    note(f"{config.dataset}: {len(split.X_train)} training, {len(split.X_test)} test samples; network {net.sizes}, "
+         f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, init {net.init}, {config.optimizer}, "
+         f"{numba.get_num_threads()} thread(s)" + (f"; resuming after epoch {state.first_epoch - 1}" if resume else ""))
+    note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
+    seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
+    note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
+    report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, metrics_path,
+                    save_path, checkpoint_every)
+    plot_path = plot_path or Path("plots") / f"{config.dataset}-cost.png"
+    run_epochs(ctx, net, split, config, state, report, plot_path, show_bar=not quiet and sys.stderr.isatty())
+    scored = [m for m in history if m.test_accuracy is not None]
+    best = max(scored, key=lambda m: m.test_accuracy) if scored else None
+    note((f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. " if best else "") + f"Plot: {plot_path}"
+         + (f"  Metrics: {metrics_path}" if metrics_path else "") + (f"  Model: {save_path}" if save_path else ""))
+
+
+def check_run_options(threads, checkpoint_every, save_path, options):
+    """Usage errors the option types cannot catch alone."""
+    if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
+        raise click.BadParameter(f"at most {numba.config.NUMBA_NUM_THREADS} on this machine", param_hint="--threads")
+    if checkpoint_every and not save_path:
+        raise click.UsageError("--checkpoint-every needs --save PATH (the file the checkpoints go to)")
+    if options["early_stopping"] and not options["validation"]:
+        raise click.UsageError("--early-stopping needs --validation N (the data it watches)")
+
+
+def new_run(options):
+    """(config, network, state, history) of a run from epoch 1; the network is made once the
+    data say how many inputs it has."""
+    config = config_from(options)
+    return config, None, RunState.start(config), []
+
+
+def resumed_run(ctx, path, options):
+    """(config, network, state, history) saved in a model file's checkpoint. Options given on
+    the command line must agree with the saved config, except RESUMABLE_CHANGES."""
+    try:
+        net, metadata = Network.load_with_metadata(path)
+    except ModelError as error:
+        fail(str(error))
+    checkpoint = metadata.get("checkpoint")
+    if not checkpoint:
+        fail(f"{path} holds no checkpoint to resume (save one with nbnet train --save)")
+    saved = TrainConfig.from_dict(checkpoint["config"])
+    given = config_from(options)
+    for name in given.differences(saved, ignore=RESUMABLE_CHANGES):
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            value = list(getattr(given, name)) if name == "hidden" else getattr(given, name)
+            shown = list(getattr(saved, name)) if name == "hidden" else getattr(saved, name)
+            raise click.UsageError(f"--{name.replace('_', '-')} {value} differs from the {shown} of {path}; "
+                                   f"a resumed run keeps its options")
+    changes = {name: getattr(given, name) for name in RESUMABLE_CHANGES
+               if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    config = saved.but(epochs=checkpoint["epochs"]).but(**changes)
+    if checkpoint["epoch"] >= config.epochs and "epochs" in changes:
+        raise click.BadParameter(f"{path} already holds {checkpoint['epoch']} epochs; ask for more",
+                                 param_hint="--epochs")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = checkpoint["rng"]
+    history = [EpochMetrics.from_dict(row) for row in metadata["history"]]
+    optimizer = optimizer_for(config)
+    optimizer.load_state(metadata["state"], net, checkpoint.get("optimizer_step", 0))
+    best = BestEpoch.from_checkpoint(metadata["state"], history, checkpoint.get("best_epoch"))
+    return config, net, RunState(rng, checkpoint["epoch"] + 1, optimizer, best), history
+
+
+def load_data(config, data_dir, download, quiet):
+    """The run's Dataset (downloading MNIST first when asked)."""
+    try:
+        if config.dataset == "mnist" and download:
+            download_mnist(data_dir, progress=None if quiet else download_progress())
+        return load_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype)
+    except DataError as error:
+        fail(str(error))
+
+
+def training_split(data, config):
+    """The run's Split: --train-size samples, with --validation held out of them."""
+    if config.train_size is not None and config.train_size > len(data.X_train):
+        raise click.BadParameter(f"{config.train_size} exceeds the {len(data.X_train)} training samples",
+                                 param_hint="--train-size")
+    try:
+        return split_for(data, config.train_size, config.validation)
+    except DataError as error:
+        raise click.BadParameter(str(error), param_hint="--validation") from None
+
+
+class Report:
+    """What happens after each epoch: its line on stdout, the metrics CSV, the checkpoints."""
+
+    def __init__(self, config, net, state, history, inputs, validating, metrics_path, save_path, checkpoint_every):
+        self.config, self.net, self.state, self.history, self.inputs = config, net, state, history, inputs
+        self.validating, self.metrics_path = validating, metrics_path
+        self.save_path, self.checkpoint_every = save_path, checkpoint_every
+
+    def header(self):
+        held_out = "valid" if self.validating else "test"
+        click.echo(f"{'epoch':>7} {'train cost':>11} {held_out + ' cost':>11} {'train acc':>10} "
+                   f"{held_out + ' acc':>10} {'seconds':>8}")
+
+    def __call__(self, metrics):
+        self.history.append(metrics)
+        cost, accuracy = ((metrics.validation_cost, metrics.validation_accuracy) if self.validating
+                          else (metrics.test_cost, metrics.test_accuracy))
+        train_cost, train_accuracy = ((f"{metrics.train_cost:>11.4f}", f"{metrics.train_accuracy:>10.2%}")
+                                      if metrics.train_cost is not None else (f"{'-':>11}", f"{'-':>10}"))
+        click.echo(f"{metrics.epoch:>3}/{self.config.epochs:<3} {train_cost} {cost:>11.4f} {train_accuracy} "
+                   f"{accuracy:>10.2%} {metrics.seconds:>8.2f}")
+        self.write_metrics()
+        if self.checkpoint_every and metrics.epoch % self.checkpoint_every == 0:
+            self.save(metrics.epoch)
+
+    def write_metrics(self):
+        if self.metrics_path:
+            write_metrics(self.history, self.metrics_path)
+
+    def save(self, epoch):
+        """The model with everything --resume needs to continue after `epoch`."""
+        state, best = self.state, self.state.best
+        checkpoint = dict(epoch=epoch, epochs=self.config.epochs, config=self.config.as_dict(),
+                          rng=state.rng.bit_generator.state, optimizer_step=state.optimizer.step,
+                          best_epoch=best.metrics.epoch if best.metrics else None)
+        self.net.save(self.save_path, self.history, inputs=self.inputs, checkpoint=checkpoint,
+                      state={**state.optimizer.state_arrays(), **best.arrays()})
+
+
+def run_epochs(ctx, net, split, config, state, report, plot_path, show_bar):
+    """Train what remains of the run, then save and plot; a divergence or Ctrl-C ends it with
+    the last good checkpoint kept."""
+    report.header()
+    try:
+        if state.first_epoch <= config.epochs:
+            train(net, split, config, on_epoch=report, on_progress=EpochProgressBar(config.epochs) if show_bar else None,
+                  state=state)
+            if report.validating:
+                report_held_out(report.history, config)
+                report.write_metrics()
+        if report.save_path:
+            report.save(config.epochs)
+        plot_metrics(report.history, plot_path, plot_title(config, net, len(split.X_train)))
+    except Diverged as error:
+        report.write_metrics()
+        save_path, metrics_path = report.save_path, report.metrics_path
+        kept = f" {save_path} keeps the last good checkpoint." if save_path and save_path.exists() else ""
+        fail(f"{error}; try a smaller learning rate than --lr {config.lr:g}.{kept}"
+             + (f" Metrics so far: {metrics_path}" if metrics_path else ""))
+    except KeyboardInterrupt:
+        last = f"; resume from the last checkpoint with: nbnet train --resume {report.save_path}" \
+            if report.checkpoint_every and report.save_path.exists() else ""
+        click.echo(f"Interrupted{last}", err=True)
+        ctx.exit(130)
+    except (OutputError, ValueError) as error:
+        fail(str(error))
+
+
+def plot_title(config, net, n_train):
+    return (f"{config.dataset} (n_train={n_train}): {'-'.join(map(str, net.sizes))}, {net.activation}/{net.output}, "
+            f"{net.cost_name}, {config.optimizer}, batch {config.batch_size}, lr {config.lr:g}"
+            + (f" ({config.schedule})" if config.schedule != "constant" else "") + f", l2 {config.l2:g}")
+
+
+def report_held_out(history, config):
+    """After a run with a validation set: why it stopped, and the one look at the test set."""
+    kept = next((row for row in history if row.test_cost is not None), None)
+    if kept is None:
+        return
+    if history[-1].epoch < config.epochs:
+        click.echo(f"Stopped early after epoch {history[-1].epoch}: the validation cost has not improved for "
+                   f"{config.patience} epochs; kept the weights of epoch {kept.epoch} "
+                   f"(validation cost {kept.validation_cost:.4f}).")
+    click.echo(f"Test set, weights of epoch {kept.epoch}: cost {kept.test_cost:.4f}, accuracy {kept.test_accuracy:.2%}")
+
+
+def warn_unwritable_cache():
+    """Numba falls back to another cache directory when $NUMBA_CACHE_DIR is not writable; say so once."""
+    directory = os.environ.get("NUMBA_CACHE_DIR")
+    if directory and not cache_dir_writable(directory):
+        click.echo(f"Warning: NUMBA_CACHE_DIR={directory} is not writable; compiled kernels are cached in "
+                   f"{kernel_cache_dir()} instead.", err=True)
+
+
+class EpochProgressBar:
+    """A click progress bar on stderr for each epoch: called as (epoch, batches_done, n_batches)."""
+
+    def __init__(self, epochs):
+        self.epochs, self.bar, self.done = epochs, None, 0
+
+    def __call__(self, epoch, done, total):
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=f"epoch {epoch}/{self.epochs}", file=sys.stderr)
+            self.bar.__enter__()
+            self.done = 0
+        self.bar.update(done - self.done)
+        self.done = done
+        if done == total:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def download_progress():
+    """A download progress callback drawing one click progress bar per file."""
+    bars = {}
+
+    def progress(name, done, total):
+        if name not in bars:
+            bars[name] = [click.progressbar(length=total or 1, label=name, file=sys.stderr), 0]
+            bars[name][0].__enter__()
+        bar, shown = bars[name]
+        bar.update(done - shown)
+        bars[name][1] = done
+        if total and done >= total:
+            bar.__exit__(None, None, None)
+
+    return progress

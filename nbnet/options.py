@@ -1,0 +1,123 @@
+"""Every option of a training run, in one frozen dataclass: its default, its help text and
+its check.
+
+`TrainConfig` is what a run *is*: the command line builds its `nbnet train` and `nbnet sweep`
+options from these fields (nbnet/cli/options.py), `train()` reads it, model files and
+checkpoints store it (so `--resume` compares configs), sweeps vary any field of it, and the
+recipes of bench/accuracy.py are written as one. Where the data live, how many threads run
+and where outputs go are not part of it: they change how a run is done, not what it computes.
+"""
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .activations import HIDDEN, OUTPUT
+from .costs import COSTS
+from .network import DTYPES, INITS
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
+
+DATASETS = ("digits", "mnist")
+TRAIN_METRICS = ("full", "running", "none")
+
+
+def option(default, help, choices=None, low=None, high=None, low_open=False, high_open=False, flag=False):
+    """A field of TrainConfig: its default and help text, and the values it accepts (choices,
+    or a number in [low, high] with either end open), which the command line shows too."""
+    return field(default=default, metadata=dict(help=help, choices=choices, low=low, high=high, low_open=low_open,
+                                                high_open=high_open, flag=flag))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = option("digits", "digits: bundled UCI 8x8 digits; mnist: the IDX files in --data-dir.",
+                          choices=DATASETS)
+    hidden: tuple = option((30,), "Neurons in a hidden layer; repeat for more layers (--hidden 100 --hidden 30).",
+                           low=1)
+    activation: str = option("sigmoid", "Activation of the hidden layers.", choices=HIDDEN)
+    output: str = option("softmax", "Activation of the output layer.", choices=OUTPUT)
+    cost: str = option("cross-entropy", "Cost J.", choices=tuple(COSTS))
+    epochs: int = option(30, "Epochs in all (with --resume: the checkpoint's planned total unless given).", low=1)
+    batch_size: int = option(10, "Samples per minibatch (1 = per-sample SGD).", low=1)
+    lr: float = option(0.5, "Learning rate alpha.", low=0, low_open=True)
+    l2: float = option(0.0, "L2 strength lambda: cost + lambda/(2n) sum W^2, n = training samples.", low=0)
+    seed: int = option(0, "Seeds the initial weights, the shuffles and the digits split.")
+    dtype: str = option("float32", "Floating-point type of weights and arithmetic.", choices=DTYPES)
+    test_fraction: float = option(0.2, "Share of the digits held out for testing (stratified, seeded).", low=0,
+                                  high=1, low_open=True, high_open=True)
+    train_size: int = option(None, "Train on the first N training samples only (shows overfitting quickly).", low=1)
+    init: str = option(None, "Weight initialisation [default: scaled for sigmoid and tanh, he for relu].",
+                       choices=tuple(INITS))
+    optimizer: str = option("sgd", "How the gradient changes the weights.", choices=tuple(OPTIMIZERS))
+    momentum: float = option(0.9, "mu of momentum and nesterov.", low=0, high=1, high_open=True)
+    beta1: float = option(0.9, "Adam.", low=0, high=1, high_open=True)
+    beta2: float = option(0.999, "Adam.", low=0, high=1, high_open=True)
+    rho: float = option(0.9, "RMSprop's decay of the mean square.", low=0, high=1, high_open=True)
+    eps: float = option(1e-8, "RMSprop and Adam.", low=0, low_open=True)
+    decoupled_weight_decay: bool = option(False, "Apply --l2 as weight decay outside the optimiser's scaling "
+                                                 "(AdamW) instead of in the gradient.", flag=True)
+    schedule: str = option("constant", "Learning rate per epoch: constant, step (times --lr-decay every --lr-step "
+                                       "epochs), cosine.", choices=SCHEDULES)
+    lr_step: int = option(10, "Epochs between the steps of --schedule step.", low=1)
+    lr_decay: float = option(0.1, "Factor of each step of --schedule step.", low=0, high=1, low_open=True)
+    validation: float = option(None, "Hold out the last N training samples (or this fraction, when below 1) for "
+                                     "validation; the test set is then evaluated once, after training.", low=0,
+                               low_open=True)
+    early_stopping: bool = option(False, "Stop when the validation cost has not improved for --patience epochs; "
+                                         "keep the best weights.", flag=True)
+    patience: int = option(5, "Epochs without improvement before --early-stopping stops.", low=1)
+    dropout: float = option(0.0, "Drop each hidden unit with this probability in every training step (inverted "
+                                 "dropout).", low=0, high=1, high_open=True)
+    track_gradients: bool = option(False, "Record mean |dJ/dW| per layer each epoch (metrics columns grad_W1.., a "
+                                          "plot panel).", flag=True)
+    train_metrics: str = option("full", "Train cost and accuracy per epoch: full (evaluate the training set after "
+                                        "each epoch), running (mean over the epoch's minibatches, no extra pass), "
+                                        "none.", choices=TRAIN_METRICS)
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(n) for n in self.hidden))
+        for spec in fields(self):
+            check(spec, getattr(self, spec.name))
+
+    def as_dict(self):
+        """Plain JSON-ready values (hidden as a list)."""
+        values = asdict(self)
+        values["hidden"] = list(self.hidden)
+        return values
+
+    @classmethod
+    def from_dict(cls, values):
+        """The config of stored values; options missing from them (older files) keep their defaults."""
+        known = {spec.name for spec in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in known})
+
+    def but(self, **changes):
+        """A copy with some options changed (and checked)."""
+        return replace(self, **changes)
+
+    def differences(self, other, ignore=()):
+        """Names of the options whose values differ from `other`'s."""
+        return [spec.name for spec in fields(self)
+                if spec.name not in ignore and getattr(self, spec.name) != getattr(other, spec.name)]
+
+
+def check(spec, value):
+    """ValueError, in one line, when `value` is not one the option `spec` accepts."""
+    meta = spec.metadata
+    if value is None and spec.default is None:
+        return
+    for item in value if isinstance(value, tuple) else (value,):
+        if meta["choices"] is not None and item not in meta["choices"]:
+            raise ValueError(f"{spec.name} must be one of {', '.join(meta['choices'])}, got {item!r}")
+        if meta["low"] is None and meta["high"] is None:
+            continue
+        below = item <= meta["low"] if meta["low_open"] else item < meta["low"]
+        above = meta["high"] is not None and (item >= meta["high"] if meta["high_open"] else item > meta["high"])
+        if below or above:
+            raise ValueError(f"{spec.name} must lie in {interval(meta)}, got {item}")
+
+
+def interval(meta):
+    """The range an option accepts, written as an interval: [0, 1), (0, inf)."""
+    high = "inf" if meta["high"] is None else f"{meta['high']:g}"
+    return (f"{'(' if meta['low_open'] else '['}{meta['low']:g}, {high}"
+            f"{')' if meta['high_open'] or meta['high'] is None else ']'}")
