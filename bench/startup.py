@@ -77,6 +77,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="runs per cold and warm figure (median)")
     parser.add_argument("--skip-monitoring", action="store_true", help="no MNIST monitoring runs")
+    parser.add_argument("--skip-cold", action="store_true", help="no cold starts (warm and monitoring only)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     import numba
@@ -86,7 +87,7 @@ def main():
     print(f"nbnet bench/startup.py: {results['machine']}, numba {numba.__version__}; medians of {args.repeats} runs")
     print(f"{'cold start (empty kernel cache)':<40} {'training starts':>16} {'command exits':>14}")
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as plots:
-        for label, train_args in COLD:
+        for label, train_args in [] if args.skip_cold else COLD:
             if "mnist" in train_args and not mnist_dir().is_dir():
                 print(f"{label:<40} skipped: no MNIST in {mnist_dir()}")
                 continue
@@ -100,7 +101,8 @@ def main():
         if not args.skip_monitoring and mnist_dir().is_dir():
             print(f"\nmonitoring: nbnet train {' '.join(NIELSEN)} (warm cache)")
             print(f"{'--train-metrics':<16} {'wall s':>8} {'training s':>11} {'wall / training':>16}")
-            launch([*NIELSEN, "--epochs", "1"], cache, plots)  # fill the cache for these sizes (last --epochs counts)
+            for choice in ("full", "running", "none"):  # fill the cache: each choice compiles its own variant
+                launch([*NIELSEN, "--epochs", "1", "--train-metrics", choice], cache, plots)  # (last --epochs counts)
             for choice in ("full", "running", "none"):
                 _, total, training = launch([*NIELSEN, "--train-metrics", choice], cache, plots)
                 results["monitoring"].append(dict(train_metrics=choice, wall=total, training=training,

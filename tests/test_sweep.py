@@ -2,6 +2,7 @@
 
 import csv
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -66,9 +67,9 @@ def test_sweep_accepts_every_train_option():
 def test_sweep_over_a_choice_and_architectures_end_to_end(tmp_path):
     """--optimizer swept as a choice, --hidden as whole architectures (one of two layers): a
     grid of 2 x 2 runs, a CSV column per swept option, a plot with one line per optimizer."""
-    result = CliRunner().invoke(main, ["sweep", "--optimizer", "sgd", "--optimizer", "momentum", "--hidden", "20",
-                                       "--hidden", "16,12", "--lr", "0.1", "--epochs", "2", "--train-size", "300",
-                                       "--workers", "1", "-q", "--csv", str(tmp_path / "s.csv"),
+    command = "sweep --optimizer sgd --optimizer momentum --hidden 20 --hidden 16,12 --lr 0.1 --epochs 2 --train-size 300 -q"
+    assert "nbnet " + command in (Path(__file__).parents[1] / "README.md").read_text()  # the README's command
+    result = CliRunner().invoke(main, [*command.split(), "--csv", str(tmp_path / "s.csv"),
                                        "--plot", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
     with open(tmp_path / "s.csv", newline="") as handle:
