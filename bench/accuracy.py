@@ -20,7 +20,6 @@ sys.path.insert(0, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 
-from nbnet import Network  # noqa: E402
 from nbnet.data import load_mnist, split_for  # noqa: E402
 from nbnet.options import TrainConfig  # noqa: E402
 from nbnet.train import set_threads, train  # noqa: E402
@@ -59,8 +58,7 @@ def run(recipe, data, seed, verbose):
     """Train one network of `recipe` from `seed`; returns (test accuracy, best test accuracy
     of any epoch, validation accuracy or None, minutes in all, minutes training)."""
     config = RECIPES[recipe].but(seed=seed)
-    net = Network([784, *config.hidden, 10], activation=config.activation, output=config.output, init=config.init,
-                  seed=seed)
+    net = config.network(784)
     start = time.perf_counter()
     split = split_for(data, config.train_size)
     history = train(net, split, config,

@@ -527,7 +527,7 @@ def output_cost(z, a, y, act, cost, J, correct):
 #
 # Each driver is compiled in two variants (see `one_thread` at the end of the file): NAME calls
 # every kernel's `auto` (the parallel kernel for large work, its twin for small), NAME.serial
-# calls only the one-thread twins. A run picks one (nbnet.threads), and compiles only it.
+# calls only the one-thread twins. A run picks one (nbnet.passes), and compiles only it.
 # Integer constants passed to a compiled function are written np.int64(0): Numba compiles a
 # copy of the callee for each bare literal value.
 weighted_sum_auto, activate_auto, output_delta_auto = weighted_sum.auto, activate.auto, output_delta.auto
@@ -578,6 +578,14 @@ def weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_
             weight_gradient_auto(deltas[m], kept[m - 1], weights[m], l2_over_n, grads_W[m], grads_b[m])
         else:
             weight_gradient_auto(deltas[m], activations[m - 1], weights[m], l2_over_n, grads_W[m], grads_b[m])
+
+
+@serial
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept):
+    """All deltas, then every dJ/dW^m and dJ/db^m (after forward_layers, with dropout if masks
+    is not None)."""
+    backpropagate(weights, acts, cost, y, zs, activations, deltas, masks)
+    weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept)
 
 
 @serial
@@ -656,7 +664,7 @@ def train_batches_with(code, hyper, step, weights, biases, state, acts, cost, X,
                        l2_over_n, gradient_sums, keep, seed, buffers, x_chunks, y_chunks, masks, kept, grads,
                        J, correct, totals):
     """Minibatch steps like train_batches, for the optimisers that need the whole gradient
-    first: forward, backpropagate, weight_gradients, then optimizer_step on every layer, with
+    first: forward, backward (the deltas and every gradient), then optimizer_step on every layer, with
     the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer. `step` counts earlier steps
     (for Adam's bias correction) and the new count is returned; `hyper` is as in
     optimizer_step (in the weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m]
@@ -669,8 +677,7 @@ def train_batches_with(code, hyper, step, weights, biases, state, acts, cost, X,
         forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
         if totals is not None:
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
-        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
-        weight_gradients(weights, x, l2_over_n, activations, deltas, grads_W, grads_b, kept)
+        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept)
         step += 1
         hyper[4] = ONE - hyper[1] ** step  # Adam's bias corrections for this step
         hyper[5] = ONE - hyper[2] ** step
@@ -702,14 +709,6 @@ def forward(weights, biases, acts, X, zs, activations):
                    None)
 
 
-@serial
-def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept):
-    """All deltas, then every dJ/dW^m and dJ/db^m (after forward_layers, with dropout if masks
-    is not None)."""
-    backpropagate(weights, acts, cost, y, zs, activations, deltas, masks)
-    weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept)
-
-
 def one_thread(drivers, kernels):
     """NAME.serial for every driver: the same Python body compiled again with every
     `KERNEL_auto` it calls replaced by KERNEL.serial and every driver by its own .serial (so
@@ -721,7 +720,7 @@ def one_thread(drivers, kernels):
         replaced[driver.__name__] = driver.serial
 
 
-one_thread((forward_layers, backpropagate, weight_gradients, add_costs, gathered_batch, train_batches,
-            train_batches_with, evaluate_tiles, forward, backward),
+one_thread((forward_layers, backpropagate, weight_gradients, backward, add_costs, gathered_batch, train_batches,
+            train_batches_with, evaluate_tiles, forward),
            (weighted_sum, activate, output_delta, hidden_delta, weight_gradient, gradient_step,
             gradient_step_then_weighted_sum, gather_rows, dropout, apply_mask, optimizer_step, output_cost))

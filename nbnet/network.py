@@ -137,17 +137,15 @@ class Network:
             raise ValueError(f"labels must lie in 0..{self.sizes[-1] - 1}")
         return np.ascontiguousarray(y, dtype=np.int64)
 
-    @property
-    def n_weights(self):
-        """How many weights the network has (the multiply-adds of one sample's forward pass)."""
-        return sum(W.size for W in self.weights)
-
     # ------------------------------------------------------------------ compiled passes
+    def _parallel(self):
+        """Whether a whole-data-set pass runs the drivers' parallel variant (nbnet.passes)."""
+        return passes.parallel_pays(self.weights, 1)
+
     def _forward(self, X):
         weights, biases = tuple(self.weights), tuple(self.biases)
         zs, activations = passes.layer_buffers(weights, X.shape[0]), passes.layer_buffers(weights, X.shape[0])
-        passes.variant(kernels.forward, passes.parallel_pays(weights, 1))(weights, biases, self.acts, X, zs,
-                                                                           activations)
+        passes.variant(kernels.forward, self._parallel())(weights, biases, self.acts, X, zs, activations)
         return weights, zs, activations
 
     def forward(self, X):
@@ -168,10 +166,14 @@ class Network:
         """(mean cost including the L2 term, accuracy), in one compiled pass over tiles of X
         (passes.evaluate: no activations of the whole data set are kept)."""
         X = self.as_inputs(X)
-        y = self.as_labels(y, X.shape[0])
-        weights = tuple(self.weights)
-        cost_sum, correct = passes.evaluate(weights, tuple(self.biases), self.acts, self.cost_function.code, X, y,
-                                            passes.parallel_pays(weights, 1))
+        return self.evaluate_checked(X, self.as_labels(y, X.shape[0]), l2, n_train)
+
+    def evaluate_checked(self, X, y, l2=0.0, n_train=None):
+        """`evaluate` for inputs and labels already made by as_inputs and as_labels, without
+        checking them again (train() evaluates the same arrays after every epoch; checking
+        60,000 MNIST images for NaN took a quarter of each evaluation)."""
+        cost_sum, correct = passes.evaluate(tuple(self.weights), tuple(self.biases), self.acts, self.cost_function.code,
+                                            X, y, self._parallel())
         cost = cost_sum / X.shape[0] + self.l2_penalty(l2, n_train or X.shape[0])
         return cost, correct / X.shape[0]
 
@@ -192,7 +194,7 @@ class Network:
         grads_W = tuple(np.empty_like(W) for W in self.weights)
         grads_b = tuple(np.empty_like(b) for b in self.biases)
         l2_over_n = float(l2) / (n_train or X.shape[0])
-        passes.variant(kernels.backward, passes.parallel_pays(weights, 1))(
+        passes.variant(kernels.backward, self._parallel())(
             weights, self.acts, self.cost_function.code, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b,
             None, None)  # no dropout
         return list(grads_W), list(grads_b)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .activations import HIDDEN, OUTPUT
 from .costs import COSTS
-from .network import DTYPES, INITS
+from .network import DTYPES, INITS, Network
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
@@ -89,6 +89,11 @@ class TrainConfig:
         """The config of stored values; options missing from them (older files) keep their defaults."""
         known = {spec.name for spec in fields(cls)}
         return cls(**{name: value for name, value in values.items() if name in known})
+
+    def network(self, n_inputs):
+        """A new Network for this run: n_inputs, the hidden layers, 10 outputs, seeded by `seed`."""
+        return Network([n_inputs, *self.hidden, 10], activation=self.activation, output=self.output, cost=self.cost,
+                       dtype=self.dtype, seed=self.seed, init=self.init)
 
     def but(self, **changes):
         """A copy with some options changed (and checked)."""

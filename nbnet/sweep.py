@@ -32,15 +32,13 @@ def run_one(job):
     import numba
 
     from .data import load_dataset, split_for
-    from .network import Network
     from .train import train
 
     config = TrainConfig.from_dict(job["config"])
     numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
     data = load_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.dtype)
     split = split_for(data, config.train_size, config.validation)
-    net = Network([data.n_inputs, *config.hidden, 10], activation=config.activation, output=config.output,
-                  cost=config.cost, dtype=config.dtype, seed=config.seed, init=config.init)
+    net = config.network(data.n_inputs)
     history = train(net, split, config)
     last = history[-1]
     held_out = "validation" if split.X_validation is not None else "test"
@@ -65,7 +63,6 @@ def prepare(job_list):
     import numba
 
     from .data import N_INPUTS
-    from .network import Network
     from .train import optimizer_for, prepare_kernels
 
     start, threads = time.perf_counter(), numba.get_num_threads()
@@ -73,8 +70,8 @@ def prepare(job_list):
         for job in job_list:
             config = TrainConfig.from_dict(job["config"])
             numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
-            net = Network([N_INPUTS[config.dataset], *config.hidden, 10], dtype=config.dtype)
-            prepare_kernels(net, config.batch_size, optimizer_for(config), config.dropout, config.train_metrics)
+            prepare_kernels(config.network(N_INPUTS[config.dataset]), config.batch_size, optimizer_for(config),
+                            config.dropout, config.train_metrics)
     finally:
         numba.set_num_threads(threads)
     return time.perf_counter() - start

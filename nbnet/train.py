@@ -247,7 +247,7 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     for epoch in range(state.first_epoch, config.epochs + 1):
         seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress)
         train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running)
-        held_cost, held_accuracy = net.evaluate(X_held, y_held, config.l2, n)
+        held_cost, held_accuracy = net.evaluate_checked(X_held, y_held, config.l2, n)
         if not (np.isfinite(held_cost) and (train_cost is None or np.isfinite(train_cost))):
             raise Diverged(epoch, f"the cost is {train_cost} (train) and {held_cost} (held out)")
         optimizer = state.optimizer
@@ -267,7 +267,7 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
         if patience:
             state.best.restore(net)
         kept = state.best.metrics if patience else history[-1]
-        kept.test_cost, kept.test_accuracy = net.evaluate(X_test, y_test, config.l2, n)
+        kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n)
     return history
 
 
@@ -296,7 +296,7 @@ def _train_figures(net, X, y, config, running):
     """(train cost, train accuracy) of an epoch as config.train_metrics asks (None, None for none)."""
     n = X.shape[0]
     if config.train_metrics == "full":
-        return net.evaluate(X, y, config.l2, n)
+        return net.evaluate_checked(X, y, config.l2, n)
     if config.train_metrics == "running":
         return running[0] / n + net.l2_penalty(config.l2, n), running[1] / n
     return None, None

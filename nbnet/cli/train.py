@@ -53,8 +53,7 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     config, net, state, history = resumed_run(ctx, resume, options) if resume else new_run(options)
     data = load_data(config, data_dir, download, quiet)
     split = training_split(data, config)
-    net = net or Network([data.n_inputs, *config.hidden, 10], activation=config.activation, output=config.output,
-                         cost=config.cost, dtype=config.dtype, seed=config.seed, init=config.init)
+    net = net or config.network(data.n_inputs)
     if net.sizes[0] != data.n_inputs:
         fail(f"{resume} has {net.sizes[0]} inputs but {config.dataset} images have {data.n_inputs}")
     note(f"{config.dataset}: {len(split.X_train)} training, {len(split.X_test)} test samples; network {net.sizes}, "
