@@ -7,6 +7,7 @@ import click
 
 from ..options import TrainConfig
 
+
 class Architecture(click.ParamType):
     """Hidden layer sizes written as one number or a comma-separated list: 100, 500,300."""
 
