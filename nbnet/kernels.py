@@ -466,16 +466,16 @@ def optimizer_element(code, g, s1, s2, alpha, h1, h2, eps, c1, c2):
     return alpha * (m / c1) / (np.sqrt(v / c2) + eps), m, v
 
 
-@kernel(work=lambda code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b: W.size)
-def optimizer_step(code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b):
+@kernel(work=lambda code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b: W.size)
+def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b):
     """W^m -= change(dJ/dW^m), b^m -= change(dJ/db^m) for a momentum, Nesterov, RMSprop or Adam
     step (optimizer_element), updating the optimiser state s1, s2 of every parameter.
-    hyper = [alpha, h1, h2, eps, c1, c2, decay], an array in the weights' dtype; decay > 0
-    shrinks the weights directly, W -= alpha decay W (decoupled weight decay, as in AdamW),
-    instead of through the gradient."""
+    settings = (alpha, h1, h2, eps, decay), scalars in the weights' dtype (Optimizer.settings);
+    c1, c2 = Adam's bias corrections for this step. decay > 0 shrinks the weights directly,
+    W -= alpha decay W (decoupled weight decay, as in AdamW), instead of through the gradient."""
+    alpha, h1, h2, eps, decay = settings
+    shrink = alpha * decay
     for j in prange(W.shape[0]):
-        alpha, h1, h2, eps, c1, c2 = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5]
-        shrink = hyper[0] * hyper[6]
         for k in range(W.shape[1]):
             change, s1_W[j, k], s2_W[j, k] = optimizer_element(code, grad_W[j, k], s1_W[j, k], s2_W[j, k],
                                                                 alpha, h1, h2, eps, c1, c2)
@@ -660,14 +660,14 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
 
 
 @serial
-def train_batches_with(code, hyper, step, weights, biases, state, acts, cost, X, y, order, batch_size, first, stop,
+def train_batches_with(code, settings, step, weights, biases, state, acts, cost, X, y, order, batch_size, first, stop,
                        l2_over_n, gradient_sums, keep, seed, buffers, x_chunks, y_chunks, masks, kept, grads,
                        J, correct, totals):
     """Minibatch steps like train_batches, for the optimisers that need the whole gradient
     first: forward, backward (the deltas and every gradient), then optimizer_step on every layer, with
     the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer. `step` counts earlier steps
-    (for Adam's bias correction) and the new count is returned; `hyper` is as in
-    optimizer_step (in the weights' dtype), with c1 and c2 filled in here. gradient_sums[0, m]
+    (for Adam's bias correction) and the new count is returned; `settings` is as in
+    optimizer_step (in the weights' dtype). gradient_sums[0, m]
     and [1, m] accumulate the mean |dJ/dW^m| and |dJ/db^m| of every step (--track-gradients)."""
     zs, activations, deltas = buffers
     grads_W, grads_b = grads
@@ -679,13 +679,14 @@ def train_batches_with(code, hyper, step, weights, biases, state, acts, cost, X,
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept)
         step += 1
-        hyper[4] = ONE - hyper[1] ** step  # Adam's bias corrections for this step
-        hyper[5] = ONE - hyper[2] ** step
+        alpha, h1, h2, eps, decay = settings
+        c1 = weights[0].dtype.type(ONE - h1 ** step)  # Adam's bias corrections 1 - b1^t, 1 - b2^t
+        c2 = weights[0].dtype.type(ONE - h2 ** step)
         for m in range(len(weights)):
             gradient_sums[0, m] += np.mean(np.abs(grads_W[m]))
             gradient_sums[1, m] += np.mean(np.abs(grads_b[m]))
-            optimizer_step_auto(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
-                                s2_b[m])
+            optimizer_step_auto(code, grads_W[m], grads_b[m], settings, c1, c2, weights[m], biases[m], s1_W[m],
+                                s1_b[m], s2_W[m], s2_b[m])
     return step
 
 

@@ -45,11 +45,16 @@ class Optimizer:
                           for params in (net.weights, net.biases, net.weights, net.biases)]
         return self
 
-    def hyper(self, lr, l2_over_n, dtype):
-        """[alpha, h1, h2, eps, c1, c2, decay] for kernels.optimizer_step."""
+    def settings(self, lr, l2_over_n, dtype):
+        """(alpha, h1, h2, eps, decay) for kernels.optimizer_step, scalars of `dtype`: the
+        learning rate; h1 = momentum's mu or Adam's b1; h2 = RMSprop's rho or Adam's b2; eps;
+        decay = lambda/n when weight decay is decoupled, else 0. A plain tuple, not a
+        namedtuple: Numba pickles a signature's classes into its cache index, and an index
+        naming a class that a later nbnet renamed could not be read at all."""
         h1 = self.beta1 if self.name == "adam" else self.momentum
         h2 = self.beta2 if self.name == "adam" else self.rho
-        return np.array([lr, h1, h2, self.eps, 1.0, 1.0, l2_over_n if self.decoupled else 0.0], dtype=dtype)
+        decay = l2_over_n if self.decoupled else 0.0
+        return tuple(np.dtype(dtype).type(value) for value in (lr, h1, h2, self.eps, decay))
 
     def take_gradient_means(self):
         """(mean |dJ/dW^m| per layer, mean |dJ/db^m| per layer) over the steps since the last call."""
@@ -81,7 +86,7 @@ class Optimizer:
         grads = (tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases))
         gradient_l2 = 0.0 if self.decoupled else l2_over_n
         self.step = int(passes.variant(kernels.train_batches_with, parallel)(
-            self.code, self.hyper(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,
+            self.code, self.settings(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,
             net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
             float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals))
         self.tracked_steps += stop - first

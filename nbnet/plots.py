@@ -93,9 +93,16 @@ def plot_metrics(rows, path, title=""):
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7 if axes is panels[-1] and gradient_columns else None)
     figure.suptitle(title, fontsize=10)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path, dpi=110):
+    """Lay `figure` out, write it to `path` as a PNG (atomically: never half a file) and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     try:
-        return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
+        return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi, format="png"))
     finally:
         plt.close(figure)
 
@@ -115,11 +122,7 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
     axes.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix: {title}",
              xticks=range(len(confusion)), yticks=range(len(confusion)))
     figure.colorbar(image)
-    figure.tight_layout()
-    try:
-        atomic_write(confusion_path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
+    save_figure(figure, confusion_path)
 
     wrong = np.flatnonzero(predicted != data.y_test)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
@@ -131,8 +134,4 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
         axes.set_title(f"true {data.y_test[i]}, said {predicted[i]}\n({probabilities[i, predicted[i]]:.0%} sure)",
                        fontsize=8)
     figure.suptitle(f"most confidently wrong test images: {title}")
-    figure.tight_layout()
-    try:
-        atomic_write(mistakes_path, lambda temporary: figure.savefig(temporary, dpi=90, format="png"))
-    finally:
-        plt.close(figure)
+    save_figure(figure, mistakes_path, dpi=90)

@@ -144,9 +144,9 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
             gradient_step(deltas[m], xb if m == 0 else inputs[m - 1], lr, l2_over_n, weights[m], biases[m])
 
 
-def optimizer_change(code, g, s1, s2, hyper):
+def optimizer_change(code, g, s1, s2, settings, c1, c2):
     """(change, new s1, new s2) for whole arrays; see kernels.optimizer_element."""
-    alpha, h1, h2, eps, c1, c2 = hyper[:6]
+    alpha, h1, h2, eps, decay = settings
     if code in (MOMENTUM, NESTEROV):
         v = h1 * s1 - alpha * g
         return (-(h1 * v - alpha * g) if code == NESTEROV else -v), v, s2
@@ -158,15 +158,16 @@ def optimizer_change(code, g, s1, s2, hyper):
     return alpha * (m / c1) / (np.sqrt(v / c2) + eps), m, v
 
 
-def optimizer_step(code, grad_W, grad_b, hyper, W, b, s1_W, s1_b, s2_W, s2_b):
+def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b):
     """In place, like the kernel."""
-    change, s1_W[...], s2_W[...] = optimizer_change(code, grad_W, s1_W, s2_W, hyper)
-    W -= change + hyper[0] * hyper[6] * W
-    change, s1_b[...], s2_b[...] = optimizer_change(code, grad_b, s1_b, s2_b, hyper)
+    change, s1_W[...], s2_W[...] = optimizer_change(code, grad_W, s1_W, s2_W, settings, c1, c2)
+    alpha, h1, h2, eps, decay = settings
+    W -= change + alpha * decay * W
+    change, s1_b[...], s2_b[...] = optimizer_change(code, grad_b, s1_b, s2_b, settings, c1, c2)
     b -= change
 
 
-def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,
+def train_batches_with(code, settings, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,
                        batch_size, first, stop, l2_over_n):
     """Like kernels.train_batches_with, on lists of arrays; returns the new step count."""
     for batch in range(first, stop):
@@ -174,9 +175,9 @@ def train_batches_with(code, hyper, step, weights, biases, s1_W, s1_b, s2_W, s2_
         zs, activations = forward(weights, biases, acts, xb)
         grads_W, grads_b = backward(weights, acts, cost, xb, yb, l2_over_n, zs, activations)
         step += 1
-        hyper[4] = 1 - hyper[1] ** step
-        hyper[5] = 1 - hyper[2] ** step
+        alpha, h1, h2, eps, decay = settings
+        c1, c2 = 1 - h1 ** step, 1 - h2 ** step
         for m in range(len(weights)):
-            optimizer_step(code, grads_W[m], grads_b[m], hyper, weights[m], biases[m], s1_W[m], s1_b[m], s2_W[m],
-                           s2_b[m])
+            optimizer_step(code, grads_W[m], grads_b[m], settings, c1, c2, weights[m], biases[m], s1_W[m], s1_b[m],
+                           s2_W[m], s2_b[m])
     return step

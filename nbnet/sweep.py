@@ -97,23 +97,21 @@ def numeric(results, name):
 
 def plot_sweep(results, path, swept):
     """Final train and held-out cost and accuracy against the first swept option (one line per
-    value of the second, when two are swept; categories as bars' positions when the option
-    takes choices or architectures), best run marked, and the train cost of every run epoch by
+    value of the second, when two are swept; bars side by side when the option takes choices
+    or architectures), best run marked, and the train cost of every run epoch by
     epoch (a too large learning rate overshoots: its cost jumps about or climbs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import atomic_write
+    from .plots import save_figure
 
     first = swept[0] if swept else "l2"
     grouped = {}  # one line per value of the options after the first
     for row in results:
         grouped.setdefault(tuple(shown(row[name]) for name in swept[1:]), []).append(row)
     groups = list(grouped.values())
-    x_values = [shown(row[first]) for row in groups[0]]
-    positions = ([row[first] for row in groups[0]] if numeric(results, first) else list(range(len(x_values))))
     held_out = results[0]["held_out"]
     figure, (cost_axes, accuracy_axes, curve_axes) = plt.subplots(1, 3, figsize=(16, 4.4))
     for row in results:
@@ -121,33 +119,50 @@ def plot_sweep(results, path, swept):
         curve_axes.plot(range(1, len(row["train_costs"]) + 1), row["train_costs"], "-o", ms=3, label=label)
     curve_axes.set(xlabel="epoch", ylabel="train cost", yscale="log", title="train cost per epoch, every run")
     curve_axes.legend(fontsize=7)
-    top = best(results)
     for axes, what, scale in ((cost_axes, "cost", 1), (accuracy_axes, "accuracy", 100)):
-        for rows in groups:
-            series = ", ".join(f"{name} = {shown(rows[0][name])}" for name in swept[1:])
-            for split, style in (("train", "o"), ("held_out", "s")):
-                style = ("-" if numeric(results, first) else "") + style  # categories: points, not lines
-                axes.plot(positions[:len(rows)], [scale * row[f"{split}_{what}"] for row in rows], style,
-                          label=f"{split.replace('held_out', held_out)} {what}" + (f" ({series})" if series else ""))
-        axes.plot([positions[x_values.index(shown(top[first]))]], [scale * top[f"held_out_{what}"]], "*", ms=16,
-                  color="crimson", label="best: " + ", ".join(f"{n} = {shown(top[n])}" for n in swept))
-        axes.set(xlabel=first, ylabel=what + (" (%)" if scale == 100 else ""))
-        if numeric(results, first) and min(positions) >= 0 and max(positions) > 0:
-            nonzero = [v for v in positions if v > 0]
-            axes.set_xscale("symlog" if 0 in positions else "log", **({"linthresh": min(nonzero)} if 0 in positions
-                                                                       else {}))
-        else:
-            axes.set_xticks(positions, x_values)
-        axes.legend(fontsize=7)
+        _final_results(axes, results, groups, swept, first, what, scale)
     for axes in (cost_axes, accuracy_axes, curve_axes):
         axes.grid(alpha=0.3)
     figure.suptitle(f"sweep over {' x '.join(swept) or 'one run'}: final {held_out} results "
                     f"(best = lowest {held_out} cost)")
-    figure.tight_layout()
-    try:
-        return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
+    return save_figure(figure, path)
+
+
+def _final_results(axes, results, groups, swept, first, what, scale):
+    """One panel of plot_sweep: the final `what` (cost or accuracy, times `scale`) of every run
+    against the first swept option, as lines over numbers or bars over categories."""
+    x_values = [shown(row[first]) for row in groups[0]]
+    categorical = not numeric(results, first)
+    positions = list(range(len(x_values))) if categorical else [row[first] for row in groups[0]]
+    held_out, top = results[0]["held_out"], best(results)
+    series = [(rows, split) for rows in groups for split in ("train", "held_out")]
+    width = 0.8 / len(series)  # categories: the bars of every series side by side around each tick
+    for index, (rows, split) in enumerate(series):
+        named = ", ".join(f"{name} = {shown(rows[0][name])}" for name in swept[1:])
+        label = f"{split.replace('held_out', held_out)} {what}" + (f" ({named})" if named else "")
+        heights = [scale * row[f"{split}_{what}"] for row in rows]
+        if categorical:
+            offset = (index - (len(series) - 1) / 2) * width
+            bars = axes.bar([p + offset for p in positions[:len(rows)]], heights, width, label=label)
+            axes.bar_label(bars, fmt="%.3g", fontsize=6)
+        else:
+            axes.plot(positions[:len(rows)], heights, "-o" if split == "train" else "-s", label=label)
+    best_series = series.index((next(rows for rows in groups if top in rows), "held_out"))
+    x_best = positions[x_values.index(shown(top[first]))] + (
+        (best_series - (len(series) - 1) / 2) * width if categorical else 0)
+    axes.plot([x_best], [scale * top[f"held_out_{what}"]], "*", ms=16, color="crimson",
+              label="best: " + ", ".join(f"{n} = {shown(top[n])}" for n in swept))
+    axes.set(xlabel=first, ylabel=what + (" (%)" if scale == 100 else ""))
+    if categorical:
+        axes.set_xticks(positions, x_values)
+        if scale == 100:  # accuracies differ in their last percent: start the bars near the lowest
+            low = min(scale * row[f"{split}_{what}"] for row in results for split in ("train", "held_out"))
+            axes.set_ylim(bottom=max(0.0, low - 0.5 * (100 - low) - 1))
+    elif min(positions) >= 0 and max(positions) > 0:
+        nonzero = [v for v in positions if v > 0]
+        axes.set_xscale("symlog" if 0 in positions else "log", **({"linthresh": min(nonzero)} if 0 in positions
+                                                                   else {}))
+    axes.legend(fontsize=7)
 
 
 def threads_per_run(workers, cores):

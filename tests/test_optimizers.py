@@ -1,5 +1,6 @@
 """Optimisers, learning-rate schedules and initialisations."""
 
+import numba
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -26,12 +27,12 @@ def test_optimizer_step_matches_numpy_twin(name, dtype, decay):
     g_W, g_b = rng.standard_normal((7, 13)).astype(dtype), rng.standard_normal(7).astype(dtype)
     state = [rng.random(W.shape).astype(dtype), rng.random(7).astype(dtype),
              rng.random(W.shape).astype(dtype), rng.random(7).astype(dtype)]
-    hyper = Optimizer(name).hyper(0.05, decay, dtype)
-    hyper[4], hyper[5] = 1 - hyper[1] ** 3, 1 - hyper[2] ** 3
+    settings = Optimizer(name).settings(0.05, decay, dtype)
+    c1, c2 = dtype(1 - settings[1] ** 3), dtype(1 - settings[2] ** 3)
     mine = [W.copy(), b.copy()] + [s.copy() for s in state]
     twin = [W.copy(), b.copy()] + [s.copy() for s in state]
-    K.optimizer_step(OPTIMIZERS[name], g_W, g_b, hyper, *mine)
-    R.optimizer_step(OPTIMIZERS[name], g_W, g_b, hyper, *twin)
+    K.optimizer_step(OPTIMIZERS[name], g_W, g_b, settings, c1, c2, *mine)
+    R.optimizer_step(OPTIMIZERS[name], g_W, g_b, settings, c1, c2, *twin)
     tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
     for got, want in zip(mine, twin):
         np.testing.assert_allclose(got, want, **tolerance)
@@ -41,15 +42,15 @@ def test_optimizer_step_matches_numpy_twin(name, dtype, decay):
 def test_optimizer_rules_by_hand():
     """One element, one step, worked out on paper."""
     g, s1, s2 = np.float64(0.5), np.float64(0.2), np.float64(0.04)
-    hyper = np.array([0.1, 0.9, 0.99, 1e-8, 1 - 0.9, 1 - 0.99, 0.0])
+    settings, c1, c2 = (0.1, 0.9, 0.99, 1e-8, 0.0), 1 - 0.9, 1 - 0.99  # alpha, mu or b1, rho or b2, eps, decay
     # momentum: v = 0.9 * 0.2 - 0.1 * 0.5 = 0.13; change = -v
-    assert R.optimizer_change(K.MOMENTUM, g, s1, s2, hyper)[0] == pytest.approx(-0.13)
+    assert R.optimizer_change(K.MOMENTUM, g, s1, s2, settings, c1, c2)[0] == pytest.approx(-0.13)
     # nesterov: change = -(0.9 * 0.13 - 0.05) = -0.067
-    assert R.optimizer_change(K.NESTEROV, g, s1, s2, hyper)[0] == pytest.approx(-0.067)
+    assert R.optimizer_change(K.NESTEROV, g, s1, s2, settings, c1, c2)[0] == pytest.approx(-0.067)
     # rmsprop (rho = 0.99): r = 0.99 * 0.04 + 0.01 * 0.25 = 0.0421; change = 0.05 / sqrt(0.0421)
-    assert R.optimizer_change(K.RMSPROP, g, s1, s2, hyper)[0] == pytest.approx(0.05 / np.sqrt(0.0421))
+    assert R.optimizer_change(K.RMSPROP, g, s1, s2, settings, c1, c2)[0] == pytest.approx(0.05 / np.sqrt(0.0421))
     # adam at t = 1 from zero state: m^ = g, v^ = g^2, change = alpha * g / |g| = alpha
-    assert R.optimizer_change(K.ADAM, g, 0.0, 0.0, hyper)[0] == pytest.approx(0.1)
+    assert R.optimizer_change(K.ADAM, g, 0.0, 0.0, settings, c1, c2)[0] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("name", ADAPTIVE)
@@ -62,11 +63,27 @@ def test_compiled_optimizer_training_matches_numpy(name):
     twin_W, twin_b = [W.copy() for W in net.weights], [b.copy() for b in net.biases]
     twin_state = [[s.copy() for s in arrays] for arrays in optimizer.state]
     optimizer.run(net, X, y, order, 8, 0, 75, 0.05, 0.01)
-    step = R.train_batches_with(OPTIMIZERS[name], Optimizer(name).hyper(0.05, 0.01, np.float64), 0, twin_W, twin_b,
+    step = R.train_batches_with(OPTIMIZERS[name], Optimizer(name).settings(0.05, 0.01, np.float64), 0, twin_W, twin_b,
                                 *twin_state, net.acts, net.cost_function.code, X, y, order, 8, 0, 75, 0.01)
     assert optimizer.step == step == 75
     for got, want in zip(net.weights + net.biases, twin_W + twin_b):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_parallel_and_one_thread_optimizer_steps_agree_bit_for_bit(dtype):
+    """passes.parallel_pays may pick either variant of train_batches_with for a run."""
+    for name in ADAPTIVE:
+        weights = []
+        for parallel in (False, True):
+            rng = np.random.default_rng(2)
+            net = Network([64, 40, 10], activation="tanh", dtype=dtype, seed=3)
+            X, y = rng.random((600, 64)).astype(dtype), rng.integers(0, 10, 600)
+            Optimizer(name, decoupled=True).run(net, X, y, rng.permutation(600), 32, 0, 18, 0.01, 0.001,
+                                                parallel=parallel)
+            weights.append(np.concatenate([P.ravel() for P in net.weights + net.biases]))
+        assert np.array_equal(*weights), name
 
 
 @pytest.mark.parametrize("name,lr", [("sgd", 0.5), ("momentum", 0.05), ("nesterov", 0.05), ("rmsprop", 0.002),
