@@ -72,6 +72,9 @@ class TrainConfig:
     train_metrics: str = option("full", "Train cost and accuracy per epoch: full (evaluate the training set after "
                                         "each epoch), running (mean over the epoch's minibatches, no extra pass), "
                                         "none.", choices=TRAIN_METRICS)
+    stop_on_divergence: bool = option(False, "Stop with an error (exit 1, last checkpoint kept) when the held-out "
+                                             "cost exceeds 10 times that of a network that guesses, instead of "
+                                             "warning once.", flag=True)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(n) for n in self.hidden))

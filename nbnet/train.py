@@ -6,6 +6,7 @@ only shuffles, hands over slices of an epoch (so a progress bar can move) and ev
 """
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numba
@@ -98,11 +99,33 @@ class BestEpoch:
 
 
 class Diverged(Exception):
-    """Training produced NaN or infinite values."""
+    """Training produced NaN or infinite values (or, with stop_on_divergence, a cost far above
+    a guessing network's)."""
 
     def __init__(self, epoch, what):
         super().__init__(f"training diverged in epoch {epoch}: {what}")
         self.epoch = epoch
+
+
+class DivergenceWarning(UserWarning):
+    """The held-out cost is far above a guessing network's, though still finite."""
+
+
+# A held-out cost this many times that of a network that guesses (all z^L = 0) is divergence:
+# a trained network never gets there (the README's runs stay below 1x), an overshooting one
+# does within an epoch (relu at --lr 1e6: 447,660 against 2.3).
+DIVERGENCE_FACTOR = 10
+
+
+def guessing_cost(net, y):
+    """The mean cost (no L2 term) on labels y of a network whose outputs are all z^L = 0: it
+    guesses (softmax 1/C, sigmoid 1/2 everywhere). The yardstick of divergence."""
+    from .activations import f
+    from .costs import one_hot
+
+    z = np.zeros((len(y), net.sizes[-1]))
+    Y = one_hot(y, net.sizes[-1], z.dtype)
+    return float(np.mean(net.cost_function.fn(z, f(z, net.acts[-1]), Y, net.acts[-1])))
 
 
 def set_threads(threads):
@@ -226,7 +249,9 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     they had then, so it trails the full figure while the cost falls fast); "none" skips it.
 
     on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
-    during it. Raises Diverged as soon as a weight or a cost is NaN or infinite.
+    during it. Raises Diverged as soon as a weight or a cost is NaN or infinite. When the
+    held-out cost exceeds DIVERGENCE_FACTOR x guessing_cost, warns once (DivergenceWarning),
+    or raises Diverged with config.stop_on_divergence.
     """
     state = state or RunState.start(config)
     X_train = net.as_inputs(split.X_train)
@@ -243,13 +268,14 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
         X_held, y_held = X_test, y_test
     patience = config.patience if config.early_stopping else None
     n = X_train.shape[0]
-    history = []
+    history, far_above = [], DIVERGENCE_FACTOR * guessing_cost(net, y_held)
     for epoch in range(state.first_epoch, config.epochs + 1):
         seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress)
         train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running)
         held_cost, held_accuracy = net.evaluate_checked(X_held, y_held, config.l2, n)
         if not (np.isfinite(held_cost) and (train_cost is None or np.isfinite(train_cost))):
             raise Diverged(epoch, f"the cost is {train_cost} (train) and {held_cost} (held out)")
+        diverging = held_cost > far_above and _divergence(epoch, held_cost, far_above / DIVERGENCE_FACTOR, config)
         optimizer = state.optimizer
         tracked = optimizer.take_gradient_means() if optimizer.track_gradients else (None, None)
         held = (None, None, held_cost, held_accuracy) if validating else (held_cost, held_accuracy, None, None)
@@ -261,6 +287,9 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
             state.best.offer(net, metrics)
         if on_epoch:
             on_epoch(metrics)
+        if diverging:  # after the epoch's report, once
+            warnings.warn(diverging, DivergenceWarning, stacklevel=2)
+            far_above = np.inf
         if patience and epoch - state.best.metrics.epoch >= patience:
             break
     if validating and history:  # keep the best epoch's weights, then look at the test set once
@@ -269,6 +298,16 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
         kept = state.best.metrics if patience else history[-1]
         kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n)
     return history
+
+
+def _divergence(epoch, cost, guessing, config):
+    """A finite held-out cost far above a guessing network's: raise Diverged (before the epoch
+    is reported or checkpointed) with config.stop_on_divergence, else return the warning."""
+    what = (f"the held-out cost {cost:.4g} is over {DIVERGENCE_FACTOR} times that of a network that guesses "
+            f"({guessing:.4g})")
+    if config.stop_on_divergence:
+        raise Diverged(epoch, what)
+    return f"training is diverging in epoch {epoch}: {what}; try a smaller learning rate than {config.lr:g}"
 
 
 def _train_epoch(net, X, y, config, state, epoch, on_progress):

@@ -77,6 +77,52 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypa
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
 
 
+def test_resume_alone_keeps_writing_where_the_run_wrote_and_reads_its_data(tmp_path, monkeypatch):
+    """The README's commands as written (data paths aside): a run with --save and
+    --checkpoint-every interrupted in epoch 3, then `nbnet train --resume mnist.npz` alone, from
+    the same directory and from another one, then evaluate. Nothing is lost: the file ends with
+    the final weights of an uninterrupted run, bit for bit, checkpointed at every epoch."""
+    from idx_files import write_mnist
+
+    (tmp_path / "data").mkdir()
+    write_mnist(tmp_path / "data", n_train=40, n_test=12)
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "run").mkdir()
+    first = ["train", "--dataset", "mnist", "--data-dir", "../data", "--hidden", 100, "--epochs", 10]
+    monkeypatch.chdir(tmp_path / "straight")
+    assert invoke(*first, "--save", "mnist.npz", "-q").exit_code == 0
+    real_report = nbnet.cli.train.Report.__call__
+
+    def interrupt_in_epoch(epoch):
+        def report(self, metrics):
+            if metrics.epoch == epoch:
+                raise KeyboardInterrupt  # Ctrl-C after the epoch's training, before its checkpoint
+            return real_report(self, metrics)
+        return report
+
+    monkeypatch.chdir(tmp_path / "run")
+    monkeypatch.setattr(nbnet.cli.train.Report, "__call__", interrupt_in_epoch(3))
+    result = invoke(*first, "--save", "mnist.npz", "--checkpoint-every", 1)
+    assert result.exit_code == 130 and "nbnet train --resume mnist.npz" in result.output
+    monkeypatch.setattr(nbnet.cli.train.Report, "__call__", interrupt_in_epoch(6))
+    assert invoke("train", "--resume", "mnist.npz").exit_code == 130  # the data found where the run found it
+    assert Network.load_with_metadata("mnist.npz")[1]["checkpoint"]["epoch"] == 5  # checkpoints went on
+    monkeypatch.setattr(nbnet.cli.train.Report, "__call__", real_report)
+    monkeypatch.chdir(tmp_path)  # a resumed run writes the same files wherever it is started
+    result = invoke("train", "--resume", "run/mnist.npz")
+    assert result.exit_code == 0, result.output
+    assert " 6/10" in result.output and " 5/10" not in result.output
+    straight, resumed = Network.load("straight/mnist.npz"), Network.load("run/mnist.npz")
+    assert same_parameters(straight, resumed)  # bit for bit
+    assert (tmp_path / "run" / "plots" / "mnist-cost.png").exists() and not (tmp_path / "plots").exists()
+    monkeypatch.chdir(tmp_path / "run")
+    result = invoke("train", "--resume", "mnist.npz", "--epochs", 12)
+    assert result.exit_code == 0 and " 12/12" in result.output, result.output
+    assert Network.load_with_metadata("mnist.npz")[1]["checkpoint"]["epoch"] == 12
+    result = invoke("evaluate", "mnist.npz", "--plot", "eval.png")
+    assert result.exit_code == 0 and "mnist test set (12 images)" in result.output, result.output
+
+
 def test_resumed_early_stopping_stops_and_keeps_what_the_uninterrupted_run_does(tmp_path, monkeypatch):
     """The best epoch so far (and its weights) travels in the checkpoint: interrupted after the
     best epoch and resumed, the run still stops at the same epoch and keeps the same weights."""
@@ -188,6 +234,49 @@ def test_divergence_stops_with_hint_and_keeps_metrics(tmp_path):
     assert "diverged in epoch 1" in result.output and "learning rate" in result.output
     assert metrics.read_text().startswith("epoch,train_cost")
     assert not (tmp_path / "model.npz").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_guessing_cost_by_hand():
+    from nbnet.train import guessing_cost
+    y = np.array([0, 3, 9])
+    assert guessing_cost(Network([4, 10]), y) == pytest.approx(np.log(10))  # softmax 1/10 each
+    assert guessing_cost(Network([4, 10], output="sigmoid"), y) == pytest.approx(10 * np.log(2))
+    assert guessing_cost(Network([4, 10], output="sigmoid", cost="quadratic"), y) == pytest.approx(0.5 * 10 * 0.25)
+    assert guessing_cost(Network([4, 10], cost="quadratic"), y) == pytest.approx(0.5 * (0.9 ** 2 + 9 * 0.01))
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_a_finite_cost_far_above_guessing_warns_once_or_stops(tmp_path, monkeypatch, stop):
+    """--lr far too large (the weights blow up in epoch 2 here) gives no NaN, only huge costs:
+    one warning line and exit 0, or with --stop-on-divergence the diverged error, exit 1, with
+    the checkpoint of epoch 1 kept."""
+    real_steps = nbnet.train._train_steps
+    calls = []
+
+    def overshooting(net, *args):
+        real_steps(net, *args)
+        calls.append(1)
+        if len(calls) == 100:  # in epoch 2
+            net.weights[-1] *= 1e5
+
+    monkeypatch.setattr(nbnet.train, "_train_steps", overshooting)
+    result = invoke("train", "--epochs", 4, "--save", tmp_path / "m.npz", "--checkpoint-every", 1,
+                    "--plot", tmp_path / "p.png", "-q", *(["--stop-on-divergence"] if stop else []))
+    if stop:
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "diverged in epoch 2: the held-out cost" in result.output and "--lr 0.5" in result.output
+        assert Network.load_with_metadata(tmp_path / "m.npz")[1]["checkpoint"]["epoch"] == 1
+    else:
+        assert result.exit_code == 0, result.output
+        assert result.output.count("Warning: training is diverging in epoch 2") == 1 and " 4/4" in result.output
+
+
+def test_no_divergence_warning_in_ordinary_runs(tmp_path):
+    """The quiet side: the README's digits runs, overfitting a small training set included."""
+    for args in ([], ["--train-size", 100, "--epochs", 60, "--hidden", 100], ["--activation", "relu", "--lr", 0.1],
+                 ["--cost", "quadratic", "--output", "sigmoid", "--lr", 3]):
+        result = invoke("train", *args, "--plot", tmp_path / "p.png", "-q")
+        assert result.exit_code == 0 and "Warning" not in result.output, (args, result.output)
 
 
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

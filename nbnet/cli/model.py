@@ -37,7 +37,7 @@ def open_model(path):
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", type=click.Choice(["digits", "mnist"]), default=None,
               help="Data to evaluate on [default: the data set the model was trained on].")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the MNIST IDX files are.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the MNIST IDX files are [default: where the model's run read them].")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the confusion matrix here (PNG) and the most confidently wrong test images "
                    "beside it (NAME-mistakes.png).")
@@ -47,6 +47,8 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     inputs = metadata.get("inputs") or {}
     options = (metadata.get("checkpoint") or {}).get("config") or {}
     dataset = dataset or inputs.get("dataset") or "digits"
+    if data_dir is None and dataset == inputs.get("dataset"):  # where the run that saved it read its data
+        data_dir = ((metadata.get("checkpoint") or {}).get("files") or {}).get("data_dir")
     try:  # the digits test split is the one the model was trained beside (same seed and fraction)
         data = load_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
                             net.dtype.name)

@@ -3,6 +3,7 @@ report each epoch, and write the plot, the metrics CSV and the model file."""
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ import numpy as np
 from click.core import ParameterSource
 
 from ..cache import cache_dir_writable, kernel_cache_dir
-from ..data import DataError, download_mnist, load_dataset, split_for
+from ..data import DataError, default_data_dir, download_mnist, load_dataset, split_for
 from ..model_file import ModelError
 from ..network import Network
 from ..options import TrainConfig
@@ -21,7 +22,7 @@ from .group import fail, main
 from .options import config_from, config_options
 
 # Options a resumed run may change: how long it runs and what it reports, not what it computes.
-RESUMABLE_CHANGES = ("epochs", "train_metrics")
+RESUMABLE_CHANGES = ("epochs", "train_metrics", "stop_on_divergence")
 
 
 @main.command("train")
@@ -50,8 +51,11 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     check_run_options(threads, checkpoint_every, save_path, options)
     set_threads(threads)
     warn_unwritable_cache()
-    config, net, state, history = resumed_run(ctx, resume, options) if resume else new_run(options)
-    data = load_data(config, data_dir, download, quiet)
+    config, net, state, history, saved_files = resumed_run(ctx, resume, options) if resume else new_run(options)
+    files = run_files(ctx, resume, saved_files, data_dir=data_dir, plot_path=plot_path, metrics_path=metrics_path,
+                      save_path=save_path, checkpoint_every=checkpoint_every)
+    data = load_data(config, files["data_dir"], download, quiet)
+    files["data_dir"] = files["data_dir"] or (default_data_dir() if config.dataset == "mnist" else None)
     split = training_split(data, config)
     net = net or config.network(data.n_inputs)
     if net.sizes[0] != data.n_inputs:
@@ -62,14 +66,14 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
     seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
-    report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, metrics_path,
-                    save_path, checkpoint_every)
-    plot_path = plot_path or Path("plots") / f"{config.dataset}-cost.png"
-    run_epochs(ctx, net, split, config, state, report, plot_path, show_bar=not quiet and sys.stderr.isatty())
+    files["plot_path"] = files["plot_path"] or Path("plots") / f"{config.dataset}-cost.png"
+    report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, files)
+    run_epochs(ctx, net, split, config, state, report, show_bar=not quiet and sys.stderr.isatty())
     scored = [m for m in history if m.test_accuracy is not None]
     best = max(scored, key=lambda m: m.test_accuracy) if scored else None
-    note((f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. " if best else "") + f"Plot: {plot_path}"
-         + (f"  Metrics: {metrics_path}" if metrics_path else "") + (f"  Model: {save_path}" if save_path else ""))
+    note((f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. " if best else "")
+         + f"Plot: {files['plot_path']}" + (f"  Metrics: {files['metrics_path']}" if files["metrics_path"] else "")
+         + (f"  Model: {files['save_path']}" if files["save_path"] else ""))
 
 
 def check_run_options(threads, checkpoint_every, save_path, options):
@@ -86,12 +90,12 @@ def new_run(options):
     """(config, network, state, history) of a run from epoch 1; the network is made once the
     data say how many inputs it has."""
     config = config_from(options)
-    return config, None, RunState.start(config), []
+    return config, None, RunState.start(config), [], {}
 
 
 def resumed_run(ctx, path, options):
-    """(config, network, state, history) saved in a model file's checkpoint. Options given on
-    the command line must agree with the saved config, except RESUMABLE_CHANGES."""
+    """(config, network, state, history, files) saved in a model file's checkpoint. Options
+    given on the command line must agree with the saved config, except RESUMABLE_CHANGES."""
     try:
         net, metadata = Network.load_with_metadata(path)
     except ModelError as error:
@@ -119,7 +123,27 @@ def resumed_run(ctx, path, options):
     optimizer = optimizer_for(config)
     optimizer.load_state(metadata["state"], net, checkpoint.get("optimizer_step", 0))
     best = BestEpoch.from_checkpoint(metadata["state"], history, checkpoint.get("best_epoch"))
-    return config, net, RunState(rng, checkpoint["epoch"] + 1, optimizer, best), history
+    return config, net, RunState(rng, checkpoint["epoch"] + 1, optimizer, best), history, checkpoint.get("files", {})
+
+
+def run_files(ctx, resume, saved, **given):
+    """The files of the run (data_dir, plot_path, metrics_path, save_path, checkpoint_every): as
+    given; a resumed run keeps, unless told otherwise, writing where the original run wrote, at
+    its checkpoint interval, into the file it resumes from, and reads the data where it did."""
+    files = dict(given)
+    if resume:
+        for name, value in saved.items():
+            if name in files and value is not None and ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+                files[name] = value if name == "checkpoint_every" else Path(value)
+        if ctx.get_parameter_source("save_path") != ParameterSource.COMMANDLINE:
+            files["save_path"] = resume
+    return files
+
+
+def absolute(files):
+    """`files` for a checkpoint: paths made absolute, so a run resumed from another directory
+    writes and reads the same files."""
+    return {name: (str(Path(value).absolute()) if isinstance(value, Path) else value) for name, value in files.items()}
 
 
 def load_data(config, data_dir, download, quiet):
@@ -146,10 +170,10 @@ def training_split(data, config):
 class Report:
     """What happens after each epoch: its line on stdout, the metrics CSV, the checkpoints."""
 
-    def __init__(self, config, net, state, history, inputs, validating, metrics_path, save_path, checkpoint_every):
+    def __init__(self, config, net, state, history, inputs, validating, files):
         self.config, self.net, self.state, self.history, self.inputs = config, net, state, history, inputs
-        self.validating, self.metrics_path = validating, metrics_path
-        self.save_path, self.checkpoint_every = save_path, checkpoint_every
+        self.validating, self.files, self.metrics_path = validating, files, files["metrics_path"]
+        self.save_path, self.checkpoint_every = files["save_path"], files["checkpoint_every"]
 
     def header(self):
         held_out = "valid" if self.validating else "test"
@@ -177,25 +201,27 @@ class Report:
         state, best = self.state, self.state.best
         checkpoint = dict(epoch=epoch, epochs=self.config.epochs, config=self.config.as_dict(),
                           rng=state.rng.bit_generator.state, optimizer_step=state.optimizer.step,
-                          best_epoch=best.metrics.epoch if best.metrics else None)
+                          best_epoch=best.metrics.epoch if best.metrics else None, files=absolute(self.files))
         self.net.save(self.save_path, self.history, inputs=self.inputs, checkpoint=checkpoint,
                       state={**state.optimizer.state_arrays(), **best.arrays()})
 
 
-def run_epochs(ctx, net, split, config, state, report, plot_path, show_bar):
+def run_epochs(ctx, net, split, config, state, report, show_bar):
     """Train what remains of the run, then save and plot; a divergence or Ctrl-C ends it with
     the last good checkpoint kept."""
     report.header()
     try:
         if state.first_epoch <= config.epochs:
-            train(net, split, config, on_epoch=report, on_progress=EpochProgressBar(config.epochs) if show_bar else None,
-                  state=state)
+            with warnings.catch_warnings():  # a DivergenceWarning as one line between the epochs' lines
+                warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
+                train(net, split, config, on_epoch=report,
+                      on_progress=EpochProgressBar(config.epochs) if show_bar else None, state=state)
             if report.validating:
                 report_held_out(report.history, config)
                 report.write_metrics()
         if report.save_path:
             report.save(config.epochs)
-        plot_metrics(report.history, plot_path, plot_title(config, net, len(split.X_train)))
+        plot_metrics(report.history, report.files["plot_path"], plot_title(config, net, len(split.X_train)))
     except Diverged as error:
         report.write_metrics()
         save_path, metrics_path = report.save_path, report.metrics_path
