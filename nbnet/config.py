@@ -1,14 +1,15 @@
 """Every Numba option nbnet uses, in one place.
 
 All compiled code in nbnet is built by `parallel` (`prange` loops run on several threads),
-`serial` (one thread) or `loop_nest` (one thread, every fast-math flag); kernels.kernel builds
-each kernel with the first two. All share:
+`serial` (one thread) or `loop_nest` (the long sums, with every fast-math flag); kernels.kernel
+builds each kernel with the first two. All share:
 
 * FASTMATH: LLVM fast-math flags *without* `nnan` and `ninf`, so NaN/inf checks and the
   overflow behaviour of `exp` stay correct. `reassoc` lets LLVM vectorise the sums over k
   in weighted_sum (7-10x faster); it may reorder a sum, but every thread runs the same
   compiled loop on the same shapes, so results still do not depend on the thread count.
-  Only the `loop_nest` functions get `reassoc`: see `loop_nest` and kernels.kernel.
+  Only the `loop_nest` functions, and the parallel kernels they are inlined into, get
+  `reassoc`: see `loop_nest` and kernels.kernel.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
 * cache=True: compiled machine code is written to disk and reused by later processes.
@@ -45,23 +46,35 @@ EVALUATION_TILE = 1024
 
 def loop_nest(fn):
     """Compile `fn`, the loop nest that computes one block of a kernel's output, with every
-    fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD lanes).
+    fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD lanes), as:
 
-    A loop nest is compiled once and called by both variants of its kernel, so the parallel
-    kernel and its one-thread twin compute every element with the same machine code: results
-    do not depend on which variant ran (nor on the thread count). Compiling it on its own,
-    rather than inlining it into each kernel, also keeps Numba's parallel-loop passes, which
-    take most of a kernel's compile time, away from the long loop bodies.
+      NAME          compiled once on its own and called by the kernels' one-thread variants
+                    (a cold start on the digits compiles each nest once, and no parallel
+                    kernel; inlining them there too cost 2 s more of compiling on MNIST);
+      NAME.inlined  inlined into the parallel kernels (kernels.kernel): a call per block of
+                    rows cost 4 % of an MNIST epoch at batch size 128 (784-800-10).
+
+    Both compute every element in the same order (tests/test_kernels.py checks all variants
+    bit for bit), so results do not depend on which ran, nor on the thread count.
     """
-    return njit(parallel=False, fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
+    nest = njit(parallel=False, fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
+    nest.inlined = njit(parallel=False, fastmath=set(FASTMATH), inline="always", **JIT_OPTIONS)(
+        renamed(fn, "_inlined", **inlined_nests(fn)))
+    return nest
 
 
-def serial(fn=None, **extra):
+def inlined_nests(fn):
+    """{name: NAME.inlined} for every loop nest the Python function `fn` calls."""
+    return {name: fn.__globals__[name].inlined for name in fn.__code__.co_names
+            if hasattr(fn.__globals__.get(name), "inlined")}
+
+
+def serial(fn=None, fastmath=KERNEL_FASTMATH, **extra):
     """Compile `fn` for one thread: the drivers that chain kernels, and the element-wise
     helpers the kernels inline."""
     if fn is None:
-        return lambda f: serial(f, **extra)
-    return njit(parallel=False, fastmath=set(KERNEL_FASTMATH), **JIT_OPTIONS, **extra)(fn)
+        return lambda f: serial(f, fastmath, **extra)
+    return njit(parallel=False, fastmath=set(fastmath), **JIT_OPTIONS, **extra)(fn)
 
 
 def renamed(fn, suffix, **replaced_globals):
@@ -73,6 +86,6 @@ def renamed(fn, suffix, **replaced_globals):
     return copy
 
 
-def parallel(fn):
+def parallel(fn, fastmath=KERNEL_FASTMATH):
     """Compile `fn` with its `prange` loops run on several threads."""
-    return njit(parallel=True, fastmath=set(KERNEL_FASTMATH), **JIT_OPTIONS)(fn)
+    return njit(parallel=True, fastmath=set(fastmath), **JIT_OPTIONS)(fn)

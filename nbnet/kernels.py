@@ -22,7 +22,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .codes import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
-from .config import PARALLEL_MIN_WORK, SAMPLE_TILE, loop_nest, parallel, renamed, serial
+from .config import FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, inlined_nests, loop_nest, parallel, renamed, serial
 
 
 def choose(*args):
@@ -41,19 +41,28 @@ def kernel(work):
       NAME.serial  the same body for one thread, inlined into the one-thread drivers that
                    call it (a compiled function of its own costs about 0.3 s of compile
                    time however small it is; a cold start of the digits saves 2 s);
-      NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else the one-thread body
-                   (compiled once more on its own: Numba cannot inline a call with *args).
+      NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else NAME.one_thread, the
+                   one-thread body compiled once more on its own (Numba cannot inline a call
+                   with *args).
 
-    All variants compile the kernel's own loops without `reassoc` and call the same `loop_nest`
-    functions for the long sums, so they compute the same numbers. The copies are made here,
-    in kernels.py, because Numba's disk cache only notices edits to the file a function's
-    code comes from (the auto functions contain the kernels they call).
+    The long sums are `loop_nest` functions, compiled with `reassoc`. The one-thread variants
+    call them; the parallel kernel inlines them (a call per block of rows cost 4 % of an MNIST
+    epoch at batch size 128) and so is compiled with their flags, which then also apply to
+    the kernel's own loops: a kernel that calls a nest therefore sums nothing outside it. The
+    other kernels leave `reassoc` out, so that a short sum (a softmax row) is added in the
+    same order in a parallel loop and inlined into a driver. All variants compute the same
+    numbers, bit for bit (tests/test_kernels.py). The copies are made here, in kernels.py,
+    because Numba's disk cache only notices edits to the file a function's code comes from
+    (the auto functions contain the kernels they call).
     """
     def compile_three(fn):
-        kernel = parallel(fn)
+        nests = inlined_nests(fn)
+        flags = FASTMATH if nests else KERNEL_FASTMATH
+        kernel = parallel(renamed(fn, "", **nests), flags)
         kernel.serial = serial(renamed(fn, "_serial"), inline="always")
+        kernel.one_thread = serial(renamed(fn, "_one_thread"))
         kernel.auto = serial(renamed(choose, "_" + fn.__name__ + "_auto", WORK=njit(work), PARALLEL=kernel,
-                                     SERIAL=serial(renamed(fn, "_one_thread"))))
+                                     SERIAL=kernel.one_thread))
         return kernel
 
     return compile_three
@@ -231,9 +240,9 @@ def output_delta(z, a, y, act, cost, delta):
 
 
 @loop_nest
-def back_sums(W_next, delta_next, delta, s, n):
-    """delta[s + i, k] = sum_j W_next[j, k] delta_next[s + i, j] for the n = 1 or 2 samples
-    s, s + 1: the sums of hidden_delta.
+def back_sums(W_next, delta_next, z, a, act, delta, s, n):
+    """delta[s + i, k] = f'(z[s + i, k]) sum_j W_next[j, k] delta_next[s + i, j] for the n = 1
+    or 2 samples s, s + 1: the block body of hidden_delta.
 
     The sum over j is the outer loop, so the inner loop walks rows of W_next (contiguous).
     Rows are added four at a time, for both samples at once when n = 2: each load of
@@ -263,6 +272,9 @@ def back_sums(W_next, delta_next, delta, s, n):
             d = delta_next[s + i, jj]
             for k in range(n_here):
                 delta[s + i, k] += W_next[jj, k] * d
+    for i in range(n):
+        for k in range(n_here):
+            delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
 
 
 @kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size)
@@ -275,11 +287,7 @@ def hidden_delta(W_next, delta_next, z, a, act, delta):
     n_samples = a.shape[0]
     for pair in prange((n_samples + 1) // 2):
         s = 2 * pair
-        n = min(2, n_samples - s)
-        back_sums(W_next, delta_next, delta, s, n)
-        for i in range(n):
-            for k in range(delta.shape[1]):
-                delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
+        back_sums(W_next, delta_next, z, a, act, delta, s, min(2, n_samples - s))
 
 
 @loop_nest
@@ -317,6 +325,16 @@ def subtract_outer_products(delta, a_prev, c, G, j0):
                 G[j, k] -= p * a_prev[s, k]
 
 
+@loop_nest
+def mean_rows(delta, scale, grad_b, j0, j_end):
+    """grad_b[j] = scale sum_s delta[s, j] for j = j0..j_end-1: dJ/db^m = mean_s delta^m (scale = 1/S)."""
+    for j in range(j0, j_end):
+        gb = ZERO * scale
+        for s in range(delta.shape[0]):
+            gb += delta[s, j]
+        grad_b[j] = gb * scale
+
+
 @kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size)
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
@@ -329,11 +347,8 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     for block in prange((W.shape[0] + 3) // 4):
         j0, j_end = 4 * block, min(4 * block + 4, W.shape[0])
         scale = ONE / W.dtype.type(a_prev.shape[0])  # 1 / S
+        mean_rows(delta, scale, grad_b, j0, j_end)
         for j in range(j0, j_end):
-            gb = ZERO * scale
-            for s in range(a_prev.shape[0]):
-                gb += delta[s, j]
-            grad_b[j] = gb * scale
             for k in range(W.shape[1]):
                 grad_W[j, k] = ZERO
         subtract_outer_products(delta, a_prev, -scale, grad_W, j0)

@@ -30,18 +30,22 @@ def close_enough(actual, expected, dtype, what):
 
 
 class Serial:
-    """nbnet.kernels with every kernel replaced by its one-thread twin, where it has one."""
+    """nbnet.kernels with every kernel replaced by one of its one-thread twins, where it has
+    them: `serial` (inlined into the one-thread drivers) or `one_thread` (called by NAME.auto)."""
+
+    def __init__(self, twin="serial"):
+        self.twin = twin
 
     def __getattr__(self, name):
-        return getattr(getattr(K, name), "serial", None) or getattr(K, name)
+        return getattr(getattr(K, name), self.twin, None) or getattr(K, name)
 
 
 def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
-    """Every kernel once on one random layer of the given shape (variant: parallel or serial);
-    returns every output, for comparing the variants bit for bit."""
+    """Every kernel once on one random layer of the given shape (variant: parallel, serial or
+    one_thread); returns every output, for comparing the variants bit for bit."""
     W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
     shape = f"{variant} {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
-    K = Serial() if variant == "serial" else globals()["K"]
+    K = globals()["K"] if variant == "parallel" else Serial(variant)
     outputs = []  # everything the kernels computed, in order
 
     def close(actual, expected, dtype, what):
