@@ -30,11 +30,13 @@ def zeros(shape, dtype):
 
 
 def aligned(array, dtype=None):
-    """`array` as an aligned C-contiguous array of `dtype`: the array itself when it is one
-    already, else an aligned copy."""
+    """`array` as an aligned, writeable C-contiguous array of `dtype`: the array itself when it
+    is one already, else an aligned copy. (Numba compiles every function again for read-only
+    arrays, a memory-mapped file's say: about 6 s that a copy saves.)"""
     array = np.asarray(array)
     dtype = np.dtype(dtype or array.dtype)
-    if array.dtype == dtype and array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
+    if (array.dtype == dtype and array.flags.c_contiguous and array.flags.writeable
+            and array.ctypes.data % ALIGNMENT == 0):
         return array
     out = empty(array.shape, dtype)
     out[...] = array

@@ -135,7 +135,8 @@ class Network:
             raise ValueError(f"labels must be {n_samples} integer class ids, got shape {y.shape} of {y.dtype}")
         if y.size and (y.min() < 0 or y.max() >= self.sizes[-1]):
             raise ValueError(f"labels must lie in 0..{self.sizes[-1] - 1}")
-        return np.ascontiguousarray(y, dtype=np.int64)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        return y if y.flags.writeable else y.copy()  # (read-only arrays: see nbnet.aligned)
 
     # ------------------------------------------------------------------ compiled passes
     def _parallel(self):

@@ -93,9 +93,10 @@ class TrainConfig:
         known = {spec.name for spec in fields(cls)}
         return cls(**{name: value for name, value in values.items() if name in known})
 
-    def network(self, n_inputs):
-        """A new Network for this run: n_inputs, the hidden layers, 10 outputs, seeded by `seed`."""
-        return Network([n_inputs, *self.hidden, 10], activation=self.activation, output=self.output, cost=self.cost,
+    def network(self, n_inputs, n_outputs=10):
+        """A new Network for this run: n_inputs, the hidden layers, n_outputs (one per class),
+        seeded by `seed`."""
+        return Network([n_inputs, *self.hidden, n_outputs], activation=self.activation, output=self.output, cost=self.cost,
                        dtype=self.dtype, seed=self.seed, init=self.init)
 
     def but(self, **changes):

@@ -150,21 +150,27 @@ def optimizer_change(code, g, s1, s2, settings, c1, c2):
     if code in (MOMENTUM, NESTEROV):
         v = h1 * s1 - alpha * g
         return (-(h1 * v - alpha * g) if code == NESTEROV else -v), v, s2
+    g2 = np.where(np.abs(g) >= 1e-15, g * g, 0)  # (see kernels.flushed)
     if code == RMSPROP:
-        r = h2 * s2 + (1 - h2) * g * g
+        r = h2 * s2 + (1 - h2) * g2
         return alpha * g / (np.sqrt(r) + eps), s1, r
     m = h1 * s1 + (1 - h1) * g
-    v = h2 * s2 + (1 - h2) * g * g
+    v = h2 * s2 + (1 - h2) * g2
     return alpha * (m / c1) / (np.sqrt(v / c2) + eps), m, v
 
 
 def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b):
     """In place, like the kernel."""
-    change, s1_W[...], s2_W[...] = optimizer_change(code, grad_W, s1_W, s2_W, settings, c1, c2)
     alpha, h1, h2, eps, decay = settings
-    W -= change + alpha * decay * W
-    change, s1_b[...], s2_b[...] = optimizer_change(code, grad_b, s1_b, s2_b, settings, c1, c2)
-    b -= change
+    change, s1, s2 = optimizer_change(code, grad_W, s1_W, s2_W, settings, c1, c2)
+    s1_W[...], s2_W[...], W[...] = flushed(s1), flushed(s2), flushed(W - (change + alpha * decay * W))
+    change, s1, s2 = optimizer_change(code, grad_b, s1_b, s2_b, settings, c1, c2)
+    s1_b[...], s2_b[...], b[...] = flushed(s1), flushed(s2), flushed(b - change)
+
+
+def flushed(x):
+    """x with every |value| below 1e-30 set to 0 (see kernels.flushed)."""
+    return np.where(np.abs(x) < 1e-30, 0, x)
 
 
 def train_batches_with(code, settings, step, weights, biases, s1_W, s1_b, s2_W, s2_b, acts, cost, X, y, order,

@@ -235,7 +235,8 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     epochs; config.schedule gives the learning rate of each epoch.
 
     With a validation set, each epoch reports validation instead of test cost and accuracy,
-    and the test set is evaluated once, at the end. With early stopping, training stops when
+    and the test set is evaluated once, at the end. Without either (split.X_test None, as
+    the scikit-learn estimator trains), no held-out figures are computed. With early stopping, training stops when
     the validation cost has not improved for config.patience epochs, and the weights of the
     best epoch are restored (the returned history then ends with that epoch's row updated).
 
@@ -251,31 +252,30 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
     during it. Raises Diverged as soon as a weight or a cost is NaN or infinite. When the
     held-out cost exceeds DIVERGENCE_FACTOR x guessing_cost, warns once (DivergenceWarning),
-    or raises Diverged with config.stop_on_divergence.
+    or raises Diverged with config.stop_on_divergence (the train cost, when nothing is held out).
     """
     state = state or RunState.start(config)
-    X_train = net.as_inputs(split.X_train)
-    y_train = net.as_labels(split.y_train, X_train.shape[0])
-    X_test = net.as_inputs(split.X_test)
-    y_test = net.as_labels(split.y_test, X_test.shape[0])
-    validating = split.X_validation is not None
-    if validating:
-        X_held = net.as_inputs(split.X_validation)
-        y_held = net.as_labels(split.y_validation, X_held.shape[0])
-    elif config.early_stopping:
+    X_train, y_train = _checked(net, split.X_train, split.y_train)
+    X_test, y_test = _checked(net, split.X_test, split.y_test)
+    X_held, y_held = _checked(net, split.X_validation, split.y_validation)
+    validating = X_held is not None
+    if config.early_stopping and not validating:
         raise ValueError("early stopping needs a validation set")
-    else:
-        X_held, y_held = X_test, y_test
+    if not validating:
+        X_held, y_held = X_test, y_test  # (None, None without a test set: nothing held out to report)
     patience = config.patience if config.early_stopping else None
     n = X_train.shape[0]
-    history, far_above = [], DIVERGENCE_FACTOR * guessing_cost(net, y_held)
+    history, far_above = [], DIVERGENCE_FACTOR * guessing_cost(net, y_train if y_held is None else y_held)
     for epoch in range(state.first_epoch, config.epochs + 1):
         seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress)
         train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running)
-        held_cost, held_accuracy = net.evaluate_checked(X_held, y_held, config.l2, n)
-        if not (np.isfinite(held_cost) and (train_cost is None or np.isfinite(train_cost))):
+        held_cost, held_accuracy = (None, None) if X_held is None else net.evaluate_checked(X_held, y_held,
+                                                                                             config.l2, n)
+        watched, which = (held_cost, "held-out") if held_cost is not None else (train_cost, "train")
+        if not all(np.isfinite(cost) for cost in (train_cost, held_cost) if cost is not None):
             raise Diverged(epoch, f"the cost is {train_cost} (train) and {held_cost} (held out)")
-        diverging = held_cost > far_above and _divergence(epoch, held_cost, far_above / DIVERGENCE_FACTOR, config)
+        diverging = (watched is not None and watched > far_above
+                     and _divergence(epoch, which, watched, far_above / DIVERGENCE_FACTOR, config))
         optimizer = state.optimizer
         tracked = optimizer.take_gradient_means() if optimizer.track_gradients else (None, None)
         held = (None, None, held_cost, held_accuracy) if validating else (held_cost, held_accuracy, None, None)
@@ -296,14 +296,23 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
         if patience:
             state.best.restore(net)
         kept = state.best.metrics if patience else history[-1]
-        kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n)
+        if X_test is not None:
+            kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n)
     return history
 
 
-def _divergence(epoch, cost, guessing, config):
-    """A finite held-out cost far above a guessing network's: raise Diverged (before the epoch
-    is reported or checkpointed) with config.stop_on_divergence, else return the warning."""
-    what = (f"the held-out cost {cost:.4g} is over {DIVERGENCE_FACTOR} times that of a network that guesses "
+def _checked(net, X, y):
+    """(X, y) as the network's checked inputs and labels; (None, None) for no data."""
+    if X is None:
+        return None, None
+    X = net.as_inputs(X)
+    return X, net.as_labels(y, X.shape[0])
+
+
+def _divergence(epoch, which, cost, guessing, config):
+    """A finite cost far above a guessing network's: raise Diverged (before the epoch is
+    reported or checkpointed) with config.stop_on_divergence, else return the warning."""
+    what = (f"the {which} cost {cost:.4g} is over {DIVERGENCE_FACTOR} times that of a network that guesses "
             f"({guessing:.4g})")
     if config.stop_on_divergence:
         raise Diverged(epoch, what)

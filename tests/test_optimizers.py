@@ -39,6 +39,27 @@ def test_optimizer_step_matches_numpy_twin(name, dtype, decay):
     assert not np.allclose(mine[0], W)  # the step did something
 
 
+@pytest.mark.parametrize("name", ADAPTIVE)
+def test_optimizer_step_writes_no_value_near_the_subnormal_range(name):
+    """kernels.flushed: a weight, state or squared gradient below 1e-30 becomes 0 (the processor
+    is slow on subnormal floats), in the kernel and its twin alike; a NaN stays NaN."""
+    tiny = np.float32(1e-33)
+    W, b = np.full((4, 6), tiny), np.full(4, tiny)
+    W[0, 0], W[1, 1] = np.nan, 0.5
+    g_W, g_b = np.full((4, 6), np.float32(1e-18)), np.full(4, np.float32(1e-18))
+    state = [np.full((4, 6), tiny), np.full(4, tiny), np.full((4, 6), tiny), np.full(4, tiny)]
+    settings = Optimizer(name).settings(1e-3, 0.0, np.float32)
+    mine = [W.copy(), b.copy()] + [x.copy() for x in state]
+    twin = [W.copy(), b.copy()] + [x.copy() for x in state]
+    K.optimizer_step(OPTIMIZERS[name], g_W, g_b, settings, np.float32(0.1), np.float32(0.001), *mine)
+    R.optimizer_step(OPTIMIZERS[name], g_W, g_b, settings, np.float32(0.1), np.float32(0.001), *twin)
+    for got, want in zip(mine, twin):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
+        finite = got[np.isfinite(got)]
+        assert np.all((finite == 0) | (np.abs(finite) >= 1e-30))
+    assert np.isnan(mine[0][0, 0]) and mine[0][1, 1] != 0
+
+
 def test_optimizer_rules_by_hand():
     """One element, one step, worked out on paper."""
     g, s1, s2 = np.float64(0.5), np.float64(0.2), np.float64(0.04)

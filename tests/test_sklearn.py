@@ -1,0 +1,146 @@
+"""nbnet.sklearn.MLPClassifier: scikit-learn's estimator checks, the habits of its users
+(pipelines, grid search in worker processes, cross-validation, pickling, any labels), and
+that it trains exactly what nbnet's train() trains."""
+
+import pickle
+
+import numba
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from nbnet.data import Split, load_digits  # noqa: E402
+from nbnet.sklearn import MLPClassifier  # noqa: E402
+from nbnet.train import train  # noqa: E402
+
+# Checks that fail for a stated reason: none (every check of scikit-learn 1.9 passes). Each
+# estimator here runs on one thread (threads=1): a fit then compiles no parallel kernel.
+EXPECTED_FAILURES = {}
+
+
+@parametrize_with_checks([MLPClassifier(max_iter=50, threads=1, random_state=0)],
+                         expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits(dtype="float64")
+    return data.X_train * 16, data.y_train, data.X_test * 16, data.y_test  # raw 0..16 pixels: scaling matters
+
+
+def test_pipeline_with_a_scaler_and_the_score(digits):
+    X, y, X_test, y_test = digits
+    model = make_pipeline(StandardScaler(), MLPClassifier(max_iter=30, random_state=0, threads=1)).fit(X, y)
+    assert model.score(X_test, y_test) > 0.93
+
+
+def test_grid_search_in_two_worker_processes_and_cross_validation(digits):
+    X, y = digits[0][:600], digits[1][:600]
+    search = GridSearchCV(MLPClassifier(max_iter=15, batch_size=32, learning_rate_init=0.01, random_state=0, threads=1),
+                          {"alpha": [1e-4, 1.0], "hidden_layer_sizes": [(20,), (40,)]}, cv=2, n_jobs=2)
+    search.fit(X / 16, y)
+    assert len(search.cv_results_["params"]) == 4 and search.best_score_ > 0.8
+    scores = cross_val_score(MLPClassifier(max_iter=15, batch_size=32, learning_rate_init=0.01, random_state=0, threads=1),
+                             X / 16, y, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.8
+
+
+def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits):
+    X, y = digits[0] / 16, digits[1]
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    model = MLPClassifier(hidden_layer_sizes=25, max_iter=20, random_state=1, threads=1).fit(X, names[y])
+    assert list(model.classes_) == sorted(names)
+    assert [W.shape for W in model.coefs_] == [(64, 25), (25, 10)] and model.n_layers_ == 3
+    assert [b.shape for b in model.intercepts_] == [(25,), (10,)]
+    assert model.n_iter_ == len(model.loss_curve_) and model.loss_curve_[-1] < model.loss_curve_[0]
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+    assert set(again.predict(X[:50])) <= set(names)
+    again.coefs_[-1][...] = 0  # coefs_ are the network's weights: zeroing them changes the predictions
+    again.intercepts_[-1][...] = 0
+    np.testing.assert_allclose(again.predict_proba(X[:3]), 0.1)
+
+
+def test_fit_trains_what_nbnet_train_trains(digits):
+    """The estimator adds no maths of its own: its weights equal those of nbnet.train with the
+    TrainConfig it builds, bit for bit, and alpha is scikit-learn's (lambda = alpha n / B)."""
+    X, y = digits[0] / 16, digits[1]
+    model = MLPClassifier(hidden_layer_sizes=(30,), solver="sgd", learning_rate_init=0.1, alpha=0.01,
+                          batch_size=32, max_iter=4, tol=0, random_state=5, threads=1)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        model.fit(X, y)
+    config = model._config(len(X), 32, 4)
+    assert config.l2 == pytest.approx(0.01 * len(X) / 32) and config.optimizer == "nesterov"
+    net = config.network(64, 10)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # as the estimator ran (the variants agree bit for bit anyway)
+    try:
+        train(net, Split(X, y, None, None), config)
+    finally:
+        numba.set_num_threads(threads)
+    for W, coef in zip(net.weights, model.coefs_):
+        np.testing.assert_array_equal(W.T, coef)
+
+
+def test_one_full_batch_sgd_step_by_hand(digits):
+    """W <- W - lr (dJ/dW + alpha/B W) for one plain-SGD step over a full batch (scikit-learn's rule)."""
+    X, y = digits[0][:40] / 16, digits[1][:40]
+    model = MLPClassifier(hidden_layer_sizes=(12,), solver="sgd", momentum=0, learning_rate_init=0.3, alpha=0.5,
+                          batch_size=40, max_iter=1, random_state=2)
+    start = model._config(40, 40, 1).network(64, 10)
+    grads_W, grads_b = start.gradients(X, y, l2=0.5, n_train=40)  # dJ/dW + (0.5 / 40) W
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        model.fit(X, y)
+    for W0, g, coef in zip(start.weights, grads_W, model.coefs_):
+        np.testing.assert_allclose(coef.T, W0 - np.float32(0.3) * g, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_fit_and_early_stopping(digits):
+    X, y = digits[0] / 16, digits[1]
+    model = MLPClassifier(hidden_layer_sizes=(20,), random_state=0, threads=1)
+    with pytest.raises(ValueError, match="classes"):
+        model.partial_fit(X, y)
+    for _ in range(5):
+        model.partial_fit(X[:500], y[:500], classes=np.arange(10))
+    assert model.n_iter_ == 5 and model.loss_curve_[-1] < model.loss_curve_[0]
+    stopping = MLPClassifier(hidden_layer_sizes=(20,), early_stopping=True, n_iter_no_change=2, max_iter=500,
+                             learning_rate_init=0.01, random_state=0, threads=1).fit(X, y)
+    assert stopping.n_iter_ < 500 and len(stopping.validation_scores_) == stopping.n_iter_
+    assert stopping.best_validation_score_ == max(stopping.validation_scores_) > 0.9
+
+
+def test_unsupported_settings_are_clear_errors(digits):
+    X, y = digits[0][:50], digits[1][:50]
+    for bad, match in (({"solver": "lbfgs"}, "solver"), ({"activation": "identity"}, "activation"),
+                       ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"), ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(ValueError, match=match):
+            MLPClassifier(**bad).fit(X, y)
+    with pytest.raises(ValueError, match="one class"):
+        MLPClassifier().fit(X, np.zeros(50))
+
+
+def test_the_readme_example_runs_as_written(digits):
+    """The README's scikit-learn example, on the digits (then what a user does next: predict)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("## scikit-learn estimator", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    X_train, y_train, X_test, y_test = digits
+    scope = dict(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # (one thread: the digits compile no parallel kernel)
+    try:
+        exec(example, scope)
+    finally:
+        numba.set_num_threads(threads)
+    clf = scope["clf"]
+    assert clf.score(X_test, y_test) > 0.9 and clf.coefs_[0].shape[0] == 64
+    assert scope["model"].score(X_test, y_test) > 0.9
