@@ -8,7 +8,7 @@ import numpy as np
 
 from nbnet import kernels as K
 from nbnet import reference as R
-from nbnet.kernels import CROSS_ENTROPY, QUADRATIC, RELU, SIGMOID, SOFTMAX, TANH
+from nbnet.kernels import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SIGMOID, SOFTMAX, TANH
 
 TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
@@ -97,6 +97,16 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
         close(W_kernel, W_numpy, dtype, "gradient_step W " + shape)
         close(b_kernel, b_numpy, dtype, "gradient_step b " + shape)
         assert W_kernel.dtype == dtype and b_kernel.dtype == dtype
+
+    g_W, g_b = rng.standard_normal(W.shape).astype(dtype), rng.standard_normal(n_out).astype(dtype)
+    settings = tuple(dtype(v) for v in (0.01, 0.9, 0.999, 1e-8, 0.001))  # alpha, h1, h2, eps, decay
+    for code in (MOMENTUM, NESTEROV, RMSPROP, ADAM):
+        start = [W, b] + [rng.random(shape).astype(dtype) for shape in (W.shape, n_out, W.shape, n_out)]
+        mine, twin = [a.copy() for a in start], [a.copy() for a in start]
+        K.optimizer_step(code, g_W, g_b, settings, dtype(0.1), dtype(0.01), *mine)
+        R.optimizer_step(code, g_W, g_b, settings, dtype(0.1), dtype(0.01), *twin)
+        for got, want, name in zip(mine, twin, ("W", "b", "s1_W", "s1_b", "s2_W", "s2_b")):
+            close(got, want, dtype, f"optimizer_step {code} {name} " + shape)
 
 
     order = rng.permutation(n_samples + 3)

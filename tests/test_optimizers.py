@@ -1,6 +1,5 @@
 """Optimisers, learning-rate schedules and initialisations."""
 
-import numba
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -89,22 +88,6 @@ def test_compiled_optimizer_training_matches_numpy(name):
     assert optimizer.step == step == 75
     for got, want in zip(net.weights + net.biases, twin_W + twin_b):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_parallel_and_one_thread_optimizer_steps_agree_bit_for_bit(dtype):
-    """passes.parallel_pays may pick either variant of train_batches_with for a run."""
-    for name in ADAPTIVE:
-        weights = []
-        for parallel in (False, True):
-            rng = np.random.default_rng(2)
-            net = Network([64, 40, 10], activation="tanh", dtype=dtype, seed=3)
-            X, y = rng.random((600, 64)).astype(dtype), rng.integers(0, 10, 600)
-            Optimizer(name, decoupled=True).run(net, X, y, rng.permutation(600), 32, 0, 18, 0.01, 0.001,
-                                                parallel=parallel)
-            weights.append(np.concatenate([P.ravel() for P in net.weights + net.biases]))
-        assert np.array_equal(*weights), name
 
 
 @pytest.mark.parametrize("name,lr", [("sgd", 0.5), ("momentum", 0.05), ("nesterov", 0.05), ("rmsprop", 0.002),
