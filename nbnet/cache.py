@@ -1,7 +1,9 @@
-"""Where Numba keeps nbnet's compiled kernels, and whether a cache directory can be written."""
+"""Where Numba keeps nbnet's compiled kernels, whether a cache directory can be written, and
+the lock that makes processes starting together compile one after the other."""
 
 import os
 import tempfile
+from contextlib import contextmanager
 
 
 def cache_dir_writable(directory):
@@ -19,3 +21,28 @@ def kernel_cache_dir():
     from . import kernels
 
     return kernels.weighted_sum.stats.cache_path
+
+
+@contextmanager
+def compile_lock():
+    """Hold an exclusive lock (nbnet-compile.lock in the kernel cache directory) while compiling.
+
+    Numba saves a new compiled signature by reading a function's cache index, adding the entry
+    and writing the index back, with no lock: two processes compiling different signatures of
+    one function at the same time each write an index without the other's entry (the loser
+    compiles again next time: a warm run that takes 50 s), and in an unlucky interleaving an
+    entry can name the data file the other process wrote. Under this lock, processes that start
+    together (a sweep's workers, two terminals) compile one at a time, and the later ones load
+    what the first one wrote. Does nothing where flock or the directory is not available."""
+    try:
+        import fcntl
+        handle = open(os.path.join(kernel_cache_dir(), "nbnet-compile.lock"), "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

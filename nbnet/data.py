@@ -10,6 +10,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -133,33 +134,46 @@ def find_idx(directory, stem):
     raise DataError(f"{stem}(.gz) not found in {directory} (try: nbnet download mnist --data-dir {directory})")
 
 
+# Deflate cannot expand data more than about 1032 times: a gzipped IDX file whose header declares
+# more than this many bytes per byte of file is corrupt (or a decompression bomb).
+MAX_DEFLATE_RATIO = 1032
+
+
 def read_idx(path, magic):
     """The array stored in one IDX file (gzipped or raw), after checking its header.
 
     Header: 4-byte big-endian magic (2049 labels, 2051 images), then one 4-byte count per
-    dimension, then unsigned bytes.
+    dimension, then unsigned bytes. The header is checked against the file's size before the
+    data are read, so a header that declares more than the file can hold (2^31 images of
+    2^16 x 2^16 pixels, say) is an error, not an allocation.
     """
     path = Path(path)
-    try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
-            content = handle.read()
-    except (OSError, EOFError) as error:
-        raise DataError(f"{path}: cannot read ({error})") from None
-    if len(content) < 8:
-        raise DataError(f"{path}: too short to be an IDX file")
-    found = int.from_bytes(content[:4], "big")
-    if found != magic:
-        raise DataError(f"{path}: magic number {found}, expected {magic}")
     n_dims = 1 if magic == LABELS_MAGIC else 3
-    header = 4 + 4 * n_dims
-    if len(content) < header:
-        raise DataError(f"{path}: header truncated")
-    dims = [int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims)]
-    expected = int(np.prod(dims))
-    if len(content) - header != expected:
+    header_size = 4 + 4 * n_dims
+    try:
+        file_size = path.stat().st_size
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            header = handle.read(header_size)
+            if len(header) < 8:
+                raise DataError(f"{path}: too short to be an IDX file")
+            found = int.from_bytes(header[:4], "big")
+            if found != magic:
+                raise DataError(f"{path}: magic number {found}, expected {magic}")
+            if len(header) < header_size:
+                raise DataError(f"{path}: header truncated")
+            dims = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims)]
+            expected = int(np.prod(dims, dtype=object))
+            room = file_size * (MAX_DEFLATE_RATIO if path.suffix == ".gz" else 1)
+            if expected > room:
+                raise DataError(f"{path}: header says {' x '.join(map(str, dims))} = {expected} bytes, "
+                                f"more than a file of {file_size} bytes can hold")
+            content = handle.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: cannot read ({error})") from None
+    if len(content) != expected:
         raise DataError(f"{path}: header says {' x '.join(map(str, dims))} = {expected} bytes, "
-                        f"file holds {len(content) - header}")
-    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
+                        f"file holds {len(content) if len(content) <= expected else 'more'}")
+    return np.frombuffer(content, dtype=np.uint8).reshape(dims)
 
 
 def read_idx_pair(images_path, labels_path, dtype):

@@ -1,6 +1,8 @@
 """Writing output files safely: to a temporary file in the target directory, flushed and
-fsynced, then renamed over the target. A crash or Ctrl-C midway leaves the old file (or
-none), never half a file."""
+fsynced, then renamed over the target, and the directory fsynced (so the rename itself
+survives a power cut). A crash, a kill -9 or Ctrl-C at any point leaves the old file (or none)
+or the new one, never half a file (tests/test_chaos.py kills runs at random points); a kill
+before the rename can leave the temporary `.NAME.XXXX.SUFFIX` behind."""
 
 import os
 import tempfile
@@ -12,7 +14,7 @@ class OutputError(Exception):
 
 
 def atomic_write(path, write):
-    """Call write(temporary_path), fsync it, then rename the temporary file onto `path`."""
+    """Call write(temporary_path), fsync it, rename the temporary file onto `path`, fsync the directory."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +34,22 @@ def atomic_write(path, write):
     except BaseException:
         os.unlink(temporary)
         raise
+    _sync_directory(path.parent)
     return path
+
+
+def _sync_directory(directory):
+    """fsync a directory, so that a rename in it is on disk (where the system allows it)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # (some file systems refuse to sync a directory; the rename is still done)
+    finally:
+        os.close(handle)
 
 
 def _umask():

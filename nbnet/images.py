@@ -7,9 +7,16 @@ does the same to any grayscale image: find the ink, crop it, scale it (area aver
 when shrinking), centre it, and return values in [0, 1] like the training inputs.
 """
 
+import io
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
+
+# A photo of a digit needs far fewer: larger images (or decompression bombs) are refused from
+# their header, before their pixels are decoded (a 40-megapixel image is 320 MB as floats).
+MAX_PIXELS = 40_000_000
+MAX_FILE_BYTES = 100 * 2 ** 20
 
 
 class ImageError(Exception):
@@ -24,13 +31,21 @@ def read_image(path):
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
+        try:  # mapped, not read: its shape is checked before anything is allocated
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except FileNotFoundError:
+            raise ImageError(f"{path}: no such file") from None
+        except (OSError, ValueError, EOFError, SyntaxError, TokenError) as error:  # (a corrupt header)
             raise ImageError(f"{path}: cannot read as a .npy array ({type(error).__name__})") from None
         if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise ImageError(f"{path}: expected a 2-D array of gray levels, got shape {array.shape} of {array.dtype}")
-        array = array.astype(np.float64)
+        if array.size == 0:
+            raise ImageError(f"{path}: holds no pixels (shape {array.shape})")
+        if array.size > MAX_PIXELS:
+            raise ImageError(f"{path}: {array.shape[0]}x{array.shape[1]} is more than {MAX_PIXELS:,} pixels")
+        if np.iscomplexobj(array):
+            raise ImageError(f"{path}: holds complex numbers, not gray levels")
+        array = np.array(array, dtype=np.float64)
         if not np.all(np.isfinite(array)):
             raise ImageError(f"{path}: holds NaN or infinite values")
         if array.min() < 0 or array.max() > 255:
@@ -39,7 +54,13 @@ def read_image(path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: larger than {MAX_FILE_BYTES // 2 ** 20} MB")
+        # Decoded from memory: a file object's read(n) allocates n bytes before it reads, and a
+        # corrupt chunk length would ask Pillow for up to 4 GB of a 100-byte file.
+        with Image.open(io.BytesIO(path.read_bytes())) as image:
+            if image.width * image.height > MAX_PIXELS:  # known from the header, before decoding
+                raise ImageError(f"{path}: {image.width}x{image.height} is more than {MAX_PIXELS:,} pixels")
             image.load()
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 image = image.convert("RGBA")
@@ -48,7 +69,8 @@ def read_image(path):
             gray = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError,
+            MemoryError) as error:
         raise ImageError(f"{path}: not a readable image ({type(error).__name__})") from None
     return gray
 

@@ -87,6 +87,13 @@ class Network:
         metadata["state"]."""
         arrays, metadata = read_model_file(path)
         try:
+            sizes = metadata["sizes"]
+            if not (isinstance(sizes, list) and len(sizes) >= 2 and all(type(n) is int and n >= 1 for n in sizes)):
+                raise ValueError(f"sizes {sizes!r} are not two or more positive integers")
+            for m in range(1, len(sizes)):  # before the network is made: its arrays are that large
+                if np.shape(arrays[f"W{m}"]) != (sizes[m], sizes[m - 1]):
+                    raise ValueError(f"W{m} is {np.shape(arrays[f'W{m}'])}, but the sizes {sizes} need "
+                                     f"{(sizes[m], sizes[m - 1])}")
             net = cls(metadata["sizes"], activation=metadata["activation"], output=metadata["output"],
                       cost=metadata["cost"], dtype=metadata["dtype"], init=metadata.get("init"))
             for m in range(1, len(net.sizes)):

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from . import kernels, passes
+from .cache import compile_lock
 from .network import Network
 from .optimizers import Optimizer
 from .schedules import learning_rate
@@ -148,9 +149,10 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
     misses = _cache_misses()
     train = batch_size is not None
     optimizer = optimizer or PLAIN_SGD
-    warm_up(len(net.sizes) - 1, net.dtype, passes.parallel_pays(net.weights, 1),
-            train and passes.parallel_pays(net.weights, batch_size), optimizer.name if train else None,
-            optimizer.track_gradients, dropout > 0, train_metrics == "running")
+    with compile_lock():  # (processes that start together compile one at a time: see cache.compile_lock)
+        warm_up(len(net.sizes) - 1, net.dtype, passes.parallel_pays(net.weights, 1),
+                train and passes.parallel_pays(net.weights, batch_size), optimizer.name if train else None,
+                optimizer.track_gradients, dropout > 0, train_metrics == "running")
     return time.perf_counter() - start, _cache_misses() > misses
 
 

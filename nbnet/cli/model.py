@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import HIDDEN, OUTPUT
-from ..cache import kernel_cache_dir
+from ..cache import compile_lock, kernel_cache_dir
 from ..config import FASTMATH
 from ..costs import COSTS
 from ..data import DataError, load_dataset
@@ -185,7 +185,8 @@ def compile_command(dtype, hidden_layers, optimizers, dropout):
                          (False, True)))
     for (name, layers, parallel), (optimizer, dropped, running) in product(networks, [(None, False, False), *paths]):
         began = time.perf_counter()
-        warm_up(layers + 1, name, parallel, parallel, optimizer, False, dropped, running)
+        with compile_lock():
+            warm_up(layers + 1, name, parallel, parallel, optimizer, False, dropped, running)
         what = ("evaluate and predict" if optimizer is None else "train, " + ("sgd" if optimizer == "sgd" else
                 "momentum, nesterov, rmsprop, adam") + (", dropout" if dropped else "")
                 + (", --train-metrics running" if running else ""))
