@@ -114,14 +114,20 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6, 5.4))
-    image = axes.imshow(confusion, cmap="Blues")
+    figure, axes = plt.subplots(figsize=(6.4, 5.4))
+    # Colour = the share of each true class's images that went to each wrong class (the diagonal,
+    # ~99 % on MNIST, would make every error look white); the diagonal is drawn apart, in grey.
+    shares = confusion / np.maximum(1, confusion.sum(axis=1, keepdims=True))
+    errors = np.ma.masked_where(np.eye(len(confusion), dtype=bool), shares)
+    axes.imshow(np.ma.masked_where(~np.eye(len(confusion), dtype=bool), shares), cmap="Greys", vmin=0, vmax=2)
+    image = axes.imshow(errors, cmap="Reds", vmin=0, vmax=max(float(errors.max() or 0), 1e-9))
+    top = float(errors.max() or 0)
     for (true, guess), count in np.ndenumerate(confusion):
         axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
-                  color="white" if count > confusion.max() / 2 else "black")
+                  color="white" if true != guess and shares[true, guess] > top / 2 else "black")
     axes.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix: {title}",
              xticks=range(len(confusion)), yticks=range(len(confusion)))
-    figure.colorbar(image)
+    figure.colorbar(image, label="share of the true class's images (off the diagonal)")
     save_figure(figure, confusion_path)
 
     wrong = np.flatnonzero(predicted != data.y_test)
@@ -135,3 +141,25 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
                        fontsize=8)
     figure.suptitle(f"most confidently wrong test images: {title}")
     save_figure(figure, mistakes_path, dpi=90)
+
+
+def plot_first_layer(W, image_shape, path, title, most=100):
+    """What the first layer looks for: one tile per hidden unit (the first `most`), its weights
+    W[j] shaped as the input image; red for positive weights, blue for negative, each tile on
+    its own symmetric scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    units = min(len(W), most)
+    columns = int(np.ceil(np.sqrt(units)))
+    rows = int(np.ceil(units / columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows + 0.6), squeeze=False)
+    for j, axes in enumerate(grid.ravel()):
+        axes.axis("off")
+        if j < units:
+            scale = float(np.abs(W[j]).max()) or 1.0
+            axes.imshow(np.asarray(W[j]).reshape(image_shape), cmap="RdBu_r", vmin=-scale, vmax=scale)
+    figure.suptitle(f"first-layer weights, one tile per hidden unit: {title}", fontsize=9)
+    return save_figure(figure, path)

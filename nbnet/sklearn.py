@@ -178,6 +178,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         probabilities = self.predict_proba(X)  # (checks first that the model is fitted)
         return self.classes_[np.argmax(probabilities, axis=1)]
 
+    def plot_first_layer(self, path, image_shape=None):
+        """Write a PNG of what the first layer learned: one tile per hidden unit, its weights
+        shaped as the input image (`image_shape`; default: square, as 784 -> 28 x 28)."""
+        check_is_fitted(self)
+        from .plots import plot_first_layer
+
+        side = int(round(np.sqrt(self.n_features_in_)))
+        if image_shape is None and side * side != self.n_features_in_:
+            raise ValueError(f"{self.n_features_in_} features are not a square image; pass image_shape")
+        return plot_first_layer(self._network.weights[0], image_shape or (side, side), path,
+                                f"{self.n_features_in_}-{'-'.join(map(str, self._network.sizes[1:]))}")
+
     # ------------------------------------------------------------------ plumbing
     def _config(self, n_samples, batch, epochs):
         """The TrainConfig that says the same as these parameters."""

@@ -147,3 +147,24 @@ def test_download_command_through_loopback_mirror(tmp_path, mirror, monkeypatch)
 def test_python_dash_m_and_console_help():
     result = subprocess.run([sys.executable, "-m", "nbnet", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--batch-size" in result.stdout
+
+
+def test_the_progress_bar_shows_the_rate_and_goes_when_its_epoch_ends(monkeypatch):
+    import io
+    import sys
+
+    from nbnet.cli.train import EpochProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = EpochProgressBar(epochs=3, batch_size=10)
+    for done in (1, 5, 10):
+        bar(2, done, 10)
+        bar.start -= 1.0  # as if a second went by
+    shown = terminal.getvalue()
+    assert "epoch 2/3" in shown and "samples/s" in shown and "100%" in shown
+    assert shown.endswith("\x1b[1A\x1b[2K")  # the finished bar is erased: the epoch's row takes its place

@@ -54,7 +54,7 @@ def test_evaluate_reports_accuracy_confusion_and_plots(digits_model, tmp_path):
     counts = np.array(matrix, dtype=int)
     assert counts.shape == (10, 10) and counts.sum() == len(data.y_test)
     assert np.trace(counts) / counts.sum() >= 0.9
-    for name in ("eval.png", "eval-mistakes.png"):
+    for name in ("eval.png", "eval-mistakes.png", "eval-weights.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
 
 

@@ -53,7 +53,7 @@ def test_grid_search_in_two_worker_processes_and_cross_validation(digits):
     assert scores.shape == (3,) and scores.min() > 0.8
 
 
-def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits):
+def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits, tmp_path):
     X, y = digits[0] / 16, digits[1]
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
     model = MLPClassifier(hidden_layer_sizes=25, max_iter=20, random_state=1, threads=1).fit(X, names[y])
@@ -61,6 +61,7 @@ def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits):
     assert [W.shape for W in model.coefs_] == [(64, 25), (25, 10)] and model.n_layers_ == 3
     assert [b.shape for b in model.intercepts_] == [(25,), (10,)]
     assert model.n_iter_ == len(model.loss_curve_) and model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.plot_first_layer(tmp_path / "weights.png", (8, 8)).stat().st_size > 1000  # 25 tiles of 8 x 8
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
     assert set(again.predict(X[:50])) <= set(names)

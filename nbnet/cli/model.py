@@ -19,7 +19,7 @@ from ..gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
 from ..images import ImageError, fit_image, read_image
 from ..model_file import ModelError
 from ..network import DTYPES, Network
-from ..plots import OutputError, plot_evaluation
+from ..plots import OutputError, plot_evaluation, plot_first_layer
 from ..train import prepare_kernels, set_threads
 from ..version import __version__
 from .group import fail, main
@@ -39,8 +39,8 @@ def open_model(path):
               help="Data to evaluate on [default: the data set the model was trained on].")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the MNIST IDX files are [default: where the model's run read them].")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save the confusion matrix here (PNG) and the most confidently wrong test images "
-                   "beside it (NAME-mistakes.png).")
+              help="Save the confusion matrix here (PNG), and beside it the most confidently wrong test "
+                   "images (NAME-mistakes.png) and the first layer's weights (NAME-weights.png).")
 def evaluate_command(model, dataset, data_dir, plot_path):
     """Cost, accuracy, per-class accuracy and confusion matrix of MODEL on the test set."""
     net, metadata = open_model(model)
@@ -75,10 +75,12 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     if plot_path:
         try:
             mistakes = plot_path.with_name(plot_path.stem + "-mistakes.png")
+            weights = plot_path.with_name(plot_path.stem + "-weights.png")
             plot_evaluation(confusion, data, probabilities, predicted, plot_path, mistakes, f"{model.name} on {dataset}")
+            plot_first_layer(net.weights[0], data.image_shape, weights, model.name)
         except OutputError as error:
             fail(str(error))
-        click.echo(f"Plots: {plot_path}, {mistakes}")
+        click.echo(f"Plots: {plot_path}, {mistakes}, {weights}")
 
 
 # ----------------------------------------------------------------------------- predict

@@ -3,6 +3,7 @@ report each epoch, and write the plot, the metrics CSV and the model file."""
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -215,7 +216,8 @@ def run_epochs(ctx, net, split, config, state, report, show_bar):
             with warnings.catch_warnings():  # a DivergenceWarning as one line between the epochs' lines
                 warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
                 train(net, split, config, on_epoch=report,
-                      on_progress=EpochProgressBar(config.epochs) if show_bar else None, state=state)
+                      on_progress=EpochProgressBar(config.epochs, config.batch_size) if show_bar else None,
+                      state=state)
             if report.validating:
                 report_held_out(report.history, config)
                 report.write_metrics()
@@ -264,21 +266,29 @@ def warn_unwritable_cache():
 
 
 class EpochProgressBar:
-    """A click progress bar on stderr for each epoch: called as (epoch, batches_done, n_batches)."""
+    """A click progress bar on stderr for each epoch, with samples per second and the time
+    left; erased when the epoch ends, so that the epoch's row takes its place. Called as
+    (epoch, batches_done, n_batches)."""
 
-    def __init__(self, epochs):
-        self.epochs, self.bar, self.done = epochs, None, 0
+    def __init__(self, epochs, batch_size):
+        self.epochs, self.batch_size, self.bar, self.done, self.start = epochs, batch_size, None, 0, 0.0
 
     def __call__(self, epoch, done, total):
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=f"epoch {epoch}/{self.epochs}", file=sys.stderr)
+            self.bar = click.progressbar(length=total, label=f"epoch {epoch}/{self.epochs}", file=sys.stderr,
+                                         show_eta=True, show_percent=True)
             self.bar.__enter__()
-            self.done = 0
+            self.done, self.start = 0, time.perf_counter()
+        elapsed = time.perf_counter() - self.start
+        if elapsed > 0.2:  # (before that, a rate would mostly measure the first slice's start-up)
+            self.bar.label = f"epoch {epoch}/{self.epochs} {done * self.batch_size / elapsed:>9,.0f} samples/s"
         self.bar.update(done - self.done)
         self.done = done
         if done == total:
             self.bar.__exit__(None, None, None)
             self.bar = None
+            sys.stderr.write("\x1b[1A\x1b[2K")  # up one line, clear it: the finished bar goes
+            sys.stderr.flush()
 
 
 def download_progress():
