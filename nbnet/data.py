@@ -31,14 +31,22 @@ class Dataset:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    image_shape: tuple
+    image_shape: tuple  # None for a table of features (nbnet.tables)
+    class_names: tuple = None  # the label of each class id; None: the digits 0..9
 
     @property
     def n_inputs(self):
         return self.X_train.shape[1]
 
+    @property
+    def n_classes(self):
+        return 10 if self.class_names is None else len(self.class_names)
+
     def input_spec(self):
-        """How images become inputs, stored with a model so `nbnet predict` can do the same."""
+        """How inputs were made, stored with a model so `nbnet predict` can do the same (for
+        images), and the names of its classes."""
+        if self.image_shape is None:
+            return dict(dataset=self.name, class_names=list(self.class_names))
         return dict(dataset=self.name, image_shape=list(self.image_shape), **INPUTS[self.name])
 
 

@@ -1,12 +1,16 @@
-"""Writing output files safely: to a temporary file in the target directory, flushed and
-fsynced, then renamed over the target, and the directory fsynced (so the rename itself
-survives a power cut). A crash, a kill -9 or Ctrl-C at any point leaves the old file (or none)
+"""Reading and writing files safely. Writes go to a temporary file in the target directory,
+flushed and fsynced, then renamed over the target, and the directory fsynced (so the rename
+itself survives a power cut). A crash, a kill -9 or Ctrl-C at any point leaves the old file (or none)
 or the new one, never half a file (tests/test_chaos.py kills runs at random points); a kill
-before the rename can leave the temporary `.NAME.XXXX.SUFFIX` behind."""
+before the rename can leave the temporary `.NAME.XXXX.SUFFIX` behind. Reads of .npz files
+check every array's declared size against the file's first (check_npz_sizes)."""
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 
 class OutputError(Exception):
@@ -56,3 +60,28 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Deflate cannot expand data more than about 1032 times.
+MAX_DEFLATE_RATIO = 1032
+
+
+def check_npz_sizes(path):
+    """Refuse a file whose arrays would need more memory than its size can account for (a
+    decompression bomb, or a corrupt .npy header declaring a huge shape), before np.load
+    allocates them: every member's declared size must fit the file, and every array's header
+    must fit its member."""
+    limit = MAX_DEFLATE_RATIO * os.path.getsize(path) + 4096
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.file_size > limit:
+                raise ValueError(f"{member.filename} declares {member.file_size} bytes")
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(stream)
+                if dtype.hasobject:
+                    raise ValueError(f"{member.filename} holds Python objects")
+                if int(np.prod(shape, dtype=object)) * dtype.itemsize > member.file_size:
+                    raise ValueError(f"{member.filename} declares {shape} {dtype}, more than it holds")

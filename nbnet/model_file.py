@@ -17,14 +17,13 @@ into arrays and back and check that they fit together.
 """
 
 import json
-import os
 import zipfile
 import zlib
 from tokenize import TokenError
 
 import numpy as np
 
-from .files import atomic_write
+from .files import atomic_write, check_npz_sizes
 from .version import __version__
 
 FORMAT = "nbnet-model"
@@ -50,36 +49,11 @@ def write_model_file(path, arrays, metadata):
     return atomic_write(path, write)
 
 
-# Deflate cannot expand data more than about 1032 times (see data.MAX_DEFLATE_RATIO).
-MAX_DEFLATE_RATIO = 1032
-
-
-def _check_sizes(path):
-    """Refuse a file whose arrays would need more memory than its size can account for (a
-    decompression bomb, or a corrupt .npy header declaring a huge shape), before np.load
-    allocates them: every member's declared size must fit the file, and every array's header
-    must fit its member."""
-    limit = MAX_DEFLATE_RATIO * os.path.getsize(path) + 4096
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
-            if member.file_size > limit:
-                raise ValueError(f"{member.filename} declares {member.file_size} bytes")
-            with archive.open(member) as stream:
-                version = np.lib.format.read_magic(stream)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(stream)
-                if dtype.hasobject:
-                    raise ValueError(f"{member.filename} holds Python objects")
-                if int(np.prod(shape, dtype=object)) * dtype.itemsize > member.file_size:
-                    raise ValueError(f"{member.filename} declares {shape} {dtype}, more than it holds")
-
-
 def read_model_file(path):
     """(named arrays, metadata) of a file written by write_model_file, in the current format
     (older versions upgraded); ModelError if it is not one."""
     try:
-        _check_sizes(path)
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as content:
             arrays = {name: content[name] for name in content.files}
     except FileNotFoundError:

@@ -20,17 +20,21 @@ DATASETS = ("digits", "mnist")
 TRAIN_METRICS = ("full", "running", "none")
 
 
-def option(default, help, choices=None, low=None, high=None, low_open=False, high_open=False, flag=False):
+def option(default, help, choices=None, low=None, high=None, low_open=False, high_open=False, flag=False,
+           files=None):
     """A field of TrainConfig: its default and help text, and the values it accepts (choices,
-    or a number in [low, high] with either end open), which the command line shows too."""
+    or files with one of the suffixes `files`, or a number in [low, high] with either end
+    open), which the command line shows too."""
     return field(default=default, metadata=dict(help=help, choices=choices, low=low, high=high, low_open=low_open,
-                                                high_open=high_open, flag=flag))
+                                                high_open=high_open, flag=flag, files=files))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = option("digits", "digits: bundled UCI 8x8 digits; mnist: the IDX files in --data-dir.",
-                          choices=DATASETS)
+    dataset: str = option("digits", "digits: bundled UCI 8x8 digits; mnist: the IDX files in --data-dir; or a "
+                                    ".npz (arrays X, y) or .csv file of any labelled data.", choices=DATASETS,
+                          files=(".npz", ".csv"))
+    label_column: str = option("label", "The label column of a .csv --dataset (its header names it).")
     hidden: tuple = option((30,), "Neurons in a hidden layer; repeat for more layers (--hidden 100 --hidden 30).",
                            low=1)
     activation: str = option("sigmoid", "Activation of the hidden layers.", choices=HIDDEN)
@@ -115,8 +119,10 @@ def check(spec, value):
     if value is None and spec.default is None:
         return
     for item in value if isinstance(value, tuple) else (value,):
-        if meta["choices"] is not None and item not in meta["choices"]:
-            raise ValueError(f"{spec.name} must be one of {', '.join(meta['choices'])}, got {item!r}")
+        if meta["choices"] is not None and item not in meta["choices"] and not (
+                meta["files"] and str(item).lower().endswith(meta["files"])):
+            files = f", or a {' or '.join(meta['files'])} file" if meta["files"] else ""
+            raise ValueError(f"{spec.name} must be one of {', '.join(meta['choices'])}{files}, got {item!r}")
         if meta["low"] is None and meta["high"] is None:
             continue
         below = item <= meta["low"] if meta["low_open"] else item < meta["low"]

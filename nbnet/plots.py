@@ -129,7 +129,8 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
              xticks=range(len(confusion)), yticks=range(len(confusion)))
     figure.colorbar(image, label="share of the true class's images (off the diagonal)")
     save_figure(figure, confusion_path)
-
+    if mistakes_path is None:
+        return
     wrong = np.flatnonzero(predicted != data.y_test)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
     figure, grid = plt.subplots(3, 8, figsize=(12, 5.2))

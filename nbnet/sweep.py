@@ -31,14 +31,16 @@ def run_one(job):
     """Train one network as the job's config says; return its final train and held-out figures."""
     import numba
 
-    from .data import load_dataset, split_for
+    from .data import split_for
+    from .tables import load_any_dataset
     from .train import train
 
     config = TrainConfig.from_dict(job["config"])
     numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
-    data = load_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.dtype)
+    data = load_any_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.dtype,
+                            config.label_column)
     split = split_for(data, config.train_size, config.validation)
-    net = config.network(data.n_inputs)
+    net = config.network(data.n_inputs, data.n_classes)
     history = train(net, split, config)
     last = history[-1]
     held_out = "validation" if split.X_validation is not None else "test"
@@ -70,7 +72,7 @@ def prepare(job_list):
         for job in job_list:
             config = TrainConfig.from_dict(job["config"])
             numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
-            prepare_kernels(config.network(N_INPUTS[config.dataset]), config.batch_size, optimizer_for(config),
+            prepare_kernels(config.network(N_INPUTS.get(config.dataset, 64)), config.batch_size, optimizer_for(config),
                             config.dropout, config.train_metrics)
     finally:
         numba.set_num_threads(threads)

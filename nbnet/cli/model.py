@@ -14,7 +14,8 @@ from ..activations import HIDDEN, OUTPUT
 from ..cache import compile_lock, kernel_cache_dir
 from ..config import FASTMATH
 from ..costs import COSTS
-from ..data import DataError, load_dataset
+from ..data import DataError
+from ..tables import load_any_dataset
 from ..gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
 from ..images import ImageError, fit_image, read_image
 from ..model_file import ModelError
@@ -50,8 +51,8 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     if data_dir is None and dataset == inputs.get("dataset"):  # where the run that saved it read its data
         data_dir = ((metadata.get("checkpoint") or {}).get("files") or {}).get("data_dir")
     try:  # the digits test split is the one the model was trained beside (same seed and fraction)
-        data = load_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
-                            net.dtype.name)
+        data = load_any_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
+                                net.dtype.name, options.get("label_column", "label"))
     except DataError as error:
         fail(str(error))
     if data.n_inputs != net.sizes[0]:
@@ -74,13 +75,15 @@ def evaluate_command(model, dataset, data_dir, plot_path):
         click.echo(f"{c:>6}" + "".join(f"{v:>6}" for v in confusion[c]))
     if plot_path:
         try:
-            mistakes = plot_path.with_name(plot_path.stem + "-mistakes.png")
+            images = data.image_shape is not None  # (a table of features has no pictures of mistakes or weights)
+            mistakes = plot_path.with_name(plot_path.stem + "-mistakes.png") if images else None
             weights = plot_path.with_name(plot_path.stem + "-weights.png")
             plot_evaluation(confusion, data, probabilities, predicted, plot_path, mistakes, f"{model.name} on {dataset}")
-            plot_first_layer(net.weights[0], data.image_shape, weights, model.name)
+            if images:
+                plot_first_layer(net.weights[0], data.image_shape, weights, model.name)
         except OutputError as error:
             fail(str(error))
-        click.echo(f"Plots: {plot_path}, {mistakes}, {weights}")
+        click.echo(f"Plots: {plot_path}" + (f", {mistakes}, {weights}" if images else ""))
 
 
 # ----------------------------------------------------------------------------- predict
@@ -97,6 +100,9 @@ def predict_command(model, images, invert, top_k):
     model's training images were, then classified."""
     net, metadata = open_model(model)
     inputs = metadata.get("inputs")
+    if inputs and "class_names" in inputs and "image_shape" not in inputs:
+        fail(f"{model} was trained on a table of features ({inputs.get('dataset')}), not on images; nbnet predict "
+             f"reads images (use nbnet evaluate, or the Python API, for tables)")
     if not inputs or "image_shape" not in inputs:
         fail(f"{model} does not say how its inputs were made (save it with nbnet train --save)")
     shape = inputs["image_shape"]

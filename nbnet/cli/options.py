@@ -25,11 +25,27 @@ class Architecture(click.ParamType):
         return sizes
 
 
+class ChoiceOrFile(click.ParamType):
+    """One of some names, or the path of a file with one of some suffixes (--dataset)."""
+
+    def __init__(self, choices, suffixes):
+        self.choices, self.suffixes = choices, suffixes
+        self.name = "|".join(choices) + "|FILE" + "|".join(suffixes)
+
+    def convert(self, value, param, ctx):
+        if value in self.choices or str(value).lower().endswith(self.suffixes):
+            return value
+        self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))}, nor a "
+                  f"{' or '.join(self.suffixes)} file", param, ctx)
+
+
 def click_type(spec):
     """The click type that accepts what the TrainConfig field `spec` accepts."""
     meta = spec.metadata
     if spec.name == "hidden":
         return Architecture()
+    if meta["files"]:
+        return ChoiceOrFile(meta["choices"], meta["files"])
     if meta["choices"] is not None:
         return click.Choice(meta["choices"])
     kind = spec.type if spec.type in (int, float) else type(spec.default)

@@ -13,11 +13,12 @@ import numpy as np
 from click.core import ParameterSource
 
 from ..cache import cache_dir_writable, kernel_cache_dir
-from ..data import DataError, default_data_dir, download_mnist, load_dataset, split_for
+from ..data import DataError, default_data_dir, download_mnist, split_for
 from ..model_file import ModelError
 from ..network import Network
 from ..options import TrainConfig
 from ..plots import OutputError, plot_metrics, write_metrics
+from ..tables import load_any_dataset
 from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, prepare_kernels, set_threads, train
 from .group import fail, main
 from .options import config_from, config_options
@@ -58,9 +59,10 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     data = load_data(config, files["data_dir"], download, quiet)
     files["data_dir"] = files["data_dir"] or (default_data_dir() if config.dataset == "mnist" else None)
     split = training_split(data, config)
-    net = net or config.network(data.n_inputs)
-    if net.sizes[0] != data.n_inputs:
-        fail(f"{resume} has {net.sizes[0]} inputs but {config.dataset} images have {data.n_inputs}")
+    net = net or config.network(data.n_inputs, data.n_classes)
+    if (net.sizes[0], net.sizes[-1]) != (data.n_inputs, data.n_classes):
+        fail(f"{resume} has {net.sizes[0]} inputs and {net.sizes[-1]} outputs but {config.dataset} has "
+             f"{data.n_inputs} features and {data.n_classes} classes")
     note(f"{config.dataset}: {len(split.X_train)} training, {len(split.X_test)} test samples; network {net.sizes}, "
          f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, init {net.init}, {config.optimizer}, "
          f"{numba.get_num_threads()} thread(s)" + (f"; resuming after epoch {state.first_epoch - 1}" if resume else ""))
@@ -152,7 +154,8 @@ def load_data(config, data_dir, download, quiet):
     try:
         if config.dataset == "mnist" and download:
             download_mnist(data_dir, progress=None if quiet else download_progress())
-        return load_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype)
+        return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype,
+                                config.label_column)
     except DataError as error:
         fail(str(error))
 
