@@ -3,20 +3,23 @@ always loadable, and `nbnet train --resume PATH` alone ends with the uninterrupt
 weights, bit for bit (the harness is bench/chaos.py, which runs 50 kills on MNIST)."""
 
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from chaos import run_to_completion, same_weights  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from nbnet.cli import main  # noqa: E402
 
 
 def test_five_random_kills_lose_nothing(tmp_path):
     train_args = ["--epochs", "4", "--hidden", "12", "--batch-size", "7"]
-    straight = tmp_path / "straight.npz"
-    subprocess.run([sys.executable, "-m", "nbnet", "train", *train_args, "--save", str(straight), "-q",
-                    "--plot", str(tmp_path / "straight.png")], check=True, capture_output=True)
+    straight = tmp_path / "straight.npz"  # (in this process: its kernels are loaded already)
+    result = CliRunner().invoke(main, ["train", *train_args, "--save", str(straight), "-q", "--plot",
+                                       str(tmp_path / "straight.png")])
+    assert result.exit_code == 0, result.output
     tally = run_to_completion(train_args, tmp_path / "chaos.npz", 5, random.Random(4), slow=0.1, window=0.8)
     assert tally["kills"] == 5 and tally["unloadable"] == 0, tally
     assert tally["resumed"] >= 1, tally  # (some kills land after a checkpoint)
