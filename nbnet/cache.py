@@ -46,3 +46,4 @@ def compile_lock():
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+

@@ -12,7 +12,8 @@ builds each kernel with the first two. All share:
   `reassoc`: see `loop_nest` and kernels.kernel.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
-* cache=True: compiled machine code is written to disk and reused by later processes.
+* cache=True: compiled machine code is written to disk and reused by later processes
+  (its index is updated under a lock: see lock_numba_cache_index).
   Numba puts it in `nbnet/__pycache__` when that is writable, otherwise in the user-wide
   cache directory (`~/.cache/numba`, or `$NUMBA_CACHE_DIR` when set). Numba notices edits
   to kernels.py but not to this file: after changing an option here, delete
@@ -89,3 +90,48 @@ def renamed(fn, suffix, **replaced_globals):
 def parallel(fn, fastmath=KERNEL_FASTMATH):
     """Compile `fn` with its `prange` loops run on several threads."""
     return njit(parallel=True, fastmath=set(fastmath), **JIT_OPTIONS)(fn)
+
+
+def lock_numba_cache_index():
+    """Make Numba's cache-entry save atomic across processes.
+
+    Numba (0.59-0.68) saves an entry by reading a function's cache index, adding the key,
+    writing the index back, then writing the data file, with no lock: two processes saving
+    different signatures of one function at once each drop the other's entry, and a reader
+    can see the new key before its data file exists. This replaces that save by the same
+    steps under an exclusive flock on INDEX.lock, data file first, so that processes sharing
+    a cache (the test suite's two workers, a sweep's workers, a cluster) never lose or
+    mis-pair an entry. Left as it is when Numba's internals differ from what it expects."""
+    try:
+        import fcntl
+        import itertools
+
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:
+        return
+    if getattr(IndexDataCacheFile.save, "nbnet_locked", False) or not all(
+            hasattr(IndexDataCacheFile, name) for name in ("_load_index", "_save_index", "_save_data", "_data_name")):
+        return
+
+    def save(self, key, data):
+        with open(self._index_path + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                overloads = self._load_index()  # as it is now, under the lock
+                data_name = overloads.get(key)
+                if data_name is None:
+                    existing = set(overloads.values())
+                    data_name = next(name for name in map(self._data_name, itertools.count(1))
+                                     if name not in existing)
+                self._save_data(data_name, data)  # the data first: a reader never finds a key without it
+                if overloads.get(key) != data_name:
+                    overloads[key] = data_name
+                    self._save_index(overloads)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    save.nbnet_locked = True
+    IndexDataCacheFile.save = save
+
+
+lock_numba_cache_index()  # before anything is compiled
