@@ -273,7 +273,7 @@ def test_a_finite_cost_far_above_guessing_warns_once_or_stops(tmp_path, monkeypa
 
 def test_no_divergence_warning_in_ordinary_runs(tmp_path):
     """The quiet side: the README's digits runs, overfitting a small training set included."""
-    for args in ([], ["--train-size", 100, "--epochs", 60, "--hidden", 100],
+    for args in ([], ["--train-size", 100, "--epochs", 60, "--hidden", 40],  # (small: one-thread kernels)
                  ["--cost", "quadratic", "--output", "sigmoid", "--lr", 3, "--epochs", 10]):
         result = invoke("train", *args, "--plot", tmp_path / "p.png", "-q")
         assert result.exit_code == 0 and "Warning" not in result.output, (args, result.output)
