@@ -27,13 +27,11 @@ def kernel_cache_dir():
 def compile_lock():
     """Hold an exclusive lock (nbnet-compile.lock in the kernel cache directory) while compiling.
 
-    Numba saves a new compiled signature by reading a function's cache index, adding the entry
-    and writing the index back, with no lock: two processes compiling different signatures of
-    one function at the same time each write an index without the other's entry (the loser
-    compiles again next time: a warm run that takes 50 s), and in an unlucky interleaving an
-    entry can name the data file the other process wrote. Under this lock, processes that start
-    together (a sweep's workers, two terminals) compile one at a time, and the later ones load
-    what the first one wrote. Does nothing where flock or the directory is not available."""
+    Processes that start together on a cold cache (a sweep's workers, two terminals) would
+    otherwise all compile the same kernels at once, each paying the full compile time on
+    shared cores. Under this lock they compile one at a time, and the later ones load what the
+    first one wrote. (That concurrent saves keep every cache entry is another lock's work:
+    config.lock_numba_cache_index.) Does nothing where flock or the directory is not available."""
     try:
         import fcntl
         handle = open(os.path.join(kernel_cache_dir(), "nbnet-compile.lock"), "a")

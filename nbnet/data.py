@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .aligned import empty
+from .files import MAX_DEFLATE_RATIO
 
 
 class DataError(Exception):
@@ -64,14 +65,10 @@ N_INPUTS = {"digits": 8 * 8, "mnist": 28 * 28}  # pixels per image, known before
 def load_digits(test_fraction=0.2, seed=0, dtype="float32"):
     """The UCI optical-recognition digits (1797 8x8 images, values 0..16), bundled with nbnet,
     split into train and test by a seeded stratified split (each class keeps its proportion)."""
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"test fraction must lie strictly between 0 and 1, got {test_fraction}")
     with resources.files("nbnet").joinpath("data/digits.csv.gz").open("rb") as raw:
         table = np.loadtxt(gzip.open(raw), delimiter=",", dtype=np.int64)
-    X = (table[:, :-1] / 16.0).astype(dtype)
-    y = table[:, -1]
-    test = stratified_test_mask(y, test_fraction, seed)
-    return Dataset("digits", X[~test], y[~test], X[test], y[test], (8, 8))
+    return Dataset("digits", *stratified_split((table[:, :-1] / 16.0).astype(dtype), table[:, -1], test_fraction,
+                                               seed), (8, 8))
 
 
 def hold_out(X, y, validation):
@@ -109,6 +106,14 @@ def split_for(data, train_size=None, validation=None):
     return Split(X, y, data.X_test, data.y_test, X_validation, y_validation)
 
 
+def stratified_split(X, y, test_fraction, seed):
+    """(X_train, y_train, X_test, y_test): a seeded stratified split, test_fraction of every class held out."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test fraction must lie strictly between 0 and 1, got {test_fraction}")
+    test = stratified_test_mask(y, test_fraction, seed)
+    return X[~test], y[~test], X[test], y[test]
+
+
 def stratified_test_mask(y, test_fraction, seed):
     """Boolean mask choosing round(test_fraction * count) samples of every class, at random."""
     rng = np.random.default_rng(seed)
@@ -140,11 +145,6 @@ def find_idx(directory, stem):
         if (Path(directory) / name).is_file():
             return Path(directory) / name
     raise DataError(f"{stem}(.gz) not found in {directory} (try: nbnet download mnist --data-dir {directory})")
-
-
-# Deflate cannot expand data more than about 1032 times: a gzipped IDX file whose header declares
-# more than this many bytes per byte of file is corrupt (or a decompression bomb).
-MAX_DEFLATE_RATIO = 1032
 
 
 def read_idx(path, magic):

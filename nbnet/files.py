@@ -8,7 +8,9 @@ check every array's declared size against the file's first (check_npz_sizes)."""
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -62,8 +64,22 @@ def _umask():
     return mask
 
 
-# Deflate cannot expand data more than about 1032 times.
+# Deflate cannot expand data more than about 1032 times: a compressed file whose contents
+# declare more than this many bytes per byte of file is corrupt (or a decompression bomb).
 MAX_DEFLATE_RATIO = 1032
+
+# What reading a damaged .npy or .npz file can raise (numpy parses the .npy header with
+# tokenize and ast: TokenError, SyntaxError; a damaged zip: BadZipFile, zlib.error, EOFError).
+NUMPY_FILE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, TokenError, zipfile.BadZipFile, zlib.error,
+                     NotImplementedError)
+
+
+def load_npz(path):
+    """{name: array} of a .npz file, loaded with allow_pickle=False after check_npz_sizes.
+    Raises FileNotFoundError, or one of NUMPY_FILE_ERRORS for a file that is not a readable .npz."""
+    check_npz_sizes(path)
+    with np.load(path, allow_pickle=False) as content:
+        return {name: content[name] for name in content.files}
 
 
 def check_npz_sizes(path):

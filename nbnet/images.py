@@ -9,9 +9,10 @@ when shrinking), centre it, and return values in [0, 1] like the training inputs
 
 import io
 from pathlib import Path
-from tokenize import TokenError
 
 import numpy as np
+
+from .files import NUMPY_FILE_ERRORS
 
 # A photo of a digit needs far fewer: larger images (or decompression bombs) are refused from
 # their header, before their pixels are decoded (a 40-megapixel image is 320 MB as floats).
@@ -35,7 +36,7 @@ def read_image(path):
             array = np.load(path, allow_pickle=False, mmap_mode="r")
         except FileNotFoundError:
             raise ImageError(f"{path}: no such file") from None
-        except (OSError, ValueError, EOFError, SyntaxError, TokenError) as error:  # (a corrupt header)
+        except NUMPY_FILE_ERRORS as error:
             raise ImageError(f"{path}: cannot read as a .npy array ({type(error).__name__})") from None
         if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise ImageError(f"{path}: expected a 2-D array of gray levels, got shape {array.shape} of {array.dtype}")

@@ -17,13 +17,10 @@ into arrays and back and check that they fit together.
 """
 
 import json
-import zipfile
-import zlib
-from tokenize import TokenError
 
 import numpy as np
 
-from .files import atomic_write, check_npz_sizes
+from .files import NUMPY_FILE_ERRORS, atomic_write, load_npz
 from .version import __version__
 
 FORMAT = "nbnet-model"
@@ -53,15 +50,12 @@ def read_model_file(path):
     """(named arrays, metadata) of a file written by write_model_file, in the current format
     (older versions upgraded); ModelError if it is not one."""
     try:
-        check_npz_sizes(path)
-        with np.load(path, allow_pickle=False) as content:
-            arrays = {name: content[name] for name in content.files}
+        arrays = load_npz(path)
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, SyntaxError,
-            TokenError) as error:  # (the last two: a corrupt .npy header)
+    except NUMPY_FILE_ERRORS as error:
         raise ModelError(f"{path}: not an nbnet model file ({type(error).__name__})") from None
-    if not isinstance(arrays, dict) or "metadata" not in arrays:
+    if "metadata" not in arrays:
         raise ModelError(f"{path}: not an nbnet model file (no metadata)")
     try:
         metadata = json.loads(str(arrays.pop("metadata")))

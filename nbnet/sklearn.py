@@ -195,13 +195,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """The TrainConfig that says the same as these parameters."""
         optimizer = "adam" if self.solver == "adam" else (
             "sgd" if self.momentum == 0 else "nesterov" if self.nesterovs_momentum else "momentum")
-        hidden = (self.hidden_layer_sizes,) if np.isscalar(self.hidden_layer_sizes) else self.hidden_layer_sizes
-        return TrainConfig(hidden=tuple(int(n) for n in hidden), activation=ACTIVATIONS[self.activation],
+        return TrainConfig(hidden=tuple(int(n) for n in self._hidden()), activation=ACTIVATIONS[self.activation],
                            output=self.output, cost=self.cost, epochs=epochs, batch_size=batch,
                            lr=self.learning_rate_init, l2=self.alpha * n_samples / batch, seed=self._seed(),
                            dtype=self.dtype, optimizer=optimizer, momentum=self.momentum or 0.9,
                            beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon, dropout=self.dropout,
                            train_metrics="running")
+
+    def _hidden(self):
+        """hidden_layer_sizes as a sequence (scikit-learn accepts one int for one layer)."""
+        return (self.hidden_layer_sizes,) if np.isscalar(self.hidden_layer_sizes) else self.hidden_layer_sizes
 
     def _batch(self, n_samples):
         if self.batch_size == "auto":
@@ -223,7 +226,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"activation {self.activation!r} is not supported; choose one of {list(ACTIVATIONS)}")
         if self.solver not in ("sgd", "adam"):
             raise ValueError(f"solver {self.solver!r} is not supported; choose 'sgd' or 'adam'")
-        sizes = (self.hidden_layer_sizes,) if np.isscalar(self.hidden_layer_sizes) else self.hidden_layer_sizes
+        sizes = self._hidden()
         if len(sizes) == 0 or any(int(n) < 1 for n in sizes):
             raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}")
         if self.max_iter < 1:

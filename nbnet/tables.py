@@ -7,15 +7,13 @@ stratified and seeded, as the digits are. Features are used as they are: scale t
 """
 
 import csv
-import zipfile
-import zlib
 from pathlib import Path
-from tokenize import TokenError
 
 import numpy as np
 
 from .aligned import aligned
-from .data import DataError, Dataset, load_dataset, stratified_test_mask
+from .data import DataError, Dataset, load_dataset, stratified_split
+from .files import NUMPY_FILE_ERRORS, load_npz
 
 SUFFIXES = (".npz", ".csv")
 
@@ -42,20 +40,16 @@ def load_table(path, test_fraction=0.2, seed=0, dtype="float32", label_column="l
     else:
         (X, y), X_test, y_test = _read_csv(path, label_column), None, None
     X, y = _checked(path, X, y, "X", "y")
-    classes = np.unique(y if y_test is None else np.concatenate([y, _checked(path, X_test, y_test, "X_test",
-                                                                               "y_test")[1]]))
+    if X_test is not None:
+        X_test, y_test = _checked(path, X_test, y_test, "X_test", "y_test")
+        if X_test.shape[1] != X.shape[1]:
+            raise DataError(f"{path}: X has {X.shape[1]} features but X_test has {X_test.shape[1]}")
+    classes = np.unique(y if y_test is None else np.concatenate([y, y_test]))
     if len(classes) < 2:
         raise DataError(f"{path}: every sample has the label {classes[0]!r}; a classifier needs 2 classes or more")
     if X_test is None:
-        if not 0.0 < test_fraction < 1.0:
-            raise DataError(f"test fraction must lie strictly between 0 and 1, got {test_fraction}")
-        labels = np.searchsorted(classes, y)
-        test = stratified_test_mask(labels, test_fraction, seed)
-        X, X_test, y, y_test = X[~test], X[test], labels[~test], labels[test]
+        X, y, X_test, y_test = stratified_split(X, np.searchsorted(classes, y), test_fraction, seed)
     else:
-        X_test = _checked(path, X_test, y_test, "X_test", "y_test")[0]
-        if X_test.shape[1] != X.shape[1]:
-            raise DataError(f"{path}: X has {X.shape[1]} features but X_test has {X_test.shape[1]}")
         y, y_test = np.searchsorted(classes, y), np.searchsorted(classes, y_test)
     if len(X) == 0 or len(X_test) == 0:
         raise DataError(f"{path}: too few samples to split into training and test sets")
@@ -64,14 +58,9 @@ def load_table(path, test_fraction=0.2, seed=0, dtype="float32", label_column="l
 
 
 def _read_npz(path):
-    from .files import check_npz_sizes
-
     try:
-        check_npz_sizes(path)
-        with np.load(path, allow_pickle=False) as content:
-            arrays = {name: content[name] for name in content.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, SyntaxError,
-            TokenError) as error:
+        arrays = load_npz(path)
+    except NUMPY_FILE_ERRORS as error:
         raise DataError(f"{path}: not a readable .npz file ({type(error).__name__})") from None
     for name in ("X", "y"):
         if name not in arrays:

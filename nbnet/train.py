@@ -13,7 +13,9 @@ import numba
 import numpy as np
 
 from . import kernels, passes
+from .activations import f
 from .cache import compile_lock
+from .costs import one_hot
 from .network import Network
 from .optimizers import Optimizer
 from .schedules import learning_rate
@@ -121,9 +123,6 @@ DIVERGENCE_FACTOR = 10
 def guessing_cost(net, y):
     """The mean cost (no L2 term) on labels y of a network whose outputs are all z^L = 0: it
     guesses (softmax 1/C, sigmoid 1/2 everywhere). The yardstick of divergence."""
-    from .activations import f
-    from .costs import one_hot
-
     z = np.zeros((len(y), net.sizes[-1]))
     Y = one_hot(y, net.sizes[-1], z.dtype)
     return float(np.mean(net.cost_function.fn(z, f(z, net.acts[-1]), Y, net.acts[-1])))
@@ -238,9 +237,10 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
 
     With a validation set, each epoch reports validation instead of test cost and accuracy,
     and the test set is evaluated once, at the end. Without either (split.X_test None, as
-    the scikit-learn estimator trains), no held-out figures are computed. With early stopping, training stops when
-    the validation cost has not improved for config.patience epochs, and the weights of the
-    best epoch are restored (the returned history then ends with that epoch's row updated).
+    the scikit-learn estimator trains), no held-out figures are computed. With early stopping,
+    training stops when the validation cost has not improved for config.patience epochs, and
+    the weights of the best epoch are restored (the returned history then ends with that
+    epoch's row updated).
 
     Dropout P drops each hidden unit with probability P in every training step (inverted
     dropout); the masks depend only on (seed, epoch, step, layer, sample, unit).
