@@ -1,4 +1,5 @@
-"""Digit data sets: the bundled UCI 8x8 digits, and MNIST from IDX files (with a checked download).
+"""Image data sets: the bundled UCI 8x8 digits, and three sets of 28x28 images in MNIST's IDX
+files (MNIST, Fashion-MNIST, Kuzushiji-MNIST), each with a checked download.
 
 Every loader returns a `Dataset` with pixels scaled to [0, 1] in the requested dtype and
 labels as int64 class ids. Problems with the files raise `DataError` with a one-line
@@ -35,6 +36,9 @@ class Dataset:
     image_shape: tuple  # None for a table of features (nbnet.tables)
     class_names: tuple = None  # the label of each class id; None: the digits 0..9
 
+    def label(self, class_id):
+        return str(class_id) if self.class_names is None else self.class_names[class_id]
+
     @property
     def n_inputs(self):
         return self.X_train.shape[1]
@@ -48,17 +52,21 @@ class Dataset:
         images), and the names of its classes."""
         if self.image_shape is None:
             return dict(dataset=self.name, class_names=list(self.class_names))
-        return dict(dataset=self.name, image_shape=list(self.image_shape), **INPUTS[self.name])
+        names = {} if self.class_names is None else dict(class_names=list(self.class_names))
+        return dict(dataset=self.name, image_shape=list(self.image_shape), **INPUTS[self.name], **names)
 
 
 # How each data set's images become network inputs: pixel values divided by pixel_max give
 # [0, 1]; a digit's ink fills a square of digit_fraction of the image side, centred by its
-# centre of mass (MNIST: 20x20 in 28x28; UCI digits: the whole 8x8 frame).
+# centre of mass (MNIST: 20x20 in 28x28; UCI digits: the whole 8x8 frame; a garment or a
+# kana character: the whole 28x28 frame).
 INPUTS = {
     "digits": dict(pixel_max=16.0, digit_fraction=1.0),
     "mnist": dict(pixel_max=255.0, digit_fraction=20 / 28),
+    "fashion-mnist": dict(pixel_max=255.0, digit_fraction=1.0),
+    "kmnist": dict(pixel_max=255.0, digit_fraction=1.0),
 }
-N_INPUTS = {"digits": 8 * 8, "mnist": 28 * 28}  # pixels per image, known before loading
+N_INPUTS = {"digits": 8 * 8, "mnist": 28 * 28, "fashion-mnist": 28 * 28, "kmnist": 28 * 28}  # known before loading
 
 
 # ----------------------------------------------------------------------------- digits
@@ -134,17 +142,59 @@ MNIST_FILES = {
 LABELS_MAGIC, IMAGES_MAGIC = 2049, 2051
 
 
-def default_data_dir():
-    """$NBNET_DATA_DIR, else ~/.cache/nbnet/mnist."""
-    return Path(os.environ.get("NBNET_DATA_DIR") or Path.home() / ".cache" / "nbnet" / "mnist")
 
 
-def find_idx(directory, stem):
+@dataclass(frozen=True)
+class IdxSet:
+    """A data set stored as MNIST is (four IDX files, 28x28 images, ten classes): the mirrors
+    it downloads from, tried in order, the SHA-256 of each file, and the names of its classes."""
+    title: str
+    mirrors: tuple
+    sha256: dict
+    class_names: tuple = None
+
+
+# The mirrors torchvision uses. Fashion-MNIST's label files were checked against the copies in
+# github.com/zalandoresearch/fashion-mnist; the other digests are torchvision's (Ruby port).
+IDX_SETS = {
+    "mnist": IdxSet("MNIST", (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ), {
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    }),
+    "fashion-mnist": IdxSet("Fashion-MNIST", ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",), {
+        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    }, ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+    "kmnist": IdxSet("Kuzushiji-MNIST", ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",), {
+        "train-images-idx3-ubyte.gz": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+        "train-labels-idx1-ubyte.gz": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+        "t10k-images-idx3-ubyte.gz": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+        "t10k-labels-idx1-ubyte.gz": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+    }, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),  # the hiragana お き す つ な は ま や れ を
+}
+
+
+def default_data_dir(name="mnist"):
+    """Where data set `name`'s IDX files are: for MNIST $NBNET_DATA_DIR, else
+    ~/.cache/nbnet/mnist; for the others ~/.cache/nbnet/NAME."""
+    if name == "mnist" and os.environ.get("NBNET_DATA_DIR"):
+        return Path(os.environ["NBNET_DATA_DIR"])
+    return Path.home() / ".cache" / "nbnet" / name
+
+
+def find_idx(directory, stem, name="mnist"):
     """The path of STEM.gz or STEM in `directory`."""
-    for name in (stem + ".gz", stem):
-        if (Path(directory) / name).is_file():
-            return Path(directory) / name
-    raise DataError(f"{stem}(.gz) not found in {directory} (try: nbnet download mnist --data-dir {directory})")
+    for file_name in (stem + ".gz", stem):
+        if (Path(directory) / file_name).is_file():
+            return Path(directory) / file_name
+    raise DataError(f"{stem}(.gz) not found in {directory} (try: nbnet download {name} --data-dir {directory})")
 
 
 def read_idx(path, magic):
@@ -196,47 +246,40 @@ def read_idx_pair(images_path, labels_path, dtype):
     return X, labels.astype(np.int64), images.shape[1:]
 
 
-def load_mnist(data_dir=None, dtype="float32"):
-    """The four standard MNIST IDX files from `data_dir` (default: see default_data_dir)."""
-    directory = Path(data_dir) if data_dir else default_data_dir()
-    paths = {key: find_idx(directory, stem) for key, stem in MNIST_FILES.items()}
+def load_idx_set(name, data_dir=None, dtype="float32"):
+    """The four IDX files of data set `name` (a key of IDX_SETS) from `data_dir` (default:
+    see default_data_dir)."""
+    directory = Path(data_dir) if data_dir else default_data_dir(name)
+    paths = {key: find_idx(directory, stem, name) for key, stem in MNIST_FILES.items()}
     X_train, y_train, shape = read_idx_pair(paths["train_images"], paths["train_labels"], dtype)
     X_test, y_test, test_shape = read_idx_pair(paths["test_images"], paths["test_labels"], dtype)
     if shape != test_shape:
         raise DataError(f"train images are {shape} but test images are {test_shape}")
-    return Dataset("mnist", X_train, y_train, X_test, y_test, tuple(shape))
+    return Dataset(name, X_train, y_train, X_test, y_test, tuple(shape), IDX_SETS[name].class_names)
+
+
+def load_mnist(data_dir=None, dtype="float32"):
+    """The four standard MNIST IDX files from `data_dir` (default: see default_data_dir)."""
+    return load_idx_set("mnist", data_dir, dtype)
 
 
 def load_dataset(name, data_dir=None, test_fraction=0.2, seed=0, dtype="float32"):
     if name == "digits":
         return load_digits(test_fraction, seed, dtype)
-    if name == "mnist":
-        return load_mnist(data_dir, dtype)
-    raise DataError(f"unknown dataset {name!r}; choose digits or mnist")
+    if name in IDX_SETS:
+        return load_idx_set(name, data_dir, dtype)
+    raise DataError(f"unknown dataset {name!r}; choose digits, {', '.join(IDX_SETS)}")
 
 
 # ----------------------------------------------------------------------------- download
-# The mirrors torchvision and TensorFlow use, tried in order, and the SHA-256 of each file.
-MNIST_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-}
-
-
-def download_mnist(data_dir=None, mirrors=None, checksums=None, progress=None, timeout=30):
-    """Fetch each missing file into `data_dir`: stream to NAME.part, check its SHA-256, then
-    rename into place. A file whose checksum does not match is deleted and the next mirror
-    tried. `progress(name, done_bytes, total_bytes)` is called while bytes arrive.
-    mirrors and checksums default to MNIST_MIRRORS and MNIST_SHA256. Returns the directory."""
-    mirrors = MNIST_MIRRORS if mirrors is None else mirrors
-    checksums = MNIST_SHA256 if checksums is None else checksums
-    directory = Path(data_dir) if data_dir else default_data_dir()
+def download(name="mnist", data_dir=None, mirrors=None, checksums=None, progress=None, timeout=30):
+    """Fetch each missing file of IDX data set `name` into `data_dir`: stream to FILE.part,
+    check its SHA-256, then rename into place. A file whose checksum does not match is deleted
+    and the next mirror tried. `progress(file, done_bytes, total_bytes)` is called while bytes
+    arrive. mirrors and checksums default to IDX_SETS[name]'s. Returns the directory."""
+    mirrors = IDX_SETS[name].mirrors if mirrors is None else mirrors
+    checksums = IDX_SETS[name].sha256 if checksums is None else checksums
+    directory = Path(data_dir) if data_dir else default_data_dir(name)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .activations import HIDDEN, OUTPUT
 from .costs import COSTS
+from .data import IDX_SETS
 from .network import DTYPES, INITS, Network
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", *IDX_SETS)
 TRAIN_METRICS = ("full", "running", "none")
 
 
@@ -31,8 +32,9 @@ def option(default, help, choices=None, low=None, high=None, low_open=False, hig
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = option("digits", "digits: bundled UCI 8x8 digits; mnist: the IDX files in --data-dir; or a "
-                                    ".npz (arrays X, y) or .csv file of any labelled data.", choices=DATASETS,
+    dataset: str = option("digits", "digits: bundled UCI 8x8 digits; mnist, fashion-mnist, kmnist: the IDX "
+                                    "files in --data-dir (see --download); or a .npz (arrays X, y) or .csv file of "
+                                    "any labelled data.", choices=DATASETS,
                           files=(".npz", ".csv"))
     label_column: str = option("label", "The label column of a .csv --dataset (its header names it).")
     hidden: tuple = option((30,), "Neurons in a hidden layer; repeat for more layers (--hidden 100 --hidden 30).",

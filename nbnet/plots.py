@@ -125,8 +125,11 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
     for (true, guess), count in np.ndenumerate(confusion):
         axes.text(guess, true, str(count), ha="center", va="center", fontsize=7,
                   color="white" if true != guess and shares[true, guess] > top / 2 else "black")
+    names = [data.label(c) for c in range(len(confusion))]
     axes.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix: {title}",
              xticks=range(len(confusion)), yticks=range(len(confusion)))
+    axes.set_xticklabels(names, rotation=90 if max(map(len, names)) > 2 else 0)
+    axes.set_yticklabels(names)
     figure.colorbar(image, label="share of the true class's images (off the diagonal)")
     save_figure(figure, confusion_path)
     if mistakes_path is None:
@@ -138,7 +141,7 @@ def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, m
         axes.axis("off")
     for axes, i in zip(grid.ravel(), wrong):
         axes.imshow(data.X_test[i].reshape(data.image_shape), cmap="gray_r")
-        axes.set_title(f"true {data.y_test[i]}, said {predicted[i]}\n({probabilities[i, predicted[i]]:.0%} sure)",
+        axes.set_title(f"true {data.label(data.y_test[i])}, said {data.label(predicted[i])}\n({probabilities[i, predicted[i]]:.0%} sure)",
                        fontsize=8)
     figure.suptitle(f"most confidently wrong test images: {title}")
     save_figure(figure, mistakes_path, dpi=90)

@@ -2,7 +2,9 @@ import csv
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -125,8 +127,7 @@ def test_download_command_through_loopback_mirror(tmp_path, mirror, monkeypatch)
     served, url = mirror
     write_mnist(served)
     checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
-    monkeypatch.setattr(data_module, "MNIST_SHA256", checksums)
-    monkeypatch.setattr(data_module, "MNIST_MIRRORS", (url,))
+    monkeypatch.setitem(data_module.IDX_SETS, "mnist", data_module.IdxSet("MNIST", (url,), checksums))
     target = tmp_path / "got"
     result = invoke("download", "mnist", "--data-dir", target, "--mirror", url, "--quiet")
     assert result.exit_code == 0, result.output
@@ -142,6 +143,46 @@ def test_download_command_through_loopback_mirror(tmp_path, mirror, monkeypatch)
                     "--plot", tmp_path / "p.png", "--quiet")
     assert result.exit_code == 0, result.output
     assert (target / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_fashion_mnist_by_name_downloads_checked_trains_and_names_its_classes(tmp_path, mirror, monkeypatch):  # noqa: F811
+    served, url = mirror
+    write_mnist(served, side=28)
+    # the real digests are what a download checks by default: files that are not Fashion-MNIST fail them
+    result = invoke("download", "fashion-mnist", "--data-dir", tmp_path / "real", "--mirror", url, "--quiet")
+    assert_one_line_error(result, 1, "SHA-256 mismatch")
+    assert list((tmp_path / "real").iterdir()) == []
+    checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
+    real = data_module.IDX_SETS["fashion-mnist"]
+    monkeypatch.setitem(data_module.IDX_SETS, "fashion-mnist", data_module.IdxSet(real.title, (url,), checksums,
+                                                                                  real.class_names))
+    monkeypatch.setenv("HOME", str(tmp_path))  # default directory: ~/.cache/nbnet/fashion-mnist
+    monkeypatch.chdir(tmp_path)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    train = "train --dataset fashion-mnist --download --hidden 100 --epochs 10 --save fashion.npz"
+    evaluate = "evaluate fashion.npz --plot fashion.png"
+    assert "nbnet " + train in readme and "nbnet " + evaluate in readme  # the README's commands, as written
+    result = invoke(*train.split())
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / ".cache" / "nbnet" / "fashion-mnist").glob("*.gz"))) == 4
+    result = invoke(*evaluate.split())
+    assert result.exit_code == 0, result.output
+    assert "on the fashion-mnist test set" in result.output and "Ankle boot: " in result.output
+    assert (tmp_path / "fashion.png").read_bytes().startswith(b"\x89PNG")
+    image = np.zeros((28, 28))
+    image[4:24, 8:20] = 1.0
+    np.save("one.npy", image)
+    result = invoke("predict", "fashion.npz", "one.npy", "--top-k", 10)  # what a user does next
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in real.class_names)
+
+
+def test_the_idx_sets_carry_four_digests_and_ten_names():
+    for name, idx_set in data_module.IDX_SETS.items():
+        assert sorted(idx_set.sha256) == sorted(stem + ".gz" for stem in data_module.MNIST_FILES.values())
+        assert all(len(digest) == 64 and int(digest, 16) >= 0 for digest in idx_set.sha256.values())
+        assert idx_set.class_names is None or len(idx_set.class_names) == 10
+        assert data_module.N_INPUTS[name] == 784 and name in data_module.INPUTS
 
 
 def test_python_dash_m_and_console_help():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nbnet.data import (DataError, download_mnist, load_digits, load_mnist, read_idx, stratified_test_mask)
+from nbnet.data import (DataError, download, load_digits, load_mnist, read_idx, stratified_test_mask)
 
 from idx_files import idx_bytes, write_idx, write_mnist
 
@@ -129,7 +129,7 @@ def test_download_checks_and_renames_into_place(tmp_path, mirror):
     checksums = serve_mnist(served)
     target = tmp_path / "mnist"
     seen = []
-    download_mnist(target, mirrors=(url,), checksums=checksums, progress=lambda *a: seen.append(a))
+    download("mnist", target, mirrors=(url,), checksums=checksums, progress=lambda *a: seen.append(a))
     assert sorted(p.name for p in target.iterdir()) == sorted(checksums)
     assert len(load_mnist(target).X_train) == 30
     assert {name for name, _, _ in seen} == set(checksums)
@@ -138,7 +138,7 @@ def test_download_checks_and_renames_into_place(tmp_path, mirror):
 def test_download_falls_back_to_next_mirror(tmp_path, mirror):
     served, url = mirror
     checksums = serve_mnist(served)
-    download_mnist(tmp_path, mirrors=("http://127.0.0.1:9/nothing/", url), checksums=checksums, timeout=5)
+    download("mnist", tmp_path, mirrors=("http://127.0.0.1:9/nothing/", url), checksums=checksums, timeout=5)
     assert len(list(tmp_path.glob("*.gz"))) == 4
 
 
@@ -148,7 +148,7 @@ def test_download_checksum_mismatch_leaves_no_file(tmp_path, mirror):
     checksums["t10k-labels-idx1-ubyte.gz"] = "0" * 64
     target = tmp_path / "mnist"
     with pytest.raises(DataError, match="SHA-256 mismatch"):
-        download_mnist(target, mirrors=(url,), checksums=checksums)
+        download("mnist", target, mirrors=(url,), checksums=checksums)
     names = {p.name for p in target.iterdir()}
     assert "t10k-labels-idx1-ubyte.gz" not in names
     assert not any(name.endswith(".part") for name in names)
@@ -157,10 +157,10 @@ def test_download_checksum_mismatch_leaves_no_file(tmp_path, mirror):
 def test_download_keeps_files_that_already_match(tmp_path, mirror):
     served, url = mirror
     checksums = serve_mnist(served)
-    download_mnist(tmp_path, mirrors=(url,), checksums=checksums)
+    download("mnist", tmp_path, mirrors=(url,), checksums=checksums)
     for p in served.iterdir():
         os.unlink(p)  # the mirror is now empty: a second call must not need it
-    download_mnist(tmp_path, mirrors=(url,), checksums=checksums)
+    download("mnist", tmp_path, mirrors=(url,), checksums=checksums)
 
 
 def test_idx_writer_helper_matches_reader(tmp_path):

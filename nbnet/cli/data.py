@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..data import DataError, download_mnist
+from ..data import IDX_SETS, DataError, download
 from ..plots import OutputError, plot_metrics, read_metrics
 from .group import fail, main
 from .train import download_progress
@@ -25,17 +25,18 @@ def plot_command(metrics, output_path, title):
 
 
 @main.command("download")
-@click.argument("dataset", type=click.Choice(["mnist"]))
+@click.argument("dataset", type=click.Choice(tuple(IDX_SETS)))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Target directory [default: $NBNET_DATA_DIR or ~/.cache/nbnet/mnist].")
+              help="Target directory [default: ~/.cache/nbnet/DATASET; for mnist $NBNET_DATA_DIR if set].")
 @click.option("--mirror", "mirrors", multiple=True,
               help="Base URL to fetch from instead of the default mirrors (repeatable, tried in order).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def download_command(dataset, data_dir, mirrors, quiet):
-    """Download MNIST's four IDX files, each checked against its SHA-256 before it is kept."""
+    """Download the four IDX files of MNIST, Fashion-MNIST or Kuzushiji-MNIST, each checked
+    against its SHA-256 before it is kept."""
     kwargs = {"mirrors": tuple(m if m.endswith("/") else m + "/" for m in mirrors)} if mirrors else {}
     try:
-        directory = download_mnist(data_dir, progress=None if quiet else download_progress(), **kwargs)
+        directory = download(dataset, data_dir, progress=None if quiet else download_progress(), **kwargs)
     except DataError as error:
         fail(str(error))
-    click.echo(f"MNIST is in {directory}")
+    click.echo(f"{IDX_SETS[dataset].title} is in {directory}")

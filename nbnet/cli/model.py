@@ -15,6 +15,7 @@ from ..cache import compile_lock, kernel_cache_dir
 from ..config import FASTMATH
 from ..costs import COSTS
 from ..data import DataError
+from ..options import DATASETS
 from ..tables import load_any_dataset
 from ..gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
 from ..images import ImageError, fit_image, read_image
@@ -36,9 +37,9 @@ def open_model(path):
 # ----------------------------------------------------------------------------- evaluate
 @main.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dataset", type=click.Choice(["digits", "mnist"]), default=None,
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
               help="Data to evaluate on [default: the data set the model was trained on].")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the MNIST IDX files are [default: where the model's run read them].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the IDX files are [default: where the model's run read them].")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the confusion matrix here (PNG), and beside it the most confidently wrong test "
                    "images (NAME-mistakes.png) and the first layer's weights (NAME-weights.png).")
@@ -68,7 +69,7 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     click.echo(f"{model} on the {dataset} test set ({len(data.y_test)} images): cost {cost:.4f}, "
                f"accuracy {accuracy:.2%}")
     click.echo("per-class accuracy: " + "  ".join(
-        f"{c}: {confusion[c, c] / max(1, confusion[c].sum()):.1%}" for c in range(n_classes)))
+        f"{data.label(c)}: {confusion[c, c] / max(1, confusion[c].sum()):.1%}" for c in range(n_classes)))
     click.echo("confusion matrix (rows: true class, columns: predicted class)")
     click.echo("      " + "".join(f"{c:>6}" for c in range(n_classes)))
     for c in range(n_classes):
@@ -117,9 +118,10 @@ def predict_command(model, images, invert, top_k):
     prepare_kernels(net)
     probabilities = net.forward(np.array(rows))
     k = min(top_k, net.sizes[-1])
+    names = inputs.get("class_names") or [str(c) for c in range(net.sizes[-1])]
     for path, p in zip(images, probabilities):
         best = np.argsort(-p)[:k]
-        click.echo(f"{path}: " + ", ".join(f"{digit} ({p[digit]:.1%})" for digit in best))
+        click.echo(f"{path}: " + ", ".join(f"{names[c]} ({p[c]:.1%})" for c in best))
 
 
 # ----------------------------------------------------------------------------- gradcheck

@@ -13,7 +13,7 @@ import numpy as np
 from click.core import ParameterSource
 
 from ..cache import cache_dir_writable, kernel_cache_dir
-from ..data import DataError, default_data_dir, download_mnist, split_for
+from ..data import IDX_SETS, DataError, default_data_dir, download as download_idx_set, split_for
 from ..model_file import ModelError
 from ..network import Network
 from ..options import TrainConfig
@@ -30,8 +30,9 @@ RESUMABLE_CHANGES = ("epochs", "train_metrics", "stop_on_divergence")
 @main.command("train")
 @config_options()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the MNIST IDX files are [default: $NBNET_DATA_DIR or ~/.cache/nbnet/mnist].")
-@click.option("--download", is_flag=True, help="Download MNIST into --data-dir first if it is missing.")
+              help="Where the IDX files of mnist, fashion-mnist or kmnist are [default: ~/.cache/nbnet/DATASET; "
+                   "for mnist $NBNET_DATA_DIR if set].")
+@click.option("--download", is_flag=True, help="Download the IDX files into --data-dir first if they are missing.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help=f"Threads for the parallel kernels [default: all cores, {numba.config.NUMBA_NUM_THREADS}].")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -57,7 +58,7 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     files = run_files(ctx, resume, saved_files, data_dir=data_dir, plot_path=plot_path, metrics_path=metrics_path,
                       save_path=save_path, checkpoint_every=checkpoint_every)
     data = load_data(config, files["data_dir"], download, quiet)
-    files["data_dir"] = files["data_dir"] or (default_data_dir() if config.dataset == "mnist" else None)
+    files["data_dir"] = files["data_dir"] or (default_data_dir(config.dataset) if config.dataset in IDX_SETS else None)
     split = training_split(data, config)
     net = net or config.network(data.n_inputs, data.n_classes)
     if (net.sizes[0], net.sizes[-1]) != (data.n_inputs, data.n_classes):
@@ -150,10 +151,10 @@ def absolute(files):
 
 
 def load_data(config, data_dir, download, quiet):
-    """The run's Dataset (downloading MNIST first when asked)."""
+    """The run's Dataset (downloading its IDX files first when asked)."""
     try:
-        if config.dataset == "mnist" and download:
-            download_mnist(data_dir, progress=None if quiet else download_progress())
+        if config.dataset in IDX_SETS and download:
+            download_idx_set(config.dataset, data_dir, progress=None if quiet else download_progress())
         return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype,
                                 config.label_column)
     except DataError as error:
