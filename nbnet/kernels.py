@@ -182,7 +182,7 @@ def sum_rows(W, b, a_prev, z, j, first, last):
 
 @kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size)
 def weighted_sum(W, b, a_prev, z):
-    """z^m = W^m a^(m-1) + b^m:   z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k].
+    """z^m = W^m a^(m-1) + b^m:   z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k]. Plain loop: loops.weighted_sum.
 
     Speed trick, used again in hidden_delta and gradient_step: four neurons at a time. Four
     running sums share every load of a_prev[s, k], so the k loop does 4 multiply-adds per 5
@@ -199,7 +199,8 @@ def weighted_sum(W, b, a_prev, z):
 
 @kernel(work=lambda z, act, a: z.size)
 def activate(z, act, a):
-    """a^m = f(z^m): element-wise, or a row-wise softmax a[s, j] = exp(z[s, j]) / sum_i exp(z[s, i])."""
+    """a^m = f(z^m): element-wise, or a row-wise softmax a[s, j] = exp(z[s, j]) / sum_i exp(z[s, i]).
+    Plain loop: loops.activate (this one differs only by its float32 exp, kernels.exp)."""
     for s in prange(z.shape[0]):
         if act == SOFTMAX:
             top = z[s, 0]  # subtract the row maximum so exp cannot overflow
@@ -219,7 +220,8 @@ def activate(z, act, a):
 # ----------------------------------------------------------------------------- backward
 @kernel(work=lambda z, a, y, act, cost, delta: z.size)
 def output_delta(z, a, y, act, cost, delta):
-    """delta^L = f'(z^L) * dJ/da^L, with y[s] the class id of sample s (one-hot inside).
+    """delta^L = f'(z^L) * dJ/da^L, with y[s] the class id of sample s (one-hot inside). Plain
+    loop: loops.output_delta (the same loop).
 
     Cross-entropy with a sigmoid or softmax output simplifies exactly to delta = a - y (the
     f' factor cancels). The quadratic cost J = 1/2 ||a - y||^2 has dJ/da = a - y, times
@@ -281,6 +283,7 @@ def back_sums(W_next, delta_next, z, a, act, delta, s, n):
 @kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size)
 def hidden_delta(W_next, delta_next, z, a, act, delta):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j].
+    Plain loop: loops.hidden_delta.
 
     Threads own pairs of samples (back_sums computes both sums at once); an odd last sample
     goes alone.
@@ -339,6 +342,7 @@ def mean_rows(delta, scale, grad_b, j0, j_end):
 @kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size)
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
+    Plain loop: loops.weight_gradient.
 
     grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k], formed by
     subtract_outer_products with c = -1/S. Threads own blocks of 4 rows, as in gradient_step.
@@ -381,7 +385,8 @@ def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
 @kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b: a_prev.shape[0] * W.size)
 def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
     """One SGD step on layer m: W^m -= alpha (dJ/dW^m + (lambda/n) W^m),  b^m -= alpha dJ/db^m,
-    with dJ/dW^m = mean_s delta^m (a^(m-1))^T formed row by row and never stored:
+    with dJ/dW^m = mean_s delta^m (a^(m-1))^T formed row by row and never stored (plain loops:
+    loops.weight_gradient, then loops.sgd_step):
 
         W[j, k] = (1 - alpha l2_over_n) W[j, k] - alpha/S sum_s delta[s, j] a_prev[s, k]
 

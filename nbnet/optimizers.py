@@ -14,13 +14,14 @@ from .aligned import aligned, zeros
 from .codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "rmsprop": RMSPROP, "adam": ADAM}
+KERNELS = ("fast", "loops")
 
 
 class Optimizer:
     """An optimiser with its hyperparameters and, once attached to a network, its state."""
 
     def __init__(self, name="sgd", momentum=0.9, beta1=0.9, beta2=0.999, rho=0.9, eps=1e-8, decoupled=False,
-                 track_gradients=False):
+                 track_gradients=False, kernels="fast"):
         if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
         for what, value in (("momentum", momentum), ("beta1", beta1), ("beta2", beta2), ("rho", rho)):
@@ -31,6 +32,9 @@ class Optimizer:
         self.name, self.code = name, OPTIMIZERS[name]
         self.momentum, self.beta1, self.beta2, self.rho, self.eps = momentum, beta1, beta2, rho, eps
         self.decoupled = decoupled
+        if kernels not in KERNELS:
+            raise ValueError(f"unknown kernels {kernels!r}; choose one of: {', '.join(KERNELS)}")
+        self.kernels = kernels  # "fast": nbnet.kernels; "loops": the plain loops of nbnet.loops
         self.track_gradients = track_gradients  # then gradient_sums / tracked_steps = mean |dJ/dW^m|, |dJ/db^m|
         self.gradient_sums, self.tracked_steps = None, 0
         self.step = 0
@@ -72,6 +76,12 @@ class Optimizer:
         totals[0] and totals[1] when `totals` is given."""
         if self.gradient_sums is None:
             self.gradient_sums = np.zeros((2, len(net.weights)))
+        if self.kernels == "loops":
+            from . import loops  # (imported, and so compiled, only when asked for)
+
+            loops.train_batches(net, self, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed, totals)
+            self.tracked_steps += stop - first
+            return
         weights, biases = tuple(net.weights), tuple(net.biases)
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)

@@ -14,7 +14,7 @@ from .activations import HIDDEN, OUTPUT
 from .costs import COSTS
 from .data import IDX_SETS
 from .network import DTYPES, INITS, Network
-from .optimizers import OPTIMIZERS
+from .optimizers import KERNELS, OPTIMIZERS
 from .schedules import SCHEDULES
 
 DATASETS = ("digits", *IDX_SETS)
@@ -48,6 +48,9 @@ class TrainConfig:
     l2: float = option(0.0, "L2 strength lambda: cost + lambda/(2n) sum W^2, n = training samples.", low=0)
     seed: int = option(0, "Seeds the initial weights, the shuffles and the digits split.")
     dtype: str = option("float32", "Floating-point type of weights and arithmetic.", choices=DTYPES)
+    kernels: str = option("fast", "Training steps through fast: the blocked, fused kernels (nbnet/kernels.py), or "
+                                  "loops: the plain textbook loop of each equation (nbnet/loops.py; slower, the same "
+                                  "results up to rounding).", choices=KERNELS)
     test_fraction: float = option(0.2, "Share of the digits held out for testing (stratified, seeded).", low=0,
                                   high=1, low_open=True, high_open=True)
     train_size: int = option(None, "Train on the first N training samples only (shows overfitting quickly).", low=1)

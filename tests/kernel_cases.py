@@ -7,6 +7,7 @@ NUMBA_DISABLE_JIT=1 on small shapes, so the loop code itself is executed and cov
 import numpy as np
 
 from nbnet import kernels as K
+from nbnet import loops as P
 from nbnet import reference as R
 from nbnet.kernels import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SIGMOID, SOFTMAX, TANH
 
@@ -121,9 +122,62 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
     return outputs
 
 
+def check_loops(rng, dtype, n_samples, n_in, n_out):
+    """Every plain loop of nbnet.loops once on one random layer, against its NumPy twin and
+    against the fast kernel of the same equation (both up to rounding)."""
+    W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
+    shape = f"loops {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
+
+    def same(loop, kernel, args, twin, what):
+        """Run the plain loop and the fast kernel on copies of args; the last `len(twin)` arguments are outputs."""
+        mine, fast = ([a.copy() if isinstance(a, np.ndarray) else a for a in args] for _ in range(2))
+        loop(*mine)
+        kernel(*fast)
+        for got, from_kernel, want, name in zip(mine[-len(twin):], fast[-len(twin):], twin, what):
+            close_enough(got, want, dtype, f"{name} (loop vs NumPy) {shape}")
+            close_enough(got, from_kernel, dtype, f"{name} (loop vs kernel) {shape}")
+
+    empty = np.empty((n_samples, n_out), dtype)
+    same(P.weighted_sum, K.weighted_sum, (W, b, a_prev, empty), [R.weighted_sum(W, b, a_prev)], ["weighted_sum"])
+    z = (3 * rng.standard_normal((n_samples, n_out))).astype(dtype)
+    for act in (SIGMOID, TANH, RELU, SOFTMAX):
+        same(P.activate, K.activate, (z, act, empty), [R.activate(z, act)], [f"activate {act}"])
+    y = rng.integers(0, n_out, n_samples)
+    for act in (SIGMOID, SOFTMAX):
+        a = R.activate(z, act)
+        for cost in (QUADRATIC, CROSS_ENTROPY):
+            same(P.output_delta, K.output_delta, (z, a, y, act, cost, empty), [R.output_delta(z, a, y, act, cost)],
+                 [f"output_delta {act} {cost}"])
+    z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
+    delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)
+    for act in (SIGMOID, TANH, RELU):
+        a_hidden = R.activate(z_hidden, act)
+        same(P.hidden_delta, K.hidden_delta, (W, delta_next, z_hidden, a_hidden, act, np.empty_like(z_hidden)),
+             [R.hidden_delta(W, delta_next, z_hidden, a_hidden, act)], [f"hidden_delta {act}"])
+    for l2_over_n in (0.0, 0.37):
+        same(P.weight_gradient, K.weight_gradient, (delta_next, a_prev, W, l2_over_n, np.empty_like(W), np.empty_like(b)),
+             R.weight_gradient(delta_next, a_prev, W, l2_over_n), ["weight_gradient W", "weight_gradient b"])
+    grad_W, grad_b = R.weight_gradient(delta_next, a_prev, W, 0.37)
+    W_step, b_step = W.copy(), b.copy()
+    R.sgd_update(W_step, b_step, grad_W, grad_b, 0.3)
+    # the SGD step: weight_gradient then sgd_step, against the fused kernel gradient_step
+    W_loops, b_loops, W_fast, b_fast = W.copy(), b.copy(), W.copy(), b.copy()
+    g_W, g_b = np.empty_like(W), np.empty_like(b)
+    P.weight_gradient(delta_next, a_prev, W_loops, 0.37, g_W, g_b)
+    P.sgd_step(g_W, g_b, 0.3, W_loops, b_loops)
+    K.gradient_step(delta_next, a_prev, 0.3, 0.37, W_fast, b_fast)
+    for got, fast, want, name in ((W_loops, W_fast, W_step, "sgd_step W"), (b_loops, b_fast, b_step, "sgd_step b")):
+        close_enough(got, want, dtype, f"{name} (loop vs NumPy) {shape}")
+        close_enough(got, fast, dtype, f"{name} (loop vs kernel) {shape}")
+        assert got.dtype == dtype
+
+
 def check_all(shapes, seed=0):
     rng = np.random.default_rng(seed)
     for variant in ("parallel", "serial"):
         for dtype in (np.float32, np.float64):
             for n_samples, n_in, n_out in shapes:
                 check_layer(rng, dtype, n_samples, n_in, n_out, variant)
+    for dtype in (np.float32, np.float64):
+        for n_samples, n_in, n_out in shapes:
+            check_loops(rng, dtype, n_samples, n_in, n_out)
