@@ -9,7 +9,7 @@ builds each kernel with the first two. All share:
   in weighted_sum (7-10x faster); it may reorder a sum, but every thread runs the same
   compiled loop on the same shapes, so results still do not depend on the thread count.
   Only the `loop_nest` functions, and the parallel kernels they are inlined into, get
-  `reassoc`: see `loop_nest` and kernels.kernel.
+  `reassoc` and `contract` (a * b + c in one rounding): see `loop_nest` and kernels.kernel.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
 * cache=True: compiled machine code is written to disk and reused by later processes
@@ -25,7 +25,7 @@ import types
 from numba import njit
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
-KERNEL_FASTMATH = FASTMATH - {"reassoc"}
+KERNEL_FASTMATH = FASTMATH - {"reassoc", "contract"}  # the flags outside the loop nests: see kernels.kernel
 
 JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
 

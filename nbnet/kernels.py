@@ -45,12 +45,16 @@ def kernel(work):
                    one-thread body compiled once more on its own (Numba cannot inline a call
                    with *args).
 
-    The long sums are `loop_nest` functions, compiled with `reassoc`. The one-thread variants
-    call them; the parallel kernel inlines them (a call per block of rows cost 4 % of an MNIST
-    epoch at batch size 128) and so is compiled with their flags, which then also apply to
-    the kernel's own loops: a kernel that calls a nest therefore sums nothing outside it. The
-    other kernels leave `reassoc` out, so that a short sum (a softmax row) is added in the
-    same order in a parallel loop and inlined into a driver. All variants compute the same
+    The long sums are `loop_nest` functions, compiled with `reassoc` and `contract`. The
+    one-thread variants call them; the parallel kernel inlines them (a call per block of rows
+    cost 4 % of an MNIST epoch at batch size 128) and so is compiled with their flags, which
+    then also apply to the kernel's own loops: a kernel that calls a nest therefore sums and
+    multiply-adds nothing outside it. The other kernels leave `reassoc` and `contract` out, so
+    that a short sum (a softmax row) is added in the same order in a parallel loop and inlined
+    into a driver, and no a * b + c is fused into one rounding in one variant and not in
+    another (LLVM fused one in optimizer_step's parallel loop when it compiled the kernel, and
+    not in the machine code it wrote to the disk cache: Adam's first run gave other bits
+    than every later run). All variants compute the same
     numbers, bit for bit (tests/test_kernels.py). The copies are made here, in kernels.py,
     because Numba's disk cache only notices edits to the file a function's code comes from
     (the auto functions contain the kernels they call).
@@ -339,6 +343,15 @@ def mean_rows(delta, scale, grad_b, j0, j_end):
         grad_b[j] = gb * scale
 
 
+@loop_nest
+def add_l2_rows(W, l2, G, j0, j_end):
+    """G[j, k] += l2 W[j, k] for rows j0..j_end-1: the L2 term (lambda/n) W^m of weight_gradient
+    (a multiply-add, so in a nest: see kernel)."""
+    for j in range(j0, j_end):
+        for k in range(W.shape[1]):
+            G[j, k] += l2 * W[j, k]
+
+
 @kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size)
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
@@ -359,9 +372,7 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
         subtract_outer_products(delta, a_prev, -scale, grad_W, j0)
         l2 = W.dtype.type(l2_over_n)
         if l2 != ZERO:
-            for j in range(j0, j_end):
-                for k in range(W.shape[1]):
-                    grad_W[j, k] += l2 * W[j, k]
+            add_l2_rows(W, l2, grad_W, j0, j_end)
 
 
 @loop_nest

@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 
 from . import kernels
-from .codes import QUADRATIC, RELU, SGD, SIGMOID, SOFTMAX, TANH
+from .codes import QUADRATIC, SGD, SIGMOID, SOFTMAX, TANH
 from .config import FASTMATH, parallel, serial
 
 ZERO, ONE, HALF = np.float32(0), np.float32(1), np.float32(0.5)

@@ -12,3 +12,12 @@ import tempfile
 
 if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("NUMBA_CACHE_DIR"):
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"nbnet-numba-cache-{os.getppid()}")
+
+# The tests that compile in child processes with caches of their own (tens of seconds each):
+# run first, so that the other worker takes the many short tests and neither is left with a
+# long one at the end.
+LONG = ("test_compile.py::", "one_thread_twins_agree_bit_for_bit", "test_concurrency.py::", "test_chaos.py::")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not any(name in item.nodeid for name in LONG))

@@ -1,8 +1,11 @@
-"""Compiling only what a run uses, and filling the kernel cache ahead of time.
+"""Compiling only what a run uses, filling the kernel cache ahead of time, and the same model
+from fresh and cached kernels.
 
 One fresh kernel cache for the whole sequence, in child processes (each compile is real):
-a run compiles its own path and nothing else; another option compiles on first use;
+a run compiles its own path and nothing else; another option compiles on first use; runs that
+compile the one-thread and the parallel drivers train the same weights as runs that load them;
 `nbnet compile` and the sweep's warm-up fill the cache so that later processes compile nothing.
+(One sequence, not several tests, so that CI compiles each of these paths once.)
 """
 
 import os
@@ -44,6 +47,24 @@ print(prepare_kernels(digits, 10)[1], prepare_kernels(digits, 10, Optimizer("ada
 """
 
 
+TRAIN = """
+import sys, hashlib, numpy as np
+from nbnet import Network
+from nbnet.data import load_digits
+from nbnet.train import train_epoch, prepare_kernels, set_threads
+set_threads(int(sys.argv[1]))
+d = load_digits()
+print(prepare_kernels(Network([64, 300, 20, 10]), 32)[1])
+digests = []
+for hidden, batch in [((30,), 1), ((30,), 16), ((300, 20), 32)]:
+    net = Network([64, *hidden, 10], seed=0)
+    X, y = net.as_inputs(d.X_train), net.as_labels(d.y_train, len(d.X_train))
+    train_epoch(net, X, y, np.random.default_rng(0).permutation(len(X)), batch, 0.3, 0.001)
+    digests.append(hashlib.sha256(b"".join(w.tobytes() for w in net.weights + net.biases)).hexdigest()[:12])
+print(digests)
+"""
+
+
 def run(args, env):
     result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -57,6 +78,14 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert run(["-c", LAZY], env).split("\n")[:8] == [
         "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]", "1",
         "True", "[True, False, False] 2", "False", "False"]
+    # Fresh and cached kernels, 1 and 2 threads, train the same model bit for bit (compiler choices
+    # that reorder sums would break this). 64-300-20-10 at batch 32 takes the one-thread drivers with
+    # 1 thread and the parallel ones with 2, compiled by these two runs (the smaller runs take the
+    # one-thread drivers either way); the last two runs load them.
+    fresh = [run(["-c", TRAIN, threads], env).split("\n")[:2] for threads in ("1", "2")]
+    cached = [run(["-c", TRAIN, threads], env).split("\n")[:2] for threads in ("1", "2")]
+    assert [compiled for compiled, _ in fresh + cached] == ["True", "True", "False", "False"]
+    assert len({digests for _, digests in fresh + cached}) == 1
     # nbnet compile: both variants (an MNIST-sized network runs in parallel with 2 threads)
     output = run(["-m", "nbnet", "compile", "--optimizers", "sgd"], env)
     assert "one thread: train, sgd:" in output and "parallel: evaluate and predict:" in output

@@ -1,4 +1,5 @@
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -160,13 +161,29 @@ def test_compiled_exp_is_accurate_in_float32_and_numpy_exp_in_float64():
 @pytest.mark.parametrize("shape", [(37, 50, 23), (300, 64, 130), (1, 784, 100)])
 def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
     """A run calls either the parallel or the one-thread variant of the drivers (nbnet.passes,
-    by its size and thread count); that is only allowed because both compute the same bits."""
+    by its size and thread count), compiled fresh or loaded from the disk cache; that is only
+    allowed because all of them compute the same bits."""
     from kernel_cases import check_layer
 
     set_threads(2)
+    here = {}
     for dtype in (np.float32, np.float64):
         parallel = check_layer(np.random.default_rng(3), dtype, *shape, variant="parallel")
         serial = check_layer(np.random.default_rng(3), dtype, *shape, variant="serial")
         assert len(parallel) == len(serial) > 20
         for got, want in zip(parallel, serial):
             assert np.array_equal(got, want), (dtype, shape)
+        here[dtype.__name__] = parallel + serial
+    if shape == (37, 50, 23):
+        # This test runs first (conftest.py), so in a fresh cache the kernels above were compiled in
+        # this process; a new process loads them from the disk cache and must compute the same bits.
+        code = ("import pickle, sys, numpy as np; from nbnet.train import set_threads; from kernel_cases import "
+                "check_layer; set_threads(2); sys.stdout.buffer.write(pickle.dumps({d: [x for v in ('parallel', "
+                "'serial') for x in check_layer(np.random.default_rng(3), getattr(np, d), 37, 50, 23, variant=v)] "
+                "for d in ('float32', 'float64')}))")
+        result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr.decode()
+        loaded = pickle.loads(result.stdout)
+        for name, outputs in here.items():
+            assert all(np.array_equal(a, b) for a, b in zip(outputs, loaded[name], strict=True)), name

@@ -52,12 +52,11 @@ def run(dtype="float64", **options):
 
 
 @pytest.mark.parametrize("options", [
-    dict(),
-    dict(activation="tanh", output="sigmoid", cost="quadratic", l2=0.5, lr=0.2),
-    dict(activation="relu", output="softmax", cost="quadratic", dropout=0.3, train_metrics="running"),
-    dict(optimizer="adam", lr=0.005, l2=1.0, dropout=0.2),
-    dict(optimizer="nesterov", lr=0.05, decoupled_weight_decay=True, l2=1.0, track_gradients=True),
-], ids=["sigmoid", "tanh-sigmoid-quadratic-l2", "relu-dropout-running", "adam-l2-dropout", "nesterov-decay"])
+    dict(l2=0.5, dropout=0.2),
+    dict(activation="tanh", output="sigmoid", cost="quadratic", l2=0.5, lr=0.05, optimizer="nesterov",
+         decoupled_weight_decay=True, track_gradients=True, train_metrics="running"),
+    dict(activation="relu", output="softmax", cost="quadratic", dropout=0.3, optimizer="adam", lr=0.005, l2=1.0),
+], ids=["sgd-l2-dropout", "tanh-sigmoid-quadratic-nesterov-decay-tracked-running", "relu-quadratic-adam-l2-dropout"])
 def test_training_through_the_loops_ends_where_the_fast_kernels_end(options):
     """Same seed, same options: the same weights and the same epoch figures up to rounding."""
     fast, fast_history = run(**options)
@@ -65,8 +64,9 @@ def test_training_through_the_loops_ends_where_the_fast_kernels_end(options):
     for got, want in zip(plain.weights + plain.biases, fast.weights + fast.biases):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
     for got, want in zip(plain_history, fast_history):
-        for name in ("train_cost", "test_cost", "train_accuracy", "test_accuracy"):
-            assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-9)
+        for name in ("train_cost", "test_cost", "train_accuracy", "test_accuracy", "gradient_means"):
+            assert getattr(got, name) == (None if getattr(want, name) is None
+                                          else pytest.approx(getattr(want, name), rel=1e-9))
     assert plain_history[-1].test_accuracy > 0.4  # it learned (chance: 0.1)
 
 
