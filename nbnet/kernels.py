@@ -91,6 +91,15 @@ def float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c for float32 in one rounding (LLVM's llvm.fma), written out because the kernels
+    leave the `contract` flag off (see kernel): the same bits in every variant, fresh or cached."""
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
 EXP_LOW, EXP_HIGH = np.float32(-87.3), np.float32(88.37)  # 2^n stays a normal float32
 HALF = np.float32(0.5)
 FLUSH_BELOW, SQUARE_FLUSH_BELOW = np.float32(1e-30), np.float32(1e-15)  # see flushed
@@ -106,10 +115,11 @@ def exp_float32(x):
     outside [-87.3, 88.37] are clamped (e^x then rounds to 1e-38 or 2.6e38 instead of 0 or inf,
     which the sigmoid and the softmax turn into the same outputs up to float32 rounding)."""
     x = min(max(x, EXP_LOW), EXP_HIGH)
-    n = np.floor(x * LOG2_E + HALF)
-    r = (x - n * LN2_HIGH) - n * LN2_LOW
+    n = np.floor(fma(x, LOG2_E, HALF))  # x log2(e) + 1/2
+    r = fma(-n, LN2_LOW, fma(-n, LN2_HIGH, x))  # (x - n ln2_high) - n ln2_low
     c0, c1, c2, c3, c4, c5 = EXP_POLY
-    p = (((((c0 * r + c1) * r + c2) * r + c3) * r + c4) * r + c5) * r * r + r + ONE
+    p = fma(fma(fma(fma(fma(c0, r, c1), r, c2), r, c3), r, c4), r, c5)  # Horner
+    p = fma(p * r, r, r) + ONE  # p r^2 + r + 1
     return p * float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
 
 

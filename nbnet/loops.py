@@ -24,7 +24,7 @@ from . import kernels
 from .codes import QUADRATIC, SGD, SIGMOID, SOFTMAX, TANH
 from .config import FASTMATH, parallel, serial
 
-ZERO, ONE, HALF = np.float32(0), np.float32(1), np.float32(0.5)
+ZERO, ONE = np.float32(0), np.float32(1)
 
 
 def plain(fn):
@@ -32,6 +32,8 @@ def plain(fn):
     return parallel(fn, FASTMATH)
 
 
+# f and f_prime are written again here, not imported from kernels.py: Numba's disk cache notices
+# edits only to the file a compiled function is in (kernels.f also differs: its float32 exp).
 @serial(inline="always")
 def f(z, act):
     """a = f(z) for one neuron: sigmoid 1 / (1 + e^-z), tanh, or relu max(z, 0)."""
