@@ -175,8 +175,8 @@ def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
             assert np.array_equal(got, want), (dtype, shape)
         here[dtype.__name__] = parallel + serial
     if shape == (37, 50, 23):
-        # This test runs first (conftest.py), so in a fresh cache the kernels above were compiled in
-        # this process; a new process loads them from the disk cache and must compute the same bits.
+        # In a fresh cache (CI) this process compiled the kernels above (here or in the tests before);
+        # a new process loads them from the disk cache and must compute the same bits.
         code = ("import pickle, sys, numpy as np; from nbnet.train import set_threads; from kernel_cases import "
                 "check_layer; set_threads(2); sys.stdout.buffer.write(pickle.dumps({d: [x for v in ('parallel', "
                 "'serial') for x in check_layer(np.random.default_rng(3), getattr(np, d), 37, 50, 23, variant=v)] "
