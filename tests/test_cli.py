@@ -158,6 +158,9 @@ def test_fashion_mnist_by_name_downloads_checked_trains_and_names_its_classes(tm
                                                                                   real.class_names))
     monkeypatch.setenv("HOME", str(tmp_path))  # default directory: ~/.cache/nbnet/fashion-mnist
     monkeypatch.chdir(tmp_path)
+    # the one-thread drivers, which give the same bits (test_kernels.py): the parallel ones for
+    # 784-100-10 are compiled by other tests, and here would cost CI 10 s more
+    monkeypatch.setattr("nbnet.passes.PARALLEL_RUN_WORK", 10 ** 12)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     train = "train --dataset fashion-mnist --download --hidden 100 --epochs 10 --save fashion.npz"
     evaluate = "evaluate fashion.npz --plot fashion.png"

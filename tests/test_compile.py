@@ -15,10 +15,25 @@ import sys
 import numba
 import pytest
 
-LAZY = """
-from nbnet import Network, kernels as K
+DIGESTS = """
+import sys, hashlib, numpy as np
+from nbnet import Network
+from nbnet.data import load_digits
+from nbnet.train import train_epoch, prepare_kernels, set_threads
+def digests(models):
+    d, found = load_digits(), []
+    for hidden, batch in models:
+        net = Network([64, *hidden, 10], seed=0)
+        X, y = net.as_inputs(d.X_train), net.as_labels(d.y_train, len(d.X_train))
+        train_epoch(net, X, y, np.random.default_rng(0).permutation(len(X)), batch, 0.3, 0.001)
+        found.append(hashlib.sha256(b"".join(w.tobytes() for w in net.weights + net.biases)).hexdigest()[:12])
+    return found
+SMALL, WIDE = [((30,), 1), ((30,), 16)], [((800,), 32)]  # one-thread drivers always; parallel ones with 2 threads
+"""
+
+LAZY = DIGESTS + """
+from nbnet import kernels as K
 from nbnet.optimizers import Optimizer
-from nbnet.train import prepare_kernels, set_threads
 set_threads(2)
 def compiled(*functions):
     return [bool(f.signatures) for f in functions]
@@ -31,37 +46,19 @@ print(len(K.forward_layers.serial.signatures))  # one, shared by training and ev
 print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
 print(compiled(K.train_batches_with.serial, K.optimizer_step, K.dropout), len(K.forward_layers.serial.signatures))
 print(prepare_kernels(net, 10)[1])  # nothing new
-import sys
 print("nbnet.loops" in sys.modules)  # the plain loops (--kernels loops) are not even imported
+print(digests(SMALL))  # trained by the one-thread drivers this process compiled
 """
 
-CHECK = """
-import sys
-from nbnet import Network
-from nbnet.optimizers import Optimizer
-from nbnet.train import prepare_kernels, set_threads
+TRAIN = DIGESTS + """
 set_threads(int(sys.argv[1]))
-digits, mnist = Network([64, 20, 10]), Network([784, 100, 10])
-print(prepare_kernels(digits, 10)[1], prepare_kernels(digits, 10, Optimizer("adam"))[1],
-      prepare_kernels(mnist, 10)[1], prepare_kernels(mnist)[1])
-"""
-
-
-TRAIN = """
-import sys, hashlib, numpy as np
-from nbnet import Network
-from nbnet.data import load_digits
-from nbnet.train import train_epoch, prepare_kernels, set_threads
-set_threads(int(sys.argv[1]))
-d = load_digits()
-print(prepare_kernels(Network([64, 300, 20, 10]), 32)[1])
-digests = []
-for hidden, batch in [((30,), 1), ((30,), 16), ((300, 20), 32)]:
-    net = Network([64, *hidden, 10], seed=0)
-    X, y = net.as_inputs(d.X_train), net.as_labels(d.y_train, len(d.X_train))
-    train_epoch(net, X, y, np.random.default_rng(0).permutation(len(X)), batch, 0.3, 0.001)
-    digests.append(hashlib.sha256(b"".join(w.tobytes() for w in net.weights + net.biases)).hexdigest()[:12])
-print(digests)
+print(prepare_kernels(Network([64, 800, 10]), 32)[1])
+print(digests(SMALL + WIDE))
+if sys.argv[2:] == ["check"]:  # nothing to compile for the digits (sgd, adam) and MNIST (train, evaluate)
+    from nbnet.optimizers import Optimizer
+    digits, mnist = Network([64, 20, 10]), Network([784, 100, 10])
+    print(prepare_kernels(digits, 10)[1], prepare_kernels(digits, 10, Optimizer("adam"))[1],
+          prepare_kernels(mnist, 10)[1], prepare_kernels(mnist)[1])
 """
 
 
@@ -75,17 +72,15 @@ def run(args, env):
 def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     # the digits' default run compiles no parallel kernel, no optimiser or dropout code
-    assert run(["-c", LAZY], env).split("\n")[:8] == [
+    lazy = run(["-c", LAZY], env).split("\n")
+    assert lazy[:8] == [
         "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]", "1",
         "True", "[True, False, False] 2", "False", "False"]
-    # Fresh and cached kernels, 1 and 2 threads, train the same model bit for bit (compiler choices
-    # that reorder sums would break this). 64-300-20-10 at batch 32 takes the one-thread drivers with
-    # 1 thread and the parallel ones with 2, compiled by these two runs (the smaller runs take the
-    # one-thread drivers either way); the last two runs load them.
-    fresh = [run(["-c", TRAIN, threads], env).split("\n")[:2] for threads in ("1", "2")]
-    cached = [run(["-c", TRAIN, threads], env).split("\n")[:2] for threads in ("1", "2")]
-    assert [compiled for compiled, _ in fresh + cached] == ["True", "True", "False", "False"]
-    assert len({digests for _, digests in fresh + cached}) == 1
+    # Fresh and cached kernels, 1 and 2 threads, train the same models bit for bit (compiler choices
+    # that reorder sums would break this): the small runs take the one-thread drivers, compiled by the
+    # process above; 64-800-10 at batch 32 takes the parallel drivers with 2 threads, compiled by
+    # this run, and the one-thread drivers with 1; the last two runs below load everything.
+    fresh = run(["-c", TRAIN, "2"], env).split("\n")[:2]
     # nbnet compile: both variants (an MNIST-sized network runs in parallel with 2 threads)
     output = run(["-m", "nbnet", "compile", "--optimizers", "sgd"], env)
     assert "one thread: train, sgd:" in output and "parallel: evaluate and predict:" in output
@@ -93,5 +88,8 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     # what nbnet sweep runs before its workers start
     job = dict(config=dict(hidden=[20], optimizer="adam"), data_dir=None, threads=1)
     run(["-c", f"from nbnet.sweep import prepare; prepare([{job!r}])"], env)
-    for threads in ("1", "2"):  # later processes load everything
-        assert run(["-c", CHECK, threads], env).split() == ["False"] * 4
+    # later processes load everything, and train what the fresh kernels trained
+    cached = [run(["-c", TRAIN, threads, "check"], env).split("\n")[:3] for threads in ("1", "2")]
+    assert fresh[0] == "True" and [compiled for compiled, _, _ in cached] == ["False", "False"]
+    assert [check.split() for _, _, check in cached] == [["False"] * 4] * 2
+    assert fresh[1] == cached[0][1] == cached[1][1] and fresh[1].startswith(lazy[8][:-1])
