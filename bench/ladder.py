@@ -55,13 +55,6 @@ BATCH_SIZES = (1, 10, 128)
 LR = 0.1
 
 
-def plain_step(delta, a_prev, lr, W, b):
-    """dJ/dW^m, dJ/db^m by loops.weight_gradient, then loops.sgd_step."""
-    grad_W, grad_b = np.empty_like(W), np.empty_like(b)
-    loops.weight_gradient(delta, a_prev, W, 0.0, grad_W, grad_b)
-    loops.sgd_step(grad_W, grad_b, lr, W, b)
-
-
 def blocked_step(delta, a_prev, lr, W, b):
     """dJ/dW^m, dJ/db^m by the blocked kernels.weight_gradient, then loops.sgd_step."""
     grad_W, grad_b = np.empty_like(W), np.empty_like(b)

@@ -142,8 +142,6 @@ MNIST_FILES = {
 LABELS_MAGIC, IMAGES_MAGIC = 2049, 2051
 
 
-
-
 @dataclass(frozen=True)
 class IdxSet:
     """A data set stored as MNIST is (four IDX files, 28x28 images, ten classes): the mirrors

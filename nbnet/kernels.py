@@ -54,10 +54,10 @@ def kernel(work):
     into a driver, and no a * b + c is fused into one rounding in one variant and not in
     another (LLVM fused one in optimizer_step's parallel loop when it compiled the kernel, and
     not in the machine code it wrote to the disk cache: Adam's first run gave other bits
-    than every later run). All variants compute the same
-    numbers, bit for bit (tests/test_kernels.py). The copies are made here, in kernels.py,
-    because Numba's disk cache only notices edits to the file a function's code comes from
-    (the auto functions contain the kernels they call).
+    than every later run). All variants compute the same numbers, bit for bit
+    (tests/test_kernels.py). The copies are made here, in kernels.py, because Numba's disk
+    cache only notices edits to the file a function's code comes from (the auto functions
+    contain the kernels they call).
     """
     def compile_three(fn):
         nests = inlined_nests(fn)

@@ -20,7 +20,7 @@ here); the README's kernel map and bench/ladder.py measure what each step earns.
 import numpy as np
 from numba import prange
 
-from . import kernels
+from . import kernels, passes
 from .codes import QUADRATIC, SGD, SIGMOID, SOFTMAX, TANH
 from .config import FASTMATH, parallel, serial
 
@@ -138,7 +138,8 @@ def sgd_step(grad_W, grad_b, lr, W, b):
 # ----------------------------------------------------------------------------- the driver
 # One minibatch step, in Python, calling the loops above in the order of the equations. The
 # parts that are not equations of backpropagation come from nbnet.kernels: the dropout masks
-# (so both paths draw the same ones), the per-sample costs, and the optimisers other than SGD.
+# (so both paths draw the same ones), the minibatch costs (add_costs), and the optimisers other
+# than SGD.
 LOOPS = (weighted_sum, activate, output_delta, hidden_delta, weight_gradient, sgd_step)
 
 
@@ -148,7 +149,8 @@ def train_batches(net, optimizer, X, y, order, batch_size, first, stop, lr, l2_o
         rows = order[batch * batch_size:(batch + 1) * batch_size]
         z, a, inputs, masks = forward(net, X[rows], keep, seed, batch)
         if totals is not None:
-            _add_costs(z[-1], a[-1], y[rows], net.acts[-1], net.cost_function.code, totals)
+            kernels.add_costs(tuple(z), tuple(a), net.acts, net.cost_function.code, y[rows],
+                              *passes.cost_buffers(len(rows), X.dtype), totals)
         delta = backward(net, z, a, y[rows], masks)
         grads = [(np.empty_like(W), np.empty_like(b)) for W, b in zip(net.weights, net.biases)]
         l2_in_gradient = 0.0 if optimizer.code != SGD and optimizer.decoupled else l2_over_n
@@ -199,11 +201,3 @@ def _step(net, optimizer, grads, lr, l2_over_n):
     state = optimizer.attach(net).state
     for m, (W, b) in enumerate(zip(net.weights, net.biases)):
         kernels.optimizer_step(optimizer.code, *grads[m], settings, c1, c2, W, b, *(arrays[m] for arrays in state))
-
-
-def _add_costs(z, a, labels, act, cost, totals):
-    """totals += (the sum of the batch's costs J, how many it classifies correctly)."""
-    J, correct = np.empty(len(labels), z.dtype), np.empty(len(labels), np.int64)
-    kernels.output_cost(z, a, labels, act, cost, J, correct)
-    totals[0] += J.astype(np.float64).sum()
-    totals[1] += correct.sum()
