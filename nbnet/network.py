@@ -115,6 +115,13 @@ class Network:
         with np.errstate(over="ignore", invalid="ignore"):  # a sum of huge values may overflow: also a divergence
             return all(np.isfinite(np.sum(P)) for P in self.weights + self.biases)
 
+    def __setstate__(self, state):
+        """Unpickled (joblib may hand back read-only memory maps): aligned, writeable arrays again,
+        so that predicting neither compiles the kernels anew for read-only arrays nor fails to train."""
+        self.__dict__.update(state)
+        self.weights = [aligned(W) for W in self.weights]
+        self.biases = [aligned(b) for b in self.biases]
+
     def __repr__(self):
         return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
                 f"cost={self.cost_name!r}, dtype={self.dtype.name!r}, init={self.init!r})")

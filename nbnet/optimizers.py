@@ -111,6 +111,21 @@ class Optimizer:
                                        *passes.chunk_buffers(X, batch_size), *passes.cost_buffers(batch_size, X.dtype))
         return self._workspace_buffers
 
+    # ------------------------------------------------------------------ pickling (scikit-learn's estimator)
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_workspace_key"] = state["_workspace_buffers"] = None  # scratch space: made again on first use
+        return state
+
+    def __setstate__(self, state):
+        """Writeable arrays again (joblib may hand back read-only memory maps, which the kernels
+        cannot update)."""
+        self.__dict__.update(state)
+        if self.gradient_sums is not None:
+            self.gradient_sums = np.array(self.gradient_sums)
+        if self.state is not None:
+            self.state = [[aligned(array) for array in arrays] for arrays in self.state]
+
     # ------------------------------------------------------------------ checkpoints
     def state_arrays(self):
         """The state as named arrays for a model file (none for SGD)."""

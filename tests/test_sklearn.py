@@ -10,6 +10,8 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
+import joblib  # noqa: E402  (scikit-learn's dependency)
+
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -65,6 +67,11 @@ def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits, tm
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
     assert set(again.predict(X[:50])) <= set(names)
+    joblib.dump(model, tmp_path / "model.joblib")  # read back as read-only memory maps (what joblib's workers get)
+    mapped = joblib.load(tmp_path / "model.joblib", mmap_mode="r")
+    assert all(P.flags.writeable for P in mapped._network.weights + mapped._network.biases)  # (no new compile)
+    np.testing.assert_array_equal(mapped.predict_proba(X), model.predict_proba(X))
+    mapped.partial_fit(X, names[y])
     again.coefs_[-1][...] = 0  # coefs_ are the network's weights: zeroing them changes the predictions
     again.intercepts_[-1][...] = 0
     np.testing.assert_allclose(again.predict_proba(X[:3]), 0.1)
