@@ -17,7 +17,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("NUMBA_CACHE_DIR
 # run first, so that the other worker takes the many short tests and neither is left with a
 # long one at the end. (Not tests that compile into the shared cache: run first, they would
 # compile what the other worker is compiling at the same time.)
-LONG = ("test_compile.py::", "test_concurrency.py::", "test_chaos.py::")
+LONG = ("test_compile.py::", "test_chaos.py::")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -58,8 +58,8 @@ def test_train_defaults_plot_under_plots(tmp_path, monkeypatch):
 
 def test_train_size_and_threads_and_dtype(tmp_path):
     metrics = tmp_path / "m.csv"
-    result = invoke("train", "--epochs", 2, "--train-size", 100, "--threads", 1, "--dtype", "float64",
-                    "--l2", 1.0, "--batch-size", 7, "--plot", tmp_path / "p.png", "--metrics", metrics)
+    result = invoke("train", "--epochs", 2, "--train-size", 100, "--threads", 1, "--dtype", "float64", "--hidden", 20,
+                    "--hidden", 12, "--l2", 1.0, "--batch-size", 7, "--plot", tmp_path / "p.png", "--metrics", metrics)
     assert result.exit_code == 0, result.output
     assert "100 training" in result.output and "1 thread" in result.output
 

@@ -2,10 +2,12 @@
 from fresh and cached kernels.
 
 One fresh kernel cache for the whole sequence, in child processes (each compile is real):
-a run compiles its own path and nothing else; another option compiles on first use; runs that
-compile the one-thread and the parallel drivers train the same weights as runs that load them;
-`nbnet compile` and the sweep's warm-up fill the cache so that later processes compile nothing.
-(One sequence, not several tests, so that CI compiles each of these paths once.)
+a run compiles its own path and nothing else; another option compiles on first use; processes
+that start together on a cache that lacks their kernels compile them once (nbnet.cache.compile_lock:
+one compiles, the others wait and load); runs that compile the one-thread and the parallel drivers
+train the same weights as runs that load them; `nbnet compile` and the sweep's warm-up fill the
+cache so that later processes compile nothing. (One sequence, not several tests, so that CI
+compiles each of these paths once.)
 """
 
 import os
@@ -80,7 +82,16 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     # that reorder sums would break this): the small runs take the one-thread drivers, compiled by the
     # process above; 64-800-10 at batch 32 takes the parallel drivers with 2 threads, compiled by
     # this run, and the one-thread drivers with 1; the last two runs below load everything.
-    fresh = run(["-c", TRAIN, "2"], env).split("\n")[:2]
+    # Three such processes start together (a sweep's workers, two terminals), on a cache without
+    # the parallel drivers: one compiles them, the other two wait for it and load; all agree.
+    together = [subprocess.Popen([sys.executable, "-c", TRAIN, "2"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [child.communicate(timeout=600) for child in together]
+    assert [child.returncode for child in together] == [0] * 3, [stderr for _, stderr in outputs]
+    started = [stdout.split("\n")[:2] for stdout, _ in outputs]
+    assert sorted(compiled for compiled, _ in started) == ["False", "False", "True"]
+    fresh = started[0]
+    assert all(digests == fresh[1] for _, digests in started)
     # nbnet compile: both variants (an MNIST-sized network runs in parallel with 2 threads)
     output = run(["-m", "nbnet", "compile", "--optimizers", "sgd"], env)
     assert "one thread: train, sgd:" in output and "parallel: evaluate and predict:" in output
@@ -90,6 +101,6 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     run(["-c", f"from nbnet.sweep import prepare; prepare([{job!r}])"], env)
     # later processes load everything, and train what the fresh kernels trained
     cached = [run(["-c", TRAIN, threads, "check"], env).split("\n")[:3] for threads in ("1", "2")]
-    assert fresh[0] == "True" and [compiled for compiled, _, _ in cached] == ["False", "False"]
+    assert [compiled for compiled, _, _ in cached] == ["False", "False"]
     assert [check.split() for _, _, check in cached] == [["False"] * 4] * 2
     assert fresh[1] == cached[0][1] == cached[1][1] and fresh[1].startswith(lazy[8][:-1])

@@ -24,7 +24,7 @@ def same_parameters(a, b):
 
 
 def test_save_and_load_round_trip(tmp_path):
-    net = Network([6, 5, 3], activation="tanh", output="sigmoid", cost="quadratic", dtype="float64", seed=4)
+    net = Network([6, 5, 4, 3], activation="tanh", output="sigmoid", cost="quadratic", dtype="float64", seed=4)
     net.save(tmp_path / "m.npz", inputs={"dataset": "digits"})
     again = Network.load(tmp_path / "m.npz")
     assert again.sizes == net.sizes and again.activation == "tanh" and again.output == "sigmoid"
