@@ -121,6 +121,7 @@ class Network:
         self.__dict__.update(state)
         self.weights = [aligned(W) for W in self.weights]
         self.biases = [aligned(b) for b in self.biases]
+        self.acts = aligned(self.acts)
 
     def __repr__(self):
         return (f"Network({self.sizes}, activation={self.activation!r}, output={self.output!r}, "

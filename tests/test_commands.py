@@ -110,7 +110,7 @@ def test_predict_real_mnist_digits_of_any_size(tmp_path):
 
 # ----------------------------------------------------------------------------- gradcheck, info
 @pytest.mark.parametrize("args", [[], ["--activation", "relu", "--cost", "quadratic", "--output", "sigmoid",
-                                       "--l2", "2"], ["--hidden", "3", "--activation", "tanh"]])
+                                       "--l2", "2"], ["--hidden", "3", "--hidden", "4", "--activation", "tanh"]])
 def test_gradcheck_passes_per_layer(args):
     result = invoke("gradcheck", *args)
     assert result.exit_code == 0, result.output

@@ -69,7 +69,7 @@ def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits, tm
     assert set(again.predict(X[:50])) <= set(names)
     joblib.dump(model, tmp_path / "model.joblib")  # read back as read-only memory maps (what joblib's workers get)
     mapped = joblib.load(tmp_path / "model.joblib", mmap_mode="r")
-    assert all(P.flags.writeable for P in mapped._network.weights + mapped._network.biases)  # (no new compile)
+    assert all(P.flags.writeable for P in mapped._network.weights + mapped._network.biases + [mapped._network.acts])
     np.testing.assert_array_equal(mapped.predict_proba(X), model.predict_proba(X))
     mapped.partial_fit(X, names[y])
     again.coefs_[-1][...] = 0  # coefs_ are the network's weights: zeroing them changes the predictions
