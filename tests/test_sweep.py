@@ -65,17 +65,17 @@ def test_sweep_accepts_every_train_option():
 
 
 def test_sweep_over_a_choice_and_architectures_end_to_end(tmp_path):
-    """--optimizer swept as a choice, --hidden as whole architectures (one of two layers): a
-    grid of 2 x 2 runs, a CSV column per swept option, a plot with one line per optimizer."""
-    command = "sweep --optimizer sgd --optimizer momentum --hidden 20 --hidden 16,12 --lr 0.1 --epochs 2 --train-size 300 -q"
+    """--activation swept as a choice, --hidden as whole architectures (one of two layers): a
+    grid of 2 x 2 runs, a CSV column per swept option, a plot with one line per activation."""
+    command = "sweep --activation sigmoid --activation relu --hidden 20 --hidden 16,12 --lr 0.1 --epochs 2 --train-size 300 -q"
     assert "nbnet " + command in (Path(__file__).parents[1] / "README.md").read_text()  # the README's command
     result = CliRunner().invoke(main, [*command.split(), "--csv", str(tmp_path / "s.csv"),
                                        "--plot", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
     with open(tmp_path / "s.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["hidden"], r["optimizer"]) for r in rows] == [("20", "sgd"), ("20", "momentum"), ("16,12", "sgd"),
-                                                              ("16,12", "momentum")]
+    assert [(r["hidden"], r["activation"]) for r in rows] == [("20", "sigmoid"), ("20", "relu"), ("16,12", "sigmoid"),
+                                                               ("16,12", "relu")]
     assert "lr" not in rows[0] and all(0 <= float(r["held_out_accuracy"]) <= 1 for r in rows)
     assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
     assert "best (test cost): hidden" in result.output and "sweep:" not in result.output  # --quiet: no notes
