@@ -47,6 +47,8 @@ class TrainConfig:
     lr: float = option(0.5, "Learning rate alpha.", low=0, low_open=True)
     l2: float = option(0.0, "L2 strength lambda: cost + lambda/(2n) sum W^2, n = training samples.", low=0)
     seed: int = option(0, "Seeds the initial weights, the shuffles and the digits split.")
+    shuffle: bool = option(True, "Visit the training samples in a new random order every epoch (--no-shuffle: in "
+                                 "their stored order).", flag=True)
     dtype: str = option("float32", "Floating-point type of weights and arithmetic.", choices=DTYPES)
     kernels: str = option("fast", "Training steps through fast: the blocked, fused kernels (nbnet/kernels.py), or "
                                   "loops: the plain textbook loop of each equation (nbnet/loops.py; slower, the same "

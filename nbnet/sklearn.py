@@ -200,7 +200,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                            lr=self.learning_rate_init, l2=self.alpha * n_samples / batch, seed=self._seed(),
                            dtype=self.dtype, optimizer=optimizer, momentum=self.momentum or 0.9,
                            beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon, dropout=self.dropout,
-                           train_metrics="running")
+                           shuffle=bool(self.shuffle), train_metrics="running")
 
     def _hidden(self):
         """hidden_layer_sizes as a sequence (scikit-learn accepts one int for one layer)."""

@@ -331,7 +331,7 @@ def _train_epoch(net, X, y, config, state, epoch, on_progress):
     n = X.shape[0]
     n_batches = -(-n // config.batch_size)
     slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
-    order = state.rng.permutation(n).astype(np.int64)
+    order = state.rng.permutation(n).astype(np.int64) if config.shuffle else np.arange(n, dtype=np.int64)
     lr = learning_rate(config.schedule, config.lr, epoch, config.epochs, config.lr_step, config.lr_decay)
     running = np.zeros(2) if config.train_metrics == "running" else None  # the minibatch costs and correct counts
     start = time.perf_counter()

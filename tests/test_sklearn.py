@@ -86,7 +86,8 @@ def test_fit_trains_what_nbnet_train_trains(digits):
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
         model.fit(X, y)
     config = model._config(len(X), 32, 4)
-    assert config.l2 == pytest.approx(0.01 * len(X) / 32) and config.optimizer == "nesterov"
+    assert config.l2 == pytest.approx(0.01 * len(X) / 32) and config.optimizer == "nesterov" and config.shuffle
+    assert not model.set_params(shuffle=False)._config(len(X), 32, 4).shuffle  # (tests/test_training.py: in order)
     net = config.network(64, 10)
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # as the estimator ran (the variants agree bit for bit anyway)

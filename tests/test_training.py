@@ -5,7 +5,7 @@ import pytest
 from nbnet import Network
 from nbnet.data import Split, load_digits
 from nbnet.options import TrainConfig
-from nbnet.train import set_threads, train
+from nbnet.train import set_threads, train, train_epoch
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,20 @@ def run(digits, threads=None, seed=0, batch_size=10, **options):
     net = fresh_net(digits, seed=seed)
     net.history = fit(net, digits, epochs=2, batch_size=batch_size, seed=seed, **options)
     return net
+
+
+def test_no_shuffle_visits_the_samples_in_their_stored_order(digits):
+    """--no-shuffle (scikit-learn's shuffle=False): every epoch steps through samples 0, 1, 2, ...
+    in minibatches, as train_epoch does with that order given; shuffling gives other weights."""
+    in_order, by_hand, shuffled = fresh_net(digits), fresh_net(digits), fresh_net(digits)
+    fit(in_order, digits, epochs=2, batch_size=7, lr=0.3, shuffle=False)
+    fit(shuffled, digits, epochs=2, batch_size=7, lr=0.3)
+    X, y = by_hand.as_inputs(digits.X_train), by_hand.as_labels(digits.y_train, len(digits.X_train))
+    for _ in range(2):
+        train_epoch(by_hand, X, y, np.arange(len(X)), 7, 0.3)
+    for got, want, other in zip(in_order.weights, by_hand.weights, shuffled.weights):
+        np.testing.assert_array_equal(got, want)
+        assert not np.array_equal(got, other)
 
 
 def test_same_seed_gives_identical_weights(digits):

@@ -61,7 +61,9 @@ def config_options(sweep=False):
     architecture); for `nbnet train`, --hidden repeats to add layers."""
     def decorate(command):
         for spec in reversed(fields(TrainConfig)):
-            command = click.option(f"--{spec.name.replace('_', '-')}", spec.name, **option_settings(spec, sweep))(command)
+            name = spec.name.replace("_", "-")
+            names = f"--{name}/--no-{name}" if spec.metadata["flag"] and spec.default else f"--{name}"  # (on by default)
+            command = click.option(names, spec.name, **option_settings(spec, sweep))(command)
         return command
 
     return decorate
@@ -71,7 +73,7 @@ def option_settings(spec, sweep):
     meta = spec.metadata
     help_text = meta["help"]
     if meta["flag"]:
-        return dict(is_flag=True, help=help_text)
+        return dict(is_flag=True, default=spec.default, help=help_text)
     settings = dict(type=click_type(spec), help=help_text, show_default=spec.default is not None)
     if sweep:
         repeat = "Repeat to try several: each value is a run (the grid of all repeated options is swept)."
