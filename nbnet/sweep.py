@@ -8,6 +8,7 @@ come back as dicts in the order of the runs.
 
 import itertools
 import math
+import warnings
 
 from .options import TrainConfig
 
@@ -28,12 +29,13 @@ def jobs(configs, data_dir, threads):
 
 
 def run_one(job):
-    """Train one network as the job's config says; return its final train and held-out figures."""
+    """Train one network as the job's config says; return its final train and held-out figures
+    (and, as `warning`, a divergence warning's message, for the parent to print as one line)."""
     import numba
 
     from .data import split_for
     from .tables import load_any_dataset
-    from .train import train
+    from .train import DivergenceWarning, train
 
     config = TrainConfig.from_dict(job["config"])
     numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
@@ -41,13 +43,18 @@ def run_one(job):
                             config.label_column)
     split = split_for(data, config.train_size, config.validation)
     net = config.network(data.n_inputs, data.n_classes)
-    history = train(net, split, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DivergenceWarning)
+        history = train(net, split, config)
+    diverging = [str(w.message) for w in caught if issubclass(w.category, DivergenceWarning)]
+    for other in (w for w in caught if not issubclass(w.category, DivergenceWarning)):
+        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
     last = history[-1]
     held_out = "validation" if split.X_validation is not None else "test"
     return dict(job["config"], train_cost=last.train_cost, train_accuracy=last.train_accuracy, held_out=held_out,
                 held_out_cost=getattr(last, f"{held_out}_cost"), held_out_accuracy=getattr(last, f"{held_out}_accuracy"),
                 test_accuracy=last.test_accuracy, seconds=sum(m.seconds for m in history),
-                train_costs=[m.train_cost for m in history])
+                train_costs=[m.train_cost for m in history], warning=diverging[0] if diverging else None)
 
 
 def sweep(job_list, executor):

@@ -46,12 +46,14 @@ def test_cli_sweep_on_a_local_dask_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
-        result = CliRunner().invoke(main, ["sweep", "--lr", "0.1", "--lr", "1.0", "--epochs", "1", "--train-size", "200",
+        result = CliRunner().invoke(main, ["sweep", "--lr", "0.1", "--lr", "3000", "--epochs", "1", "--train-size", "200",
                                            "--scheduler", cluster.scheduler_address, "--csv", str(tmp_path / "d.csv"),
                                            "--plot", str(tmp_path / "d.png")])
     assert result.exit_code == 0, result.output
     assert "Dask cluster" in result.output
     assert len((tmp_path / "d.csv").read_text().splitlines()) == 3
+    # the worker's divergence warning comes back with its result: one line naming the run
+    assert result.output.count("diverging") == 1 and "Warning: lr 3000: training is diverging in epoch 1" in result.output
 
 
 

@@ -56,6 +56,9 @@ def sweep_command(data_dir, workers, scheduler, csv_path, plot_path, quiet, **op
     except OutputError as error:
         fail(str(error))
     for row in results:
+        if row.get("warning"):  # (as nbnet train prints it: one line, also with --quiet)
+            click.echo(f"Warning: {', '.join(f'{name} {shown(row[name])}' for name in swept) or 'run'}: {row['warning']}",
+                       err=True)
         click.echo(" ".join(f"{name} {shown(row[name])}" for name in swept) + f"{' ' if swept else ''}train cost "
                    f"{row['train_cost']:.4f} {row['held_out']} cost {row['held_out_cost']:.4f} {row['held_out']} "
                    f"accuracy {row['held_out_accuracy']:.2%}")
