@@ -2,8 +2,9 @@
 flushed and fsynced, then renamed over the target, and the directory fsynced (so the rename
 itself survives a power cut). A crash, a kill -9 or Ctrl-C at any point leaves the old file (or none)
 or the new one, never half a file (tests/test_chaos.py kills runs at random points); a kill
-before the rename can leave the temporary `.NAME.XXXX.SUFFIX` behind. Reads of .npz files
-check every array's declared size against the file's first (check_npz_sizes)."""
+before the rename can leave the temporary `.NAME.PID.XXXX.SUFFIX` behind, which the next write
+of NAME deletes once process PID is gone. Reads of .npz files check every array's declared
+size against the file's first (check_npz_sizes)."""
 
 import os
 import tempfile
@@ -24,7 +25,8 @@ def atomic_write(path, write):
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        _remove_leftovers(path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=path.suffix)
         os.close(handle)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     except OSError as error:
@@ -42,6 +44,24 @@ def atomic_write(path, write):
         raise
     _sync_directory(path.parent)
     return path
+
+
+def _remove_leftovers(path):
+    """Delete the temporary files of earlier writes of `path` whose process no longer runs (it was
+    killed before its rename); those of live processes (another run writing the same file) stay.
+    POSIX only: elsewhere os.kill(pid, 0) would end the process instead of asking about it."""
+    if os.name != "posix":
+        return
+    for leftover in path.parent.glob(f".{path.name}.*.*{path.suffix}"):
+        pid = leftover.name[len(path.name) + 2:].split(".")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # (signal 0: only asks whether the process exists)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except (PermissionError, OSError):  # another user's live process, or no way to tell
+            pass
 
 
 def _sync_directory(directory):

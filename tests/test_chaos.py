@@ -24,3 +24,4 @@ def test_five_random_kills_lose_nothing(tmp_path):
     assert tally["kills"] == 5 and tally["unloadable"] == 0, tally
     assert tally["resumed"] >= 1, tally  # (some kills land after a checkpoint)
     assert same_weights(straight, tmp_path / "chaos.npz")
+    assert not list(tmp_path.glob(".chaos.npz.*"))  # what killed writes left, the later writes removed

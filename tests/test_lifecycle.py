@@ -1,7 +1,11 @@
 """Saving, loading, checkpoints and exact resumption, divergence, atomic writes."""
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,6 +319,19 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
         atomic_write(tmp_path / "out.npz" / "x", lambda t: None)
     Network([3, 2]).save(target)
     assert zipfile.is_zipfile(target)
+
+
+def test_a_write_removes_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_path):
+    """kill -9 before the rename leaves .NAME.PID.XXXX.SUFFIX; the next write of NAME deletes it
+    once PID has ended, but not the temporary of a process still writing, nor other files."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead, live = tmp_path / f".m.npz.{ended.pid}.k3j_x.npz", tmp_path / f".m.npz.{os.getppid()}.q9zz1.npz"
+    other = tmp_path / f".n.npz.{ended.pid}.k3j_x.npz"
+    for path in (dead, live, other):
+        path.write_bytes(b"half")
+    atomic_write(tmp_path / "m.npz", lambda temporary: Path(temporary).write_bytes(b"new"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.npz", live.name, other.name])
 
 
 def test_format_1_model_files_still_load_and_resume(tmp_path):
