@@ -71,19 +71,34 @@ def prepare(job_list):
 
     import numba
 
-    from .data import N_INPUTS
     from .train import optimizer_for, prepare_kernels
 
-    start, threads = time.perf_counter(), numba.get_num_threads()
+    start, threads, shapes = time.perf_counter(), numba.get_num_threads(), {}
     try:
         for job in job_list:
             config = TrainConfig.from_dict(job["config"])
             numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
-            prepare_kernels(config.network(N_INPUTS.get(config.dataset, 64)), config.batch_size, optimizer_for(config),
+            prepare_kernels(config.network(*data_shape(config, shapes)), config.batch_size, optimizer_for(config),
                             config.dropout, config.train_metrics)
     finally:
         numba.set_num_threads(threads)
     return time.perf_counter() - start
+
+
+def data_shape(config, known):
+    """(inputs, classes) of the config's data set: known beforehand for digits and the IDX sets;
+    a .npz or .csv file is read once (`known` keeps what was read), since its shape decides
+    whether the runs take the parallel drivers."""
+    from .data import N_INPUTS
+    from .tables import load_table
+
+    if config.dataset in N_INPUTS:
+        return N_INPUTS[config.dataset], 10
+    key = (config.dataset, config.label_column)
+    if key not in known:
+        data = load_table(config.dataset, config.test_fraction, config.seed, config.dtype, config.label_column)
+        known[key] = data.n_inputs, data.n_classes
+    return known[key]
 
 
 def best(results):

@@ -8,6 +8,8 @@ from click.testing import CliRunner
 from nbnet import Network
 from nbnet.cli import main
 from nbnet.data import DataError
+from nbnet.options import TrainConfig
+from nbnet.sweep import data_shape
 from nbnet.tables import load_table
 
 
@@ -52,6 +54,11 @@ def test_train_on_a_csv_split_by_test_fraction(tmp_path):
     assert result.exit_code == 0, result.output
     accuracy = float(result.output.strip().splitlines()[-1].split()[-2].rstrip("%"))
     assert accuracy > 90
+    # what nbnet sweep warms its kernels for: the file's shape (which picks the drivers' variant)
+    known = {}
+    config = TrainConfig(dataset=str(tmp_path / "d.csv"), label_column="kind")
+    assert data_shape(config, known) == (4, 4) and data_shape(TrainConfig(dataset="mnist"), known) == (784, 10)
+    assert list(known) == [(str(tmp_path / "d.csv"), "kind")]  # read once
 
 
 @pytest.mark.parametrize("content,message", [
