@@ -4,10 +4,11 @@ from fresh and cached kernels.
 One fresh kernel cache for the whole sequence, in child processes (each compile is real):
 a run compiles its own path and nothing else; another option compiles on first use; processes
 that start together on a cache that lacks their kernels compile them once (nbnet.cache.compile_lock:
-one compiles, the others wait and load); runs that compile the one-thread and the parallel drivers
-train the same weights as runs that load them; `nbnet compile` and the sweep's warm-up fill the
-cache so that later processes compile nothing. (One sequence, not several tests, so that CI
-compiles each of these paths once.)
+one compiles, the others wait and load); runs that compile the one-thread drivers train the same
+weights as runs that load them; `nbnet compile` and the sweep's warm-up fill the cache so that
+later processes compile nothing. (One sequence, not several tests, so that CI compiles each of
+these paths once. One-thread code only: tests/test_training.py compares the parallel drivers
+fresh against cached, in the suite's own cache, which compiles them anyway.)
 """
 
 import os
@@ -22,15 +23,15 @@ import sys, hashlib, numpy as np
 from nbnet import Network
 from nbnet.data import load_digits
 from nbnet.train import train_epoch, prepare_kernels, set_threads
-def digests(models):
+def digests(models, dtype="float32"):
     d, found = load_digits(), []
     for hidden, batch in models:
-        net = Network([64, *hidden, 10], seed=0)
+        net = Network([64, *hidden, 10], seed=0, dtype=dtype)
         X, y = net.as_inputs(d.X_train), net.as_labels(d.y_train, len(d.X_train))
         train_epoch(net, X, y, np.random.default_rng(0).permutation(len(X)), batch, 0.3, 0.001)
         found.append(hashlib.sha256(b"".join(w.tobytes() for w in net.weights + net.biases)).hexdigest()[:12])
     return found
-SMALL, WIDE = [((30,), 1), ((30,), 16)], [((800,), 32)]  # one-thread drivers always; parallel ones with 2 threads
+SMALL = [((30,), 1), ((30,), 16)]  # small: the one-thread drivers, whatever the thread count
 """
 
 LAZY = DIGESTS + """
@@ -53,14 +54,15 @@ print(digests(SMALL))  # trained by the one-thread drivers this process compiled
 """
 
 TRAIN = DIGESTS + """
-set_threads(int(sys.argv[1]))
-print(prepare_kernels(Network([64, 800, 10]), 32)[1])
-print(digests(SMALL + WIDE))
-if sys.argv[2:] == ["check"]:  # nothing to compile for the digits (sgd, adam) and MNIST (train, evaluate)
+set_threads(1)
+print(prepare_kernels(Network([64, 30, 10], dtype=sys.argv[1]), 16)[1])
+print(digests(SMALL, sys.argv[1]))
+if sys.argv[2:] == ["check"]:  # nothing to compile: the digits (sgd, adam, float64), MNIST (train, evaluate)
     from nbnet.optimizers import Optimizer
     digits, mnist = Network([64, 20, 10]), Network([784, 100, 10])
     print(prepare_kernels(digits, 10)[1], prepare_kernels(digits, 10, Optimizer("adam"))[1],
-          prepare_kernels(mnist, 10)[1], prepare_kernels(mnist)[1])
+          prepare_kernels(Network([64, 20, 10], dtype="float64"), 10)[1], prepare_kernels(mnist, 10)[1],
+          prepare_kernels(mnist)[1])
 """
 
 
@@ -78,29 +80,27 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert lazy[:8] == [
         "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]", "1",
         "True", "[True, False, False] 2", "False", "False"]
-    # Fresh and cached kernels, 1 and 2 threads, train the same models bit for bit (compiler choices
-    # that reorder sums would break this): the small runs take the one-thread drivers, compiled by the
-    # process above; 64-800-10 at batch 32 takes the parallel drivers with 2 threads, compiled by
-    # this run, and the one-thread drivers with 1; the last two runs below load everything.
-    # Three such processes start together (a sweep's workers, two terminals), on a cache without
-    # the parallel drivers: one compiles them, the other two wait for it and load; all agree.
-    together = [subprocess.Popen([sys.executable, "-c", TRAIN, "2"], env=env, stdout=subprocess.PIPE,
+    # Three processes start together (a sweep's workers, two terminals) on a cache without the
+    # float64 drivers: one compiles them, the other two wait for it and load; all train the same.
+    together = [subprocess.Popen([sys.executable, "-c", TRAIN, "float64"], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [child.communicate(timeout=600) for child in together]
     assert [child.returncode for child in together] == [0] * 3, [stderr for _, stderr in outputs]
     started = [stdout.split("\n")[:2] for stdout, _ in outputs]
     assert sorted(compiled for compiled, _ in started) == ["False", "False", "True"]
-    fresh = started[0]
-    assert all(digests == fresh[1] for _, digests in started)
-    # nbnet compile: both variants (an MNIST-sized network runs in parallel with 2 threads)
-    output = run(["-m", "nbnet", "compile", "--optimizers", "sgd"], env)
-    assert "one thread: train, sgd:" in output and "parallel: evaluate and predict:" in output
-    assert "parallel: train, sgd, --train-metrics running:" in output
+    assert all(digests == started[0][1] for _, digests in started)
+    # nbnet compile, one-thread variants only (what workers with one thread each run)
+    output = run(["-m", "nbnet", "compile", "--optimizers", "sgd", "--threads", "1"], env)
+    assert "one thread: evaluate and predict:" in output and "one thread: train, sgd, --train-metrics running:" in output
+    assert "parallel" not in output
     # what nbnet sweep runs before its workers start
     job = dict(config=dict(hidden=[20], optimizer="adam"), data_dir=None, threads=1)
     run(["-c", f"from nbnet.sweep import prepare; prepare([{job!r}])"], env)
-    # later processes load everything, and train what the fresh kernels trained
-    cached = [run(["-c", TRAIN, threads, "check"], env).split("\n")[:3] for threads in ("1", "2")]
-    assert [compiled for compiled, _, _ in cached] == ["False", "False"]
-    assert [check.split() for _, _, check in cached] == [["False"] * 4] * 2
-    assert fresh[1] == cached[0][1] == cached[1][1] and fresh[1].startswith(lazy[8][:-1])
+    # Later processes load everything and train what the fresh kernels trained, bit for bit
+    # (compiler choices that reorder sums would break this): float32 as the first process above
+    # compiled it, float64 as one of the three did.
+    cached = [run(["-c", TRAIN, dtype, *check], env).split("\n")[:3]
+              for dtype, check in (("float32", ["check"]), ("float64", []))]
+    assert [compiled for compiled, *_ in cached] == ["False", "False"]
+    assert cached[0][2].split() == ["False"] * 5
+    assert cached[0][1] == lazy[8] and cached[1][1] == started[0][1]

@@ -1,3 +1,8 @@
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytest
@@ -101,14 +106,27 @@ def test_same_seed_gives_identical_weights(digits):
 def test_one_and_two_threads_give_identical_weights(digits, restore_threads, batch_size):
     """Batch 128 takes the parallel drivers with two threads (the others are below
     PARALLEL_RUN_WORK): the same weights, and the same running train figures (the minibatch
-    costs, summed in a fixed order), as on one thread."""
+    costs, summed in a fixed order), as on one thread; and, in a new process that loads the
+    parallel drivers from the disk cache, the same again. (No other test compiles these
+    drivers, so in CI's empty cache this process compiled them: fresh against cached.)"""
     one = run(digits, threads=1, batch_size=batch_size, train_metrics="running")
     two = run(digits, threads=2, batch_size=batch_size, train_metrics="running")
     assert numba.get_num_threads() == 2
     for W1, W2 in zip(one.weights + one.biases, two.weights + two.biases):
         np.testing.assert_array_equal(W1, W2)
-    assert [(m.train_cost, m.train_accuracy) for m in one.history] == [(m.train_cost, m.train_accuracy)
-                                                                       for m in two.history]
+    figures = [(m.train_cost, m.train_accuracy) for m in two.history]
+    assert [(m.train_cost, m.train_accuracy) for m in one.history] == figures
+    if batch_size == 128:
+        code = ("import pickle, sys; from test_training import run; from nbnet.data import load_digits; "
+                f"net = run(load_digits(seed=0), threads=2, batch_size=128, train_metrics='running'); "
+                "sys.stdout.buffer.write(pickle.dumps((net.weights + net.biases, "
+                "[(m.train_cost, m.train_accuracy) for m in net.history])))")
+        result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr.decode()
+        loaded, loaded_figures = pickle.loads(result.stdout)
+        assert all(np.array_equal(a, b) for a, b in zip(loaded, two.weights + two.biases, strict=True))
+        assert loaded_figures == figures
 
 
 def test_set_threads_rejects_impossible_counts():
@@ -149,12 +167,13 @@ def test_public_api_shapes():
     assert abs(net.weights[0].std() - 1 / np.sqrt(784)) < 0.002
 
 
-def test_running_train_metrics_are_the_minibatch_means_and_none_skips_them(digits):
+def test_running_train_metrics_are_the_minibatch_means_and_none_skips_them(digits, restore_threads):
     """--train-metrics running: the mean cost and accuracy of the epoch's minibatches, each
     measured before its own step. With one minibatch of every sample, that is exactly the
     cost and accuracy of the network before the epoch's single step."""
     net = fresh_net(digits)
     before = net.evaluate(digits.X_train, digits.y_train)
+    set_threads(1)  # (one thread: the one-thread drivers, which other tests compile too)
     row = fit(net, digits, epochs=1, batch_size=len(digits.X_train), train_metrics="running")[0]
     assert row.train_cost == pytest.approx(before[0], rel=1e-6) and row.train_accuracy == before[1]
     full, running, skipped = (fit(fresh_net(digits), digits, epochs=2, train_metrics=choice)

@@ -177,7 +177,10 @@ def info_command():
 @click.option("--optimizers", type=click.Choice(["sgd", "all"]), default="all", show_default=True,
               help="sgd: plain SGD only; all: also momentum, nesterov, rmsprop, adam and --track-gradients.")
 @click.option("--dropout/--no-dropout", default=False, show_default=True, help="Also the dropout paths.")
-def compile_command(dtype, hidden_layers, optimizers, dropout):
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="1: the one-thread variants only, all that runs with --threads 1 use (a sweep's or a cluster's "
+                   "one-thread workers) [default: both variants].")
+def compile_command(dtype, hidden_layers, optimizers, dropout, threads):
     """Compile the kernels into the disk cache ahead of time (for a container image or cluster
     workers), so that the first `nbnet train` loads them instead of compiling.
 
@@ -190,7 +193,8 @@ def compile_command(dtype, hidden_layers, optimizers, dropout):
 
     set_threads(None)
     start = time.perf_counter()
-    networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), (False, True)))
+    variants = (False,) if threads == 1 else (False, True)  # (parallel?)
+    networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), variants))
     paths = list(product(("sgd", "adam") if optimizers == "all" else ("sgd",), (False, True) if dropout else (False,),
                          (False, True)))
     for (name, layers, parallel), (optimizer, dropped, running) in product(networks, [(None, False, False), *paths]):
