@@ -118,7 +118,7 @@ def test_one_and_two_threads_give_identical_weights(digits, restore_threads, bat
     assert [(m.train_cost, m.train_accuracy) for m in one.history] == figures
     if batch_size == 128:
         code = ("import pickle, sys; from test_training import run; from nbnet.data import load_digits; "
-                f"net = run(load_digits(seed=0), threads=2, batch_size=128, train_metrics='running'); "
+                "net = run(load_digits(seed=0), threads=2, batch_size=128, train_metrics='running'); "
                 "sys.stdout.buffer.write(pickle.dumps((net.weights + net.biases, "
                 "[(m.train_cost, m.train_accuracy) for m in net.history])))")
         result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True,
