@@ -4,6 +4,11 @@ Imported by test_kernels.py (compiled kernels) and run by it again in a child pr
 NUMBA_DISABLE_JIT=1 on small shapes, so the loop code itself is executed and covered.
 """
 
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from nbnet import kernels as K
@@ -181,3 +186,12 @@ def check_all(shapes, seed=0):
     for dtype in (np.float32, np.float64):
         for n_samples, n_in, n_out in shapes:
             check_loops(rng, dtype, n_samples, n_in, n_out)
+
+
+def in_a_new_process(code):
+    """What `code` writes to stdout as one pickle, run by a new Python process in tests/ (so it
+    loads the compiled kernels from the disk cache: fresh against cached)."""
+    result = subprocess.run([sys.executable, "-c", "import pickle, sys\n" + code], cwd=Path(__file__).parent,
+                            capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    return pickle.loads(result.stdout)

@@ -1,5 +1,4 @@
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -177,13 +176,12 @@ def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
     if shape == (37, 50, 23):
         # In a fresh cache (CI) this process compiled the kernels above (here or in the tests before);
         # a new process loads them from the disk cache and must compute the same bits.
-        code = ("import pickle, sys, numpy as np; from nbnet.train import set_threads; from kernel_cases import "
-                "check_layer; set_threads(2); sys.stdout.buffer.write(pickle.dumps({d: [x for v in ('parallel', "
-                "'serial') for x in check_layer(np.random.default_rng(3), getattr(np, d), 37, 50, 23, variant=v)] "
-                "for d in ('float32', 'float64')}))")
-        result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True,
-                                timeout=600)
-        assert result.returncode == 0, result.stderr.decode()
-        loaded = pickle.loads(result.stdout)
+        from kernel_cases import in_a_new_process
+
+        loaded = in_a_new_process(
+            "import numpy as np; from nbnet.train import set_threads; from kernel_cases import check_layer; "
+            "set_threads(2); sys.stdout.buffer.write(pickle.dumps({d: [x for v in ('parallel', 'serial') for x in "
+            "check_layer(np.random.default_rng(3), getattr(np, d), 37, 50, 23, variant=v)] for d in "
+            "('float32', 'float64')}))")
         for name, outputs in here.items():
             assert all(np.array_equal(a, b) for a, b in zip(outputs, loaded[name], strict=True)), name

@@ -1,8 +1,3 @@
-import pickle
-import subprocess
-import sys
-from pathlib import Path
-
 import numba
 import numpy as np
 import pytest
@@ -117,14 +112,13 @@ def test_one_and_two_threads_give_identical_weights(digits, restore_threads, bat
     figures = [(m.train_cost, m.train_accuracy) for m in two.history]
     assert [(m.train_cost, m.train_accuracy) for m in one.history] == figures
     if batch_size == 128:
-        code = ("import pickle, sys; from test_training import run; from nbnet.data import load_digits; "
-                "net = run(load_digits(seed=0), threads=2, batch_size=128, train_metrics='running'); "
-                "sys.stdout.buffer.write(pickle.dumps((net.weights + net.biases, "
-                "[(m.train_cost, m.train_accuracy) for m in net.history])))")
-        result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True,
-                                timeout=600)
-        assert result.returncode == 0, result.stderr.decode()
-        loaded, loaded_figures = pickle.loads(result.stdout)
+        from kernel_cases import in_a_new_process
+
+        loaded, loaded_figures = in_a_new_process(
+            "from test_training import run; from nbnet.data import load_digits; "
+            "net = run(load_digits(seed=0), threads=2, batch_size=128, train_metrics='running'); "
+            "sys.stdout.buffer.write(pickle.dumps((net.weights + net.biases, "
+            "[(m.train_cost, m.train_accuracy) for m in net.history])))")
         assert all(np.array_equal(a, b) for a, b in zip(loaded, two.weights + two.biases, strict=True))
         assert loaded_figures == figures
 
