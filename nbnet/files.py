@@ -6,6 +6,7 @@ before the rename can leave the temporary `.NAME.PID.XXXX.SUFFIX` behind, which 
 of NAME deletes once process PID is gone. Reads of .npz files check every array's declared
 size against the file's first (check_npz_sizes)."""
 
+import glob
 import os
 import tempfile
 import zipfile
@@ -52,7 +53,7 @@ def _remove_leftovers(path):
     POSIX only: elsewhere os.kill(pid, 0) would end the process instead of asking about it."""
     if os.name != "posix":
         return
-    for leftover in path.parent.glob(f".{path.name}.*.*{path.suffix}"):
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.*{glob.escape(path.suffix)}"):
         pid = leftover.name[len(path.name) + 2:].split(".")[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue

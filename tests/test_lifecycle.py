@@ -326,12 +326,12 @@ def test_a_write_removes_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_pat
     once PID has ended, but not the temporary of a process still writing, nor other files."""
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    dead, live = tmp_path / f".m.npz.{ended.pid}.k3j_x.npz", tmp_path / f".m.npz.{os.getppid()}.q9zz1.npz"
-    other = tmp_path / f".n.npz.{ended.pid}.k3j_x.npz"
+    dead, live = tmp_path / f".m[1].npz.{ended.pid}.k3j_x.npz", tmp_path / f".m[1].npz.{os.getppid()}.q9zz1.npz"
+    other = tmp_path / f".m1.npz.{ended.pid}.k3j_x.npz"  # (another file's, which "m[1]" as a pattern would match)
     for path in (dead, live, other):
         path.write_bytes(b"half")
-    atomic_write(tmp_path / "m.npz", lambda temporary: Path(temporary).write_bytes(b"new"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.npz", live.name, other.name])
+    atomic_write(tmp_path / "m[1].npz", lambda temporary: Path(temporary).write_bytes(b"new"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m[1].npz", live.name, other.name])
 
 
 def test_format_1_model_files_still_load_and_resume(tmp_path):
