@@ -66,7 +66,6 @@ INPUTS = {
     "fashion-mnist": dict(pixel_max=255.0, digit_fraction=1.0),
     "kmnist": dict(pixel_max=255.0, digit_fraction=1.0),
 }
-N_INPUTS = {"digits": 8 * 8, "mnist": 28 * 28, "fashion-mnist": 28 * 28, "kmnist": 28 * 28}  # known before loading
 
 
 # ----------------------------------------------------------------------------- digits
@@ -177,6 +176,9 @@ IDX_SETS = {
         "t10k-labels-idx1-ubyte.gz": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
     }, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),  # the hiragana お き す つ な は ま や れ を
 }
+
+# Pixels per image, known before loading (every IDX set is 28x28).
+N_INPUTS = {"digits": 8 * 8, **{name: 28 * 28 for name in IDX_SETS}}
 
 
 def default_data_dir(name="mnist"):
