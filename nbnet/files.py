@@ -61,7 +61,7 @@ def _remove_leftovers(path):
             os.kill(int(pid), 0)  # (signal 0: only asks whether the process exists)
         except ProcessLookupError:
             leftover.unlink(missing_ok=True)
-        except (PermissionError, OSError):  # another user's live process, or no way to tell
+        except OSError:  # (PermissionError: another user's live process), or no way to tell
             pass
 
 
