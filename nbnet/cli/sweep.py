@@ -57,14 +57,17 @@ def sweep_command(data_dir, workers, scheduler, csv_path, plot_path, quiet, **op
         fail(str(error))
     for row in results:
         if row.get("warning"):  # (as nbnet train prints it: one line, also with --quiet)
-            click.echo(f"Warning: {', '.join(f'{name} {shown(row[name])}' for name in swept) or 'run'}: {row['warning']}",
-                       err=True)
+            click.echo(f"Warning: {described(row, swept) or 'run'}: {row['warning']}", err=True)
         click.echo(" ".join(f"{name} {shown(row[name])}" for name in swept) + f"{' ' if swept else ''}train cost "
                    f"{row['train_cost']:.4f} {row['held_out']} cost {row['held_out_cost']:.4f} {row['held_out']} "
                    f"accuracy {row['held_out_accuracy']:.2%}")
     top = best(results)
-    click.echo(f"best ({top['held_out']} cost): " + ", ".join(f"{name} {shown(top[name])}" for name in swept)
-               + f". CSV: {csv_path}  Plot: {plot_path}")
+    click.echo(f"best ({top['held_out']} cost): {described(top, swept)}. CSV: {csv_path}  Plot: {plot_path}")
+
+
+def described(row, swept):
+    """A run by its swept options' values: "l2 5, lr 0.5"."""
+    return ", ".join(f"{name} {shown(row[name])}" for name in swept)
 
 
 def run_jobs(job_list, workers, scheduler, note):
