@@ -582,6 +582,9 @@ def output_cost(z, a, y, act, cost, J, correct):
 # `acts` holds the activation code of each layer. `masks` and `kept` (dropout) are None in a
 # run without dropout: Numba removes the branches `if masks is not None` when it compiles such
 # a call, so a run without dropout compiles no dropout kernel.
+# `totals` (the running train metrics) is an empty array, not None, in a run that does not count
+# them: the few lines of add_costs are not worth a driver of their own (one more costs ~3 s of
+# compile the first time a run switches --train-metrics).
 #
 # Each driver is compiled in two variants (see `one_thread` at the end of the file): NAME calls
 # every kernel's `auto` (the parallel kernel for large work, its twin for small), NAME.serial
@@ -687,16 +690,15 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     layer 1 also computes the next batch's z^1 (gradient_step_then_weighted_sum), so the
     next forward pass starts from there. With dropout (masks not None), hidden units are
     dropped out with masks drawn from (seed, batch, layer, sample, unit). `buffers` holds
-    (zs, activations, deltas) for batch_size samples; unless `totals` is None (which, like
-    `masks`, removes the code), add_costs adds each minibatch's cost and correct count
-    (before its step) to it.
+    (zs, activations, deltas) for batch_size samples; unless `totals` is empty, add_costs
+    adds each minibatch's cost and correct count (before its step) to it.
     """
     zs, activations, deltas = buffers
     x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
         forward_layers(np.int64(1), weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
-        if totals is not None:
+        if totals.shape[0] > 0:  # running train metrics
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
         for m in range(len(weights) - 1, 0, -1):
@@ -733,7 +735,7 @@ def train_batches_with(code, settings, step, weights, biases, state, acts, cost,
     for batch in range(first, stop):
         x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
         forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
-        if totals is not None:
+        if totals.shape[0] > 0:  # running train metrics
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept)
         step += 1

@@ -86,6 +86,7 @@ class Optimizer:
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)
         buffers, masks, kept, x_chunks, y_chunks, J, correct = self._workspace(weights, X, batch_size, keep < 1.0)
+        totals = np.zeros(0) if totals is None else totals  # (empty: not counted; see kernels.train_batches)
         if self.name == "sgd" and not self.track_gradients:
             passes.variant(kernels.train_batches, parallel)(
                 weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(lr),
