@@ -91,7 +91,7 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert all(digests == started[0][1] for _, digests in started)
     # nbnet compile, one-thread variants only (what workers with one thread each run)
     output = run(["-m", "nbnet", "compile", "--optimizers", "sgd", "--threads", "1"], env)
-    assert "one thread: evaluate and predict:" in output and "one thread: train, sgd, --train-metrics running:" in output
+    assert "one thread: evaluate and predict:" in output and "one thread: train, sgd:" in output
     assert "parallel" not in output
     # what nbnet sweep runs before its workers start
     job = dict(config=dict(hidden=[20], optimizer="adam"), data_dir=None, threads=1)

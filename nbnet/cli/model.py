@@ -195,15 +195,13 @@ def compile_command(dtype, hidden_layers, optimizers, dropout, threads):
     start = time.perf_counter()
     variants = (False,) if threads == 1 else (False, True)  # (parallel?)
     networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), variants))
-    paths = list(product(("sgd", "adam") if optimizers == "all" else ("sgd",), (False, True) if dropout else (False,),
-                         (False, True)))
-    for (name, layers, parallel), (optimizer, dropped, running) in product(networks, [(None, False, False), *paths]):
+    paths = list(product(("sgd", "adam") if optimizers == "all" else ("sgd",), (False, True) if dropout else (False,)))
+    for (name, layers, parallel), (optimizer, dropped) in product(networks, [(None, False), *paths]):
         began = time.perf_counter()
         with compile_lock():
-            warm_up(layers + 1, name, parallel, parallel, optimizer, False, dropped, running)
+            warm_up(layers + 1, name, parallel, parallel, optimizer, False, dropped)
         what = ("evaluate and predict" if optimizer is None else "train, " + ("sgd" if optimizer == "sgd" else
-                "momentum, nesterov, rmsprop, adam") + (", dropout" if dropped else "")
-                + (", --train-metrics running" if running else ""))
+                "momentum, nesterov, rmsprop, adam") + (", dropout" if dropped else ""))
         click.echo(f"{name}, {layers} hidden layer(s), {'parallel' if parallel else 'one thread'}: {what}: "
                    f"{time.perf_counter() - began:.1f} s")
     click.echo(f"Compiled in {time.perf_counter() - start:.1f} s into {kernel_cache_dir()}")
