@@ -7,6 +7,9 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+from numba import njit, typeof
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import FunctionPass, register_pass
 
 from nbnet import Network
 from nbnet import kernels as K
@@ -59,19 +62,50 @@ def float32_arguments(name):
     }[name]
 
 
+class TypesFound(Exception):
+    """Carries the variable types out of Numba's compiler (StopWithTypes)."""
+
+
+@register_pass(mutates_CFG=False, analysis_only=True)
+class StopWithTypes(FunctionPass):
+    _name = "nbnet_stop_with_types"
+
+    def __init__(self):
+        FunctionPass.__init__(self)
+
+    def run_pass(self, state):
+        raise TypesFound(dict(state.typemap))
+
+
+class UpToTypes(CompilerBase):
+    """Numba's passes up to and including type inference (helpers inlined, as in a compiled
+    kernel), then StopWithTypes: no machine code, which would take twice as long."""
+
+    def define_pipelines(self):
+        passes = DefaultPassBuilder.define_untyped_pipeline(self.state)
+        for typed_pass in DefaultPassBuilder.define_typed_pipeline(self.state).passes:
+            passes.passes.append(typed_pass)
+        passes.add_pass(StopWithTypes, "the variable types, then stop")
+        passes.finalize()
+        return [passes]
+
+
+def variable_types(function, args):
+    """{variable name: Numba type} inside `function` called with `args`."""
+    try:
+        njit(pipeline_class=UpToTypes)(function).compile(tuple(typeof(arg) for arg in args))
+    except TypesFound as found:
+        return found.args[0]
+    raise AssertionError("type inference did not run")
+
+
 @pytest.mark.parametrize("name", ["weighted_sum", "activate", "output_delta", "hidden_delta",
                                   "weight_gradient", "gradient_step", "dropout", "apply_mask"])
 def test_float32_kernels_compute_in_float32(name):
     """No variable inside a float32 kernel is float64: a bare float literal such as 0.5 would
     promote the loop to float64 (slower, and not the dtype the user chose)."""
-    from numba import njit, typeof
-
     kernel = getattr(K, name)
-    args = float32_arguments(name)
-    uncached = njit(kernel.py_func)  # a fresh compile, so Numba still holds the variable types
-    signature = tuple(typeof(arg) for arg in args)
-    uncached.compile(signature)
-    typemap = uncached.overloads[signature].type_annotation.typemap
+    typemap = variable_types(kernel.py_func, float32_arguments(name))
     parameters = set(kernel.py_func.__code__.co_varnames[:kernel.py_func.__code__.co_argcount])
     # parameters themselves may be float64 (a Python float lr), also where a helper inlined
     # into the kernel receives them (Numba names those `helper_v7_lr`)
@@ -133,7 +167,6 @@ def test_forward_matches_numpy_forward():
 def test_compiled_exp_is_accurate_in_float32_and_numpy_exp_in_float64():
     """kernels.exp: float32 within 2 units in the last place of e^x over the whole range where
     e^x is a normal float32, clamped outside it (never 0, inf or NaN); float64 is libm's exp."""
-    from numba import njit
 
     @njit
     def exp_each(x, out):
