@@ -187,6 +187,24 @@ def test_resume_refuses_changed_options_and_files_without_checkpoint(tmp_path):
     assert result.exit_code == 2 and "--save" in result.output
 
 
+def test_a_resumed_run_can_checkpoint_into_the_file_it_resumes(tmp_path, monkeypatch):
+    """--checkpoint-every with --resume and no --save: the checkpoints go to the resumed file
+    (where the model goes anyway), here one after epoch 2 of a run stopped in epoch 3."""
+    model = tmp_path / "m.npz"
+    assert invoke("train", "--epochs", 1, "--save", model, "--plot", tmp_path / "p.png", "-q").exit_code == 0
+    real_report = nbnet.cli.train.Report.__call__
+
+    def stop_in_epoch_3(self, metrics):
+        if metrics.epoch == 3:
+            raise KeyboardInterrupt
+        return real_report(self, metrics)
+
+    monkeypatch.setattr(nbnet.cli.train.Report, "__call__", stop_in_epoch_3)
+    result = invoke("train", "--resume", model, "--epochs", 4, "--checkpoint-every", 1, "-q")
+    assert result.exit_code == 130, result.output
+    assert Network.load_with_metadata(model)[1]["checkpoint"]["epoch"] == 2
+
+
 def write_npz(path, **arrays):
     with open(path, "wb") as handle:
         np.savez(handle, **arrays)

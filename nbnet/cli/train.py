@@ -42,7 +42,8 @@ RESUMABLE_CHANGES = ("epochs", "train_metrics", "stop_on_divergence")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the trained model (.npz) here; it can be evaluated, used and resumed.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None,
-              help="Also save the model (with the state to resume from) every K epochs; needs --save.")
+              help="Also save the model (with the state to resume from) every K epochs; needs --save (or --resume, "
+                   "whose file it then writes).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Continue the run saved in this model file, with its options, exactly where it stopped.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; epoch lines only.")
@@ -51,7 +52,7 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
                   quiet, **options):
     """Train a network on digit images, report cost and accuracy per epoch, plot train vs test cost."""
     note = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
-    check_run_options(threads, checkpoint_every, save_path, options)
+    check_run_options(threads, checkpoint_every, save_path or resume, options)
     set_threads(threads)
     warn_unwritable_cache()
     config, net, state, history, saved_files = resumed_run(ctx, resume, options) if resume else new_run(options)
@@ -81,7 +82,8 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
 
 
 def check_run_options(threads, checkpoint_every, save_path, options):
-    """Usage errors the option types cannot catch alone."""
+    """Usage errors the option types cannot catch alone (save_path: where the model goes, which
+    for a resumed run is the file it resumes from unless --save says otherwise)."""
     if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
         raise click.BadParameter(f"at most {numba.config.NUMBA_NUM_THREADS} on this machine", param_hint="--threads")
     if checkpoint_every and not save_path:
