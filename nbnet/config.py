@@ -78,6 +78,12 @@ def serial(fn=None, fastmath=KERNEL_FASTMATH, **extra):
     return njit(parallel=False, fastmath=set(fastmath), **JIT_OPTIONS, **extra)(fn)
 
 
+def inlined(fn, fastmath=KERNEL_FASTMATH):
+    """Compile `fn` only to be inlined: Numba copies its code into each compiled function that
+    calls it, so it is never compiled, nor cached, on its own."""
+    return njit(parallel=False, fastmath=set(fastmath), inline="always", **dict(JIT_OPTIONS, cache=False))(fn)
+
+
 def renamed(fn, suffix, **replaced_globals):
     """A copy of the Python function `fn` named NAME + suffix (so its compiled code has its own
     place in the disk cache), whose global names `replaced_globals` resolve to other objects."""

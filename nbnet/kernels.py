@@ -16,21 +16,37 @@ here, beside the kernels they call, because Numba's on-disk cache only notices e
 file that holds a function.
 """
 
+import inspect
+
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from .codes import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
-from .config import FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, inlined_nests, loop_nest, parallel, renamed, serial
+from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, inlined, inlined_nests, loop_nest, parallel,
+                     renamed, serial)
 
 
-def choose(*args):
-    """The body of every NAME_auto (see `kernel`): the parallel kernel when the call has enough work."""
-    if WORK(*args) >= PARALLEL_MIN_WORK:  # noqa: F821 (WORK, PARALLEL, SERIAL: each copy's own globals)
-        PARALLEL(*args)  # noqa: F821
+# NAME.auto (see `kernel`): the parallel kernel when the call has enough work. Written out for
+# each kernel's own parameters (by `chooser`), because Numba inlines a function into its caller
+# only when it names its parameters (not with *args); inlined, the choice costs no compile time
+# of its own (compiled apart, each cost about 0.4 s: 3-4 s of a cold MNIST start).
+CHOOSER = """
+def NAME_auto(ARGS):
+    if WORK(ARGS) >= PARALLEL_MIN_WORK:
+        PARALLEL(ARGS)
     else:
-        SERIAL(*args)  # noqa: F821
+        SERIAL(ARGS)
+"""
+
+
+def chooser(fn, work, parallel_kernel, one_thread):
+    """NAME.auto for the kernel body `fn`: CHOOSER with fn's name and parameters."""
+    name, args = fn.__name__, ", ".join(inspect.signature(fn).parameters)
+    scope = dict(WORK=inlined(work), PARALLEL=parallel_kernel, SERIAL=one_thread, PARALLEL_MIN_WORK=PARALLEL_MIN_WORK)
+    exec(CHOOSER.replace("NAME", name).replace("ARGS", args), scope)
+    return inlined(scope[name + "_auto"])
 
 
 def kernel(work):
@@ -42,8 +58,8 @@ def kernel(work):
                    call it (a compiled function of its own costs about 0.3 s of compile
                    time however small it is; a cold start of the digits saves 2 s);
       NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else NAME.one_thread, the
-                   one-thread body compiled once more on its own (Numba cannot inline a call
-                   with *args).
+                   one-thread body compiled once more on its own; inlined into the parallel
+                   drivers that call it (see CHOOSER).
 
     The long sums are `loop_nest` functions, compiled with `reassoc` and `contract`. The
     one-thread variants call them; the parallel kernel inlines them (a call per block of rows
@@ -56,8 +72,8 @@ def kernel(work):
     not in the machine code it wrote to the disk cache: Adam's first run gave other bits
     than every later run). All variants compute the same numbers, bit for bit
     (tests/test_kernels.py). The copies are made here, in kernels.py, because Numba's disk
-    cache only notices edits to the file a function's code comes from (the auto functions
-    contain the kernels they call).
+    cache only notices edits to the file a function's code comes from (the drivers contain
+    the kernels they call).
     """
     def compile_three(fn):
         nests = inlined_nests(fn)
@@ -65,8 +81,7 @@ def kernel(work):
         kernel = parallel(renamed(fn, "", **nests), flags)
         kernel.serial = serial(renamed(fn, "_serial"), inline="always")
         kernel.one_thread = serial(renamed(fn, "_one_thread"))
-        kernel.auto = serial(renamed(choose, "_" + fn.__name__ + "_auto", WORK=njit(work), PARALLEL=kernel,
-                                     SERIAL=kernel.one_thread))
+        kernel.auto = chooser(fn, work, kernel, kernel.one_thread)
         return kernel
 
     return compile_three
