@@ -1,7 +1,8 @@
 """Every Numba option nbnet uses, in one place.
 
 All compiled code in nbnet is built by `parallel` (`prange` loops run on several threads),
-`serial` (one thread) or `loop_nest` (the long sums, with every fast-math flag); kernels.kernel
+`serial` (one thread), `loop_nest` (the long sums, with every fast-math flag) or `inlined`
+(only ever inlined into its callers: the kernels' parallel/one-thread choosers); kernels.kernel
 builds each kernel with the first two. All share:
 
 * FASTMATH: LLVM fast-math flags *without* `nnan` and `ninf`, so NaN/inf checks and the
@@ -12,7 +13,8 @@ builds each kernel with the first two. All share:
   `reassoc` and `contract` (a * b + c in one rounding): see `loop_nest` and kernels.kernel.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
-* cache=True: compiled machine code is written to disk and reused by later processes
+* cache=True (except `inlined`, which has no machine code of its own): compiled machine
+  code is written to disk and reused by later processes
   (its index is updated under a lock: see lock_numba_cache_index).
   Numba puts it in `nbnet/__pycache__` when that is writable, otherwise in the user-wide
   cache directory (`~/.cache/numba`, or `$NUMBA_CACHE_DIR` when set). Numba notices edits

@@ -31,7 +31,7 @@ from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, 
 # NAME.auto (see `kernel`): the parallel kernel when the call has enough work. Written out for
 # each kernel's own parameters (by `chooser`), because Numba inlines a function into its caller
 # only when it names its parameters (not with *args); inlined, the choice costs no compile time
-# of its own (compiled apart, each cost about 0.4 s: 3-4 s of a cold MNIST start).
+# of its own (compiled apart, each cost about 0.4 s: 4 s of a cold MNIST start).
 CHOOSER = """
 def NAME_auto(ARGS):
     if WORK(ARGS) >= PARALLEL_MIN_WORK:

@@ -44,7 +44,7 @@ net = Network([64, 30, 10])
 print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: small, so one thread
 print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.sum_rows, K.step_rows))
 print(compiled(K.train_batches, K.weighted_sum, K.gradient_step, K.train_batches_with.serial, K.optimizer_step,
-               K.dropout, K.forward.serial, K.output_cost.auto))
+               K.dropout, K.forward.serial, K.output_cost))
 print(len(K.forward_layers.serial.signatures))  # one, shared by training and evaluation: no dropout
 print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
 print(compiled(K.train_batches_with.serial, K.optimizer_step, K.dropout), len(K.forward_layers.serial.signatures))
