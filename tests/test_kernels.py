@@ -167,7 +167,6 @@ def test_forward_matches_numpy_forward():
 def test_compiled_exp_is_accurate_in_float32_and_numpy_exp_in_float64():
     """kernels.exp: float32 within 2 units in the last place of e^x over the whole range where
     e^x is a normal float32, clamped outside it (never 0, inf or NaN); float64 is libm's exp."""
-
     @njit
     def exp_each(x, out):
         for i in range(x.size):
