@@ -15,7 +15,9 @@ sklearn.neural_network.MLPClassifier:
   uses one logistic unit for two classes); the loss is the same cross-entropy.
 * nbnet's own parameters: `dtype` (float32 by default: twice the speed of float64), `dropout`,
   `output` and `cost` (another output layer and loss), `threads` (the number of threads of
-  the compiled loops during fit and predict; default all cores).
+  the compiled loops during fit and predict; default all cores), `kernels` ('fast', or
+  'loops': fit through the plain textbook loop of each equation, nbnet/loops.py, as
+  `nbnet train --kernels loops`).
 
 `alpha` has scikit-learn's meaning: the L2 term of a minibatch of B samples is
 alpha / (2 B) ||W||^2, which is nbnet's lambda / (2 n) ||W||^2 with lambda = alpha n / B.
@@ -54,7 +56,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, dtype="float32", dropout=0.0, output="softmax", cost="cross-entropy",
-                 threads=None):
+                 threads=None, kernels="fast"):
         self.hidden_layer_sizes, self.activation, self.solver = hidden_layer_sizes, activation, solver
         self.alpha, self.batch_size, self.learning_rate_init = alpha, batch_size, learning_rate_init
         self.max_iter, self.shuffle, self.random_state, self.tol = max_iter, shuffle, random_state, tol
@@ -63,6 +65,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
         self.beta_1, self.beta_2, self.epsilon, self.n_iter_no_change = beta_1, beta_2, epsilon, n_iter_no_change
         self.dtype, self.dropout, self.output, self.cost, self.threads = dtype, dropout, output, cost, threads
+        self.kernels = kernels
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):
@@ -200,7 +203,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                            lr=self.learning_rate_init, l2=self.alpha * n_samples / batch, seed=self._seed(),
                            dtype=self.dtype, optimizer=optimizer, momentum=self.momentum or 0.9,
                            beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon, dropout=self.dropout,
-                           shuffle=bool(self.shuffle), train_metrics="running")
+                           shuffle=bool(self.shuffle), train_metrics="running", kernels=self.kernels)
 
     def _hidden(self):
         """hidden_layer_sizes as a sequence (scikit-learn accepts one int for one layer)."""

@@ -99,6 +99,23 @@ def test_fit_trains_what_nbnet_train_trains(digits):
         np.testing.assert_array_equal(W.T, coef)
 
 
+def test_kernels_loops_fits_through_the_plain_loops(digits):
+    """kernels="loops" fits through nbnet/loops.py: the model of the fast kernels up to rounding,
+    but not its bits (the plain loops add in another order, so another path ran). (float64 and
+    two hidden layers, as the other float64 tests: nothing new to compile.)"""
+    X, y = digits[0][:300] / 16, digits[1][:300]
+    settings = dict(hidden_layer_sizes=(24, 16), solver="sgd", learning_rate_init=0.1, batch_size=32, max_iter=2,
+                    tol=0, random_state=5, threads=1, dtype="float64")
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        fast = MLPClassifier(**settings).fit(X, y)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        plain = MLPClassifier(kernels="loops", **settings).fit(X, y)
+    for got, want in zip(plain.coefs_ + plain.intercepts_, fast.coefs_ + fast.intercepts_):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
+    assert not all(np.array_equal(a, b) for a, b in zip(plain.coefs_, fast.coefs_))
+    assert plain.loss_curve_ == pytest.approx(fast.loss_curve_, rel=1e-9)
+
+
 def test_one_full_batch_sgd_step_by_hand(digits):
     """W <- W - lr (dJ/dW + alpha/B W) for one plain-SGD step over a full batch (scikit-learn's rule)."""
     X, y = digits[0][:40] / 16, digits[1][:40]
@@ -129,7 +146,8 @@ def test_partial_fit_and_early_stopping(digits):
 def test_unsupported_settings_are_clear_errors(digits):
     X, y = digits[0][:50], digits[1][:50]
     for bad, match in (({"solver": "lbfgs"}, "solver"), ({"activation": "identity"}, "activation"),
-                       ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"), ({"batch_size": 0}, "batch_size")):
+                       ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"), ({"batch_size": 0}, "batch_size"),
+                       ({"kernels": "gpu"}, "kernels")):
         with pytest.raises(ValueError, match=match):
             MLPClassifier(**bad).fit(X, y)
     with pytest.raises(ValueError, match="one class"):
