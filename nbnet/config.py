@@ -77,13 +77,13 @@ def serial(fn=None, fastmath=KERNEL_FASTMATH, **extra):
     helpers the kernels inline."""
     if fn is None:
         return lambda f: serial(f, fastmath, **extra)
-    return njit(parallel=False, fastmath=set(fastmath), **JIT_OPTIONS, **extra)(fn)
+    return njit(parallel=False, fastmath=set(fastmath), **dict(JIT_OPTIONS, **extra))(fn)
 
 
-def inlined(fn, fastmath=KERNEL_FASTMATH):
+def inlined(fn):
     """Compile `fn` only to be inlined: Numba copies its code into each compiled function that
     calls it, so it is never compiled, nor cached, on its own."""
-    return njit(parallel=False, fastmath=set(fastmath), inline="always", **dict(JIT_OPTIONS, cache=False))(fn)
+    return serial(fn, inline="always", cache=False)
 
 
 def renamed(fn, suffix, **replaced_globals):
