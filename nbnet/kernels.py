@@ -696,17 +696,55 @@ def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chun
 
 
 @serial
+def gradient_steps(weights, biases, activations, deltas, kept, x_now, x_next, zs, lr, l2_over_n):
+    """gradient_step on layers L..1 (after backpropagate); with dropout (kept not None), layer
+    m + 1 reads the kept activations of layer m. Unless x_next (the next minibatch) is empty,
+    the step on layer 1 also computes its z^1 into zs[0] (gradient_step_then_weighted_sum), so
+    the next forward pass starts from there."""
+    for m in range(len(weights) - 1, 0, -1):
+        if kept is not None:
+            gradient_step_auto(deltas[m], kept[m - 1], lr, l2_over_n, weights[m], biases[m])
+        else:
+            gradient_step_auto(deltas[m], activations[m - 1], lr, l2_over_n, weights[m], biases[m])
+    if x_next.shape[0] == 0:
+        gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
+    elif x_next.shape[0] <= SAMPLE_TILE:
+        gradient_step_then_weighted_sum_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0], x_next, zs[0])
+    else:  # too many samples to keep in cache beside the rows: the two kernels one after the other
+        gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
+        weighted_sum_auto(weights[0], biases[0], x_next, zs[0])
+
+
+@serial
+def optimizer_steps(code, settings, step, weights, biases, state, grads, gradient_sums):
+    """optimizer_step on every layer (after backward), as step number `step` (from 1) of the
+    optimiser, with the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer; `settings`
+    is as in optimizer_step (in the weights' dtype). gradient_sums[0, m] and [1, m] accumulate
+    the mean |dJ/dW^m| and |dJ/db^m| (--track-gradients)."""
+    grads_W, grads_b = grads
+    s1_W, s1_b, s2_W, s2_b = state
+    alpha, h1, h2, eps, decay = settings
+    c1 = weights[0].dtype.type(ONE - h1 ** step)  # Adam's bias corrections 1 - b1^t, 1 - b2^t
+    c2 = weights[0].dtype.type(ONE - h2 ** step)
+    for m in range(len(weights)):
+        gradient_sums[0, m] += np.mean(np.abs(grads_W[m]))
+        gradient_sums[1, m] += np.mean(np.abs(grads_b[m]))
+        optimizer_step_auto(code, grads_W[m], grads_b[m], settings, c1, c2, weights[m], biases[m], s1_W[m],
+                            s1_b[m], s2_W[m], s2_b[m])
+
+
+@serial
 def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed,
                   buffers, x_chunks, y_chunks, masks, kept, J, correct, totals):
     """Minibatch SGD steps for batches first..stop-1 of the shuffled `order`, every one of
     batch_size samples (train.py passes a short last batch as a run of its own).
 
-    Each step: forward, backpropagate the deltas, gradient_step on layers L..1. The step on
-    layer 1 also computes the next batch's z^1 (gradient_step_then_weighted_sum), so the
-    next forward pass starts from there. With dropout (masks not None), hidden units are
-    dropped out with masks drawn from (seed, batch, layer, sample, unit). `buffers` holds
-    (zs, activations, deltas) for batch_size samples; unless `totals` is empty, add_costs
-    adds each minibatch's cost and correct count (before its step) to it.
+    Each step: forward, backpropagate the deltas, gradient_steps on layers L..1. The step on
+    layer 1 also computes the next batch's z^1, so the next forward pass starts from there.
+    With dropout (masks not None), hidden units are dropped out with masks drawn from (seed,
+    batch, layer, sample, unit). `buffers` holds (zs, activations, deltas) for batch_size
+    samples; unless `totals` is empty, add_costs adds each minibatch's cost and correct count
+    (before its step) to it.
     """
     zs, activations, deltas = buffers
     x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
@@ -716,21 +754,11 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
         if totals.shape[0] > 0:  # running train metrics
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
-        for m in range(len(weights) - 1, 0, -1):
-            if kept is not None:
-                gradient_step_auto(deltas[m], kept[m - 1], lr, l2_over_n, weights[m], biases[m])
-            else:
-                gradient_step_auto(deltas[m], activations[m - 1], lr, l2_over_n, weights[m], biases[m])
         if batch + 1 == stop:
-            gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
+            gradient_steps(weights, biases, activations, deltas, kept, x_now, x_now[:0], zs, lr, l2_over_n)
             break
         x_new, y_new = gathered_batch(X, y, order, batch_size, first, stop, batch + 1, x_chunks, y_chunks)
-        if batch_size <= SAMPLE_TILE:
-            gradient_step_then_weighted_sum_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0],
-                                                 x_new, zs[0])
-        else:  # too many samples to keep in cache beside the rows: the two kernels one after the other
-            gradient_step_auto(deltas[0], x_now, lr, l2_over_n, weights[0], biases[0])
-            weighted_sum_auto(weights[0], biases[0], x_new, zs[0])
+        gradient_steps(weights, biases, activations, deltas, kept, x_now, x_new, zs, lr, l2_over_n)
         x_now, y_now = x_new, y_new
 
 
@@ -739,14 +767,10 @@ def train_batches_with(code, settings, step, weights, biases, state, acts, cost,
                        l2_over_n, gradient_sums, keep, seed, buffers, x_chunks, y_chunks, masks, kept, grads,
                        J, correct, totals):
     """Minibatch steps like train_batches, for the optimisers that need the whole gradient
-    first: forward, backward (the deltas and every gradient), then optimizer_step on every layer, with
-    the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer. `step` counts earlier steps
-    (for Adam's bias correction) and the new count is returned; `settings` is as in
-    optimizer_step (in the weights' dtype). gradient_sums[0, m]
-    and [1, m] accumulate the mean |dJ/dW^m| and |dJ/db^m| of every step (--track-gradients)."""
+    first: forward, backward (the deltas and every gradient), then optimizer_steps. `step`
+    counts earlier steps (for Adam's bias correction) and the new count is returned."""
     zs, activations, deltas = buffers
     grads_W, grads_b = grads
-    s1_W, s1_b, s2_W, s2_b = state
     for batch in range(first, stop):
         x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
         forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
@@ -754,14 +778,7 @@ def train_batches_with(code, settings, step, weights, biases, state, acts, cost,
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
         backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept)
         step += 1
-        alpha, h1, h2, eps, decay = settings
-        c1 = weights[0].dtype.type(ONE - h1 ** step)  # Adam's bias corrections 1 - b1^t, 1 - b2^t
-        c2 = weights[0].dtype.type(ONE - h2 ** step)
-        for m in range(len(weights)):
-            gradient_sums[0, m] += np.mean(np.abs(grads_W[m]))
-            gradient_sums[1, m] += np.mean(np.abs(grads_b[m]))
-            optimizer_step_auto(code, grads_W[m], grads_b[m], settings, c1, c2, weights[m], biases[m], s1_W[m],
-                                s1_b[m], s2_W[m], s2_b[m])
+        optimizer_steps(code, settings, step, weights, biases, state, grads, gradient_sums)
     return step
 
 
@@ -796,7 +813,7 @@ def one_thread(drivers, kernels):
         replaced[driver.__name__] = driver.serial
 
 
-one_thread((forward_layers, backpropagate, weight_gradients, backward, add_costs, gathered_batch, train_batches,
-            train_batches_with, evaluate_tiles, forward),
+one_thread((forward_layers, backpropagate, weight_gradients, backward, add_costs, gathered_batch, gradient_steps,
+            optimizer_steps, train_batches, train_batches_with, evaluate_tiles, forward),
            (weighted_sum, activate, output_delta, hidden_delta, weight_gradient, gradient_step,
             gradient_step_then_weighted_sum, gather_rows, dropout, apply_mask, optimizer_step, output_cost))

@@ -60,6 +60,11 @@ class Optimizer:
         decay = l2_over_n if self.decoupled else 0.0
         return tuple(np.dtype(dtype).type(value) for value in (lr, h1, h2, self.eps, decay))
 
+    def _count_gradients(self, net):
+        """gradient_sums for `net`, zero, unless there are already."""
+        if self.gradient_sums is None:
+            self.gradient_sums = np.zeros((2, len(net.weights)))
+
     def take_gradient_means(self):
         """(mean |dJ/dW^m| per layer, mean |dJ/db^m| per layer) over the steps since the last call."""
         means = self.gradient_sums / max(1, self.tracked_steps)
@@ -74,33 +79,48 @@ class Optimizer:
         tracked (which needs them whole). `parallel` picks the drivers' variant (default: by
         passes.parallel_pays); each minibatch's cost sum and correct count are added to
         totals[0] and totals[1] when `totals` is given."""
-        if self.gradient_sums is None:
-            self.gradient_sums = np.zeros((2, len(net.weights)))
         if self.kernels == "loops":
             from . import loops  # (imported, and so compiled, only when asked for)
 
+            self._count_gradients(net)
             loops.train_batches(net, self, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed, totals)
             self.tracked_steps += stop - first
             return
+        driver, args = self.compiled_call(net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed,
+                                          parallel, totals)
+        steps = driver(*args)
+        if not self.fused:
+            self.step = int(steps)
+            self.tracked_steps += stop - first
+
+    @property
+    def fused(self):
+        """True when the steps take the fused path (kernels.train_batches: plain SGD whose
+        gradients are not tracked), else kernels.train_batches_with."""
+        return self.name == "sgd" and not self.track_gradients
+
+    def compiled_call(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0, parallel=None,
+                      totals=None):
+        """(driver, arguments) of `run`'s compiled call (nbnet.kernels): train_batches when
+        `fused`, else train_batches_with, in the variant `parallel` picks."""
         weights, biases = tuple(net.weights), tuple(net.biases)
+        self._count_gradients(net)
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)
         buffers, masks, kept, x_chunks, y_chunks, J, correct = self._workspace(weights, X, batch_size, keep < 1.0)
         totals = np.zeros(0) if totals is None else totals  # (empty: not counted; see kernels.train_batches)
-        if self.name == "sgd" and not self.track_gradients:
-            passes.variant(kernels.train_batches, parallel)(
+        if self.fused:
+            return passes.variant(kernels.train_batches, parallel), (
                 weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(lr),
                 float(l2_over_n), float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, J, correct,
                 totals)
-            return
         state = tuple(tuple(arrays) for arrays in self.attach(net).state)
         grads = (tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases))
         gradient_l2 = 0.0 if self.decoupled else l2_over_n
-        self.step = int(passes.variant(kernels.train_batches_with, parallel)(
+        return passes.variant(kernels.train_batches_with, parallel), (
             self.code, self.settings(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,
             net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
-            float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals))
-        self.tracked_steps += stop - first
+            float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals)
 
     def _workspace(self, weights, X, batch_size, dropout):
         """The buffers the compiled steps write into, kept from one call to the next while the

@@ -71,7 +71,8 @@ def prepare(job_list):
 
     import numba
 
-    from .train import optimizer_for, prepare_kernels
+    from .train import optimizer_for
+    from .warm import prepare_kernels
 
     start, threads, shapes = time.perf_counter(), numba.get_num_threads(), {}
     try:

@@ -5,7 +5,6 @@ The minibatch steps themselves run inside compiled code (kernels.train_batches);
 only shuffles, hands over slices of an epoch (so a progress bar can move) and evaluates.
 """
 
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -13,13 +12,12 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
-from . import kernels, passes
+from . import passes
 from .activations import f
-from .cache import compile_lock
 from .costs import one_hot
-from .network import Network
 from .optimizers import Optimizer
 from .schedules import learning_rate
+from .warm import prepare_kernels  # noqa: F401  (also nbnet.train.prepare_kernels, as before)
 
 PLAIN_SGD = Optimizer("sgd")
 
@@ -137,52 +135,6 @@ def set_threads(threads):
         raise ValueError(f"threads must lie in 1..{limit}, got {threads}")
     numba.set_num_threads(threads)
     return threads
-
-
-def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
-    """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
-    a batch size, training it with `optimizer`, `dropout` and `train_metrics` will call, and
-    nothing else.
-    So compiling happens here and not inside the first timed epoch.
-    Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
-    start = time.perf_counter()
-    misses = _cache_misses()
-    train = batch_size is not None
-    optimizer = optimizer or PLAIN_SGD
-    with compile_lock():  # (processes that start together compile one at a time: see cache.compile_lock)
-        warm_up(len(net.sizes) - 1, net.dtype, passes.parallel_pays(net.weights, 1),
-                train and passes.parallel_pays(net.weights, batch_size), optimizer.name if train else None,
-                optimizer.track_gradients, dropout > 0, train_metrics == "running", optimizer.kernels)
-    return time.perf_counter() - start, _cache_misses() > misses
-
-
-def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
-            dropout=False, running=False, kernel_set="fast"):
-    """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
-    run with these settings calls (same variants and argument types): evaluation, and
-    training with `optimizer` through `kernel_set` ("fast" or "loops") unless it is None (else
-    Network.forward, for evaluate and predict)."""
-    tiny = Network([3] * layers + [2], dtype=dtype, seed=0)
-    X = tiny.as_inputs(np.zeros((4, 3)))
-    y = np.zeros(4, dtype=np.int64)
-    weights, biases = tuple(tiny.weights), tuple(tiny.biases)
-    passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation)
-    if optimizer is None:
-        passes.variant(kernels.forward, parallel_evaluation)(weights, biases, tiny.acts, X,
-                                                             passes.layer_buffers(weights, 4),
-                                                             passes.layer_buffers(weights, 4))
-        return
-    same = Optimizer(optimizer, track_gradients=track_gradients, kernels=kernel_set).attach(tiny)
-    same.run(tiny, X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, 0.5 if dropout else 1.0, 0,
-             parallel=parallel_training, totals=np.zeros(2) if running else None)
-
-
-def _cache_misses():
-    """How many times nbnet's compiled drivers were compiled in this process (not loaded from the cache)."""
-    drivers = (kernels.train_batches, kernels.train_batches_with, kernels.evaluate_tiles, kernels.forward)
-    misses = sum(sum(d.stats.cache_misses.values()) for driver in drivers for d in (driver, driver.serial))
-    loops = sys.modules.get("nbnet.loops")  # (imported only by runs that train through the plain loops)
-    return misses + (sum(sum(loop.stats.cache_misses.values()) for loop in loops.LOOPS) if loops else 0)
 
 
 def train_epoch(net, X, y, order, batch_size, lr, l2_over_n=0.0, optimizer=None, dropout=0.0, dropout_seed=0):

@@ -37,17 +37,23 @@ SMALL = [((30,), 1), ((30,), 16)]  # small: the one-thread drivers, whatever the
 LAZY = DIGESTS + """
 from nbnet import kernels as K
 from nbnet.optimizers import Optimizer
+from nbnet.warm import helper_pays, run_settings
 set_threads(2)
 def compiled(*functions):
     return [bool(f.signatures) for f in functions]
+def loaded(*functions):  # compiled by prepare_kernels' helper process: loaded here, not compiled
+    return [sum(f.stats.cache_hits.values()) > 0 and not sum(f.stats.cache_misses.values()) for f in functions]
 net = Network([64, 30, 10])
+print(helper_pays(run_settings(net, 10)))  # a cold start, two cores: the helper compiles the backward half
 print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: small, so one thread
-print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.sum_rows, K.step_rows))
+print(loaded(K.backpropagate.serial, K.gradient_steps.serial), helper_pays(run_settings(net, 10)))
+print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.sum_rows, K.gradient_steps.serial))
 print(compiled(K.train_batches, K.weighted_sum, K.gradient_step, K.train_batches_with.serial, K.optimizer_step,
                K.dropout, K.forward.serial, K.output_cost))
 print(len(K.forward_layers.serial.signatures))  # one, shared by training and evaluation: no dropout
 print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
 print(compiled(K.train_batches_with.serial, K.optimizer_step, K.dropout), len(K.forward_layers.serial.signatures))
+print(loaded(K.backward.serial, K.optimizer_steps.serial), len(K.gathered_batch.serial.signatures))
 print(prepare_kernels(net, 10)[1])  # nothing new
 print("nbnet.loops" in sys.modules)  # the plain loops (--kernels loops) are not even imported
 print(digests(SMALL))  # trained by the one-thread drivers this process compiled
@@ -77,9 +83,13 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     # the digits' default run compiles no parallel kernel, no optimiser or dropout code
     lazy = run(["-c", LAZY], env).split("\n")
-    assert lazy[:8] == [
-        "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]", "1",
-        "True", "[True, False, False] 2", "False", "False"]
+    # (on two cores, a helper process compiles the backward half of the training step: this
+    # process loads it, and compiles no other signature of the driver's callees than its own
+    # forward half did: one gathered_batch, one forward_layers without dropout)
+    assert lazy[:11] == [
+        "True", "True", "[True, True] False", "[True, True, True, True]",
+        "[False, False, False, False, False, False, False, False]", "1",
+        "True", "[True, False, False] 2", "[True, True] 1", "False", "False"]
     # Three processes start together (a sweep's workers, two terminals) on a cache without the
     # float64 drivers: one compiles them, the other two wait for it and load; all train the same.
     together = [subprocess.Popen([sys.executable, "-c", TRAIN, "float64"], env=env, stdout=subprocess.PIPE,
@@ -103,4 +113,62 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
               for dtype, check in (("float32", ["check"]), ("float64", []))]
     assert [compiled for compiled, *_ in cached] == ["False", "False"]
     assert cached[0][2].split() == ["False"] * 5
-    assert cached[0][1] == lazy[8] and cached[1][1] == started[0][1]
+    assert cached[0][1] == lazy[11] and cached[1][1] == started[0][1]
+
+
+def helper_standing_in(monkeypatch, code):
+    """Make prepare_kernels start `code` as its helper process, whatever the cache holds; the list
+    of helpers it started."""
+    from nbnet import warm
+
+    started = []
+
+    def start(settings):
+        started.append(subprocess.Popen([sys.executable, "-c", code]))
+        return started[-1]
+
+    monkeypatch.setattr(warm, "helper_pays", lambda settings: True)
+    monkeypatch.setattr(warm, "start_helper", start)
+    return started
+
+
+def test_a_failing_compile_helper_costs_only_time(monkeypatch):
+    """The helper only adds to the cache: when it fails, prepare_kernels compiles (or loads)
+    everything itself."""
+    from nbnet import Network
+    from nbnet import kernels as K
+    from nbnet.warm import prepare_kernels
+
+    started = helper_standing_in(monkeypatch, "raise SystemExit(3)")
+    prepare_kernels(Network([64, 12, 10], seed=0), 10)
+    assert [helper.returncode for helper in started] == [3]
+    assert K.train_batches.serial.signatures  # (compiled here, or loaded)
+
+
+def test_the_compile_helper_ends_with_its_run(monkeypatch):
+    """An error (or Ctrl-C) in this process while the helper compiles kills the helper."""
+    from nbnet import Network, warm
+
+    def interrupted(**settings):
+        raise KeyboardInterrupt
+
+    started = helper_standing_in(monkeypatch, "import time; time.sleep(60)")
+    monkeypatch.setattr(warm, "warm_up", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        warm.prepare_kernels(Network([64, 12, 10], seed=0), 10)
+    assert started[0].poll() is not None
+
+
+def test_the_compile_helper_runs_only_for_a_cold_fast_training_driver(monkeypatch):
+    from nbnet import Network
+    from nbnet.optimizers import Optimizer
+    from nbnet.warm import helper_pays, prepare_kernels, run_settings
+
+    net = Network([64, 12, 10], seed=0)
+    prepare_kernels(net, 10)  # (compiled or loaded: now in the cache)
+    assert not helper_pays(run_settings(net, 10))
+    monkeypatch.setattr("nbnet.warm.in_disk_cache", lambda dispatcher, args: False)  # as on a cold start
+    assert helper_pays(run_settings(net, 10))
+    assert not helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
+    monkeypatch.setenv("NBNET_COMPILE_HELPER", "0")
+    assert not helper_pays(run_settings(net, 10))

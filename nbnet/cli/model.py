@@ -22,7 +22,8 @@ from ..images import ImageError, fit_image, read_image
 from ..model_file import ModelError
 from ..network import DTYPES, Network
 from ..plots import OutputError, plot_evaluation, plot_first_layer
-from ..train import prepare_kernels, set_threads
+from ..train import set_threads
+from ..warm import prepare_kernels
 from ..version import __version__
 from .group import fail, main
 
@@ -189,7 +190,7 @@ def compile_command(dtype, hidden_layers, optimizers, dropout, threads):
     uses anyway; this only moves that time to when you choose."""
     from itertools import product
 
-    from ..train import warm_up
+    from ..warm import warm_up
 
     set_threads(None)
     start = time.perf_counter()

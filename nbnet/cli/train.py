@@ -19,7 +19,8 @@ from ..network import Network
 from ..options import TrainConfig
 from ..plots import OutputError, plot_metrics, write_metrics
 from ..tables import load_any_dataset
-from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, prepare_kernels, set_threads, train
+from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, set_threads, train
+from ..warm import prepare_kernels
 from .group import fail, main
 from .options import config_from, config_options
 

@@ -1,0 +1,183 @@
+"""Compiling what a run calls before its first epoch, with both halves of a training step
+compiled at once on a cold start.
+
+A process compiles one function at a time. On a cold start (the run's training driver is
+not in the kernel cache) with two free cores, a helper process compiles the backward half of
+a training step, the deltas and the update, into the disk cache while this process compiles
+the forward half: evaluation, the training forward pass and minibatch gathering. This
+process then waits for the helper and compiles the driver that chains the halves, loading
+the helper's part from the cache. That takes the MNIST run's compile from 25 s to about
+17 s and the digits' from 8 s to about 5 s (bench/startup.py).
+
+The helper only adds entries to the cache (under config.lock_numba_cache_index's lock): if
+it cannot start, fails or is disabled (NBNET_COMPILE_HELPER=0), this process compiles what is
+missing itself, so the model is the same whichever process compiled what.
+"""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from . import kernels, passes
+from .cache import cache_dir_writable, compile_lock, kernel_cache_dir
+from .network import Network
+from .optimizers import Optimizer
+
+def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
+            dropout=False, running=False, kernel_set="fast", half="both"):
+    """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
+    run with these settings calls (same variants and argument types): evaluation, and
+    training with `optimizer` through `kernel_set` ("fast" or "loops") unless it is None (else
+    Network.forward, for evaluate and predict). half="forward" or "backward" compiles only
+    that half of the fast training step (see training_halves), "both" everything."""
+    tiny, X, y = tiny_data(layers, dtype)
+    weights, biases = tuple(tiny.weights), tuple(tiny.biases)
+    if half != "backward":
+        passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation)
+    if optimizer is None:
+        passes.variant(kernels.forward, parallel_evaluation)(weights, biases, tiny.acts, X,
+                                                             passes.layer_buffers(weights, 4),
+                                                             passes.layer_buffers(weights, 4))
+        return
+    same = Optimizer(optimizer, track_gradients=track_gradients, kernels=kernel_set)
+    steps = tiny_steps(X, y, dropout, running, parallel_training)
+    if half == "both":
+        same.run(tiny, *steps)
+        return
+    driver, args = same.compiled_call(tiny, *steps)
+    for call in training_halves(same.fused, parallel_training, driver, args)[half]:
+        call()
+
+
+def tiny_data(layers, dtype):
+    """(network, X, y): a network of `layers` layers of 3 neurons (2 outputs) and 4 samples."""
+    tiny = Network([3] * layers + [2], dtype=dtype, seed=0)
+    return tiny, tiny.as_inputs(np.zeros((4, 3))), np.zeros(4, dtype=np.int64)
+
+
+def tiny_steps(X, y, dropout, running, parallel):
+    """Optimizer.run's arguments after the network: two minibatches of tiny_data's samples."""
+    return (X, y, np.arange(4, dtype=np.int64), 2, 0, 2, 0.1, 0.0, 0.5 if dropout else 1.0, 0, parallel,
+            np.zeros(2) if running else None)
+
+
+def training_halves(fused, parallel, driver, args):
+    """{"forward": calls, "backward": calls}: calls of the compiled passes that `driver`
+    (kernels.train_batches when `fused`, else train_batches_with, called with `args`) calls
+    in its forward and backward half, each with the argument types the driver passes, so that
+    compiling them compiles the driver's callees. (tests/test_compile.py checks that the
+    driver then compiles no new signature of them.)"""
+    a = dict(zip(inspect.signature(driver.py_func).parameters, args))
+    zs, activations, deltas = a["buffers"]
+    x, y = a["X"][:a["batch_size"]], a["y"][:a["batch_size"]]
+    v = lambda driver: passes.variant(driver, parallel)  # noqa: E731
+    forward = [
+        lambda: v(kernels.gathered_batch)(a["X"], a["y"], a["order"], a["batch_size"], a["first"], a["stop"],
+                                          a["first"], a["x_chunks"], a["y_chunks"]),
+        lambda: v(kernels.forward_layers)(np.int64(1 if fused else 0), a["weights"], a["biases"], a["acts"], x, zs,
+                                          activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
+    if fused:
+        backward = [
+            lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs, activations, deltas,
+                                             a["masks"]),
+            lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations, deltas, a["kept"], x, x, zs,
+                                              a["lr"], a["l2_over_n"])]
+    else:
+        grads_W, grads_b = a["grads"]
+        backward = [
+            lambda: v(kernels.backward)(a["weights"], a["acts"], a["cost"], x, y, a["l2_over_n"], zs, activations,
+                                        deltas, grads_W, grads_b, a["masks"], a["kept"]),
+            lambda: v(kernels.optimizer_steps)(a["code"], a["settings"], a["step"] + 1, a["weights"], a["biases"],
+                                               a["state"], a["grads"], a["gradient_sums"])]
+    return {"forward": forward, "backward": backward}
+
+
+def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
+    """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
+    a batch size, training it with `optimizer`, `dropout` and `train_metrics` will call, and
+    nothing else; on a cold start with a helper process for the backward half (see above).
+    So compiling happens here and not inside the first timed epoch.
+    Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
+    start = time.perf_counter()
+    misses = cache_misses()
+    train = batch_size is not None
+    settings = run_settings(net, batch_size, optimizer, dropout, train_metrics)
+    with compile_lock():  # (processes that start together compile one at a time: see cache.compile_lock)
+        helper = start_helper(settings) if train and helper_pays(settings) else None
+        try:
+            if helper is not None:
+                warm_up(**settings, half="forward")
+                helper.wait()
+            warm_up(**settings)
+        finally:
+            if helper is not None and helper.poll() is None:
+                helper.kill()
+                helper.wait()
+    return time.perf_counter() - start, cache_misses() > misses
+
+
+def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
+    """warm_up's arguments for prepare_kernels' run (as its own)."""
+    optimizer = optimizer or Optimizer("sgd")
+    train = batch_size is not None
+    return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.parallel_pays(net.weights, 1),
+                parallel_training=train and passes.parallel_pays(net.weights, batch_size),
+                optimizer=optimizer.name if train else None, track_gradients=optimizer.track_gradients,
+                dropout=dropout > 0, running=train_metrics == "running", kernel_set=optimizer.kernels)
+
+
+def helper_pays(settings):
+    """True when a helper process would compile the backward half of warm_up(**settings): the
+    fast kernels' training driver for these settings is not in the disk cache, two cores are
+    free and the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return (settings["kernel_set"] == "fast" and cores >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0"
+            and not numba.config.DISABLE_JIT and cache_dir_writable(kernel_cache_dir())
+            and not training_compiled(settings))
+
+
+def training_compiled(settings):
+    """True when the disk cache holds the training driver that warm_up(**settings) calls."""
+    tiny, X, y = tiny_data(settings["layers"], settings["dtype"])
+    same = Optimizer(settings["optimizer"], track_gradients=settings["track_gradients"])
+    return in_disk_cache(*same.compiled_call(tiny, *tiny_steps(X, y, settings["dropout"], settings["running"],
+                                                                 settings["parallel_training"])))
+
+
+def in_disk_cache(dispatcher, args):
+    """True when Numba's disk cache holds `dispatcher` compiled for the types of `args` (also
+    when that cannot be told: Numba's cache internals differ from what this expects)."""
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(tuple(numba.typeof(arg) for arg in args), dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 (any failure: assume cached, and compile here as without a helper)
+        return True
+
+
+def start_helper(settings):
+    """A Python process that compiles the backward half of warm_up(*settings) into the disk
+    cache, importing this same nbnet (None if it cannot start)."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    code = "import json, sys; from nbnet.warm import warm_up; warm_up(**json.loads(sys.argv[1]), half='backward')"
+    try:
+        return subprocess.Popen([sys.executable, "-c", code, json.dumps(settings)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def cache_misses():
+    """How many times nbnet's compiled drivers were compiled in this process (not loaded from the cache)."""
+    drivers = (kernels.train_batches, kernels.train_batches_with, kernels.evaluate_tiles, kernels.forward)
+    misses = sum(sum(d.stats.cache_misses.values()) for driver in drivers for d in (driver, driver.serial))
+    loops = sys.modules.get("nbnet.loops")  # (imported only by runs that train through the plain loops)
+    return misses + (sum(sum(loop.stats.cache_misses.values()) for loop in loops.LOOPS) if loops else 0)
