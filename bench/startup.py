@@ -2,7 +2,9 @@
 
 1. Cold start: each command run with an empty kernel cache (NUMBA_CACHE_DIR), so every
    kernel it uses is compiled; the median of --repeats runs. Reported: seconds from launch
-   until training starts (the "Kernels ... in X s" note) and until the command exits.
+   until training starts (the "Kernels ... in X s" note) and until the command exits; and,
+   in turns with those runs, until training starts when one process compiles everything
+   (NBNET_COMPILE_HELPER=0: no helper process for the backward half, see nbnet/warm.py).
 2. Warm start: the default command again with the cache the cold runs filled.
 3. Monitoring: Nielsen's chapter-3 run on MNIST (784-100-10, 30 epochs, batch 10, lr 0.5,
    L2 5) with each --train-metrics choice; the ratio of the whole command's wall time to the
@@ -42,7 +44,7 @@ def mnist_dir():
     return Path(os.environ.get("NBNET_DATA_DIR") or HERE.parent.parent / "shared" / "data" / "mnist")
 
 
-def launch(args, cache, plots):
+def launch(args, cache, plots, helper=True):
     """(seconds until training starts, seconds until exit, sum of the epochs' training seconds)."""
     if "mnist" in args:
         args = [*args, "--data-dir", str(mnist_dir())]
@@ -50,7 +52,8 @@ def launch(args, cache, plots):
     command = [sys.executable, "-m", "nbnet", "train", *args, "--plot", str(Path(plots) / "p.png"),
                "--metrics", str(metrics)]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=HERE.parent, env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, NBNET_COMPILE_HELPER="1" if helper else "0")
+    process = subprocess.Popen(command, cwd=HERE.parent, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ready = None
     for line in process.stderr:
@@ -65,12 +68,23 @@ def launch(args, cache, plots):
     return ready, total, training
 
 
-def median_of(repeats, args, cold, cache, plots):
+def median_of(repeats, args, cold, cache, plots, helper=True):
     runs = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as fresh:
-            runs.append(launch(args, fresh if cold else cache, plots))
+            runs.append(launch(args, fresh if cold else cache, plots, helper))
     return [statistics.median(column) for column in zip(*runs)]
+
+
+def cold_in_turns(repeats, args, plots):
+    """Medians of (training starts, exits) with the compile helper, and of training starts
+    without it, the two run in turns."""
+    runs = [[], []]
+    for _ in range(repeats):
+        for helper in (True, False):
+            runs[not helper].append(median_of(1, args, True, None, plots, helper))
+    with_helper = [statistics.median(column) for column in zip(*runs[0])]
+    return with_helper[0], with_helper[1], statistics.median(run[0] for run in runs[1])
 
 
 def main():
@@ -85,15 +99,17 @@ def main():
     results = dict(machine=f"{platform.machine()}, {os.cpu_count()} cores", numba=numba.__version__,
                    repeats=args.repeats, cold=[], warm=None, monitoring=[])
     print(f"nbnet bench/startup.py: {results['machine']}, numba {numba.__version__}; medians of {args.repeats} runs")
-    print(f"{'cold start (empty kernel cache)':<40} {'training starts':>16} {'command exits':>14}")
+    print(f"{'cold start (empty kernel cache)':<40} {'training starts':>16} {'command exits':>14} "
+          f"{'one process':>12} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as plots:
         for label, train_args in [] if args.skip_cold else COLD:
             if "mnist" in train_args and not mnist_dir().is_dir():
                 print(f"{label:<40} skipped: no MNIST in {mnist_dir()}")
                 continue
-            ready, total, _ = median_of(args.repeats, train_args, True, cache, plots)
-            results["cold"].append(dict(command=label, training_starts=ready, exits=total))
-            print(f"{label:<40} {ready:>14.1f} s {total:>12.1f} s")
+            ready, total, alone = cold_in_turns(args.repeats, train_args, plots)
+            results["cold"].append(dict(command=label, training_starts=ready, exits=total,
+                                        training_starts_one_process=alone))
+            print(f"{label:<40} {ready:>14.1f} s {total:>12.1f} s {alone:>10.1f} s {ready / alone:>6.2f}")
         launch([], cache, plots)  # fill the cache
         ready, total, _ = median_of(args.repeats, [], False, cache, plots)
         results["warm"] = dict(command="default (digits, 30 epochs)", training_starts=ready, exits=total)
