@@ -107,10 +107,16 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
     misses = cache_misses()
-    train = batch_size is not None
-    settings = run_settings(net, batch_size, optimizer, dropout, train_metrics)
-    with compile_lock():  # (processes that start together compile one at a time: see cache.compile_lock)
-        helper = start_helper(settings) if train and helper_pays(settings) else None
+    compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics))
+    return time.perf_counter() - start, cache_misses() > misses
+
+
+def compile_run(settings):
+    """warm_up(**settings), on a cold start of a training run with a helper process for the
+    backward half, under the compile lock (processes that start together compile one at a
+    time: see cache.compile_lock)."""
+    with compile_lock():
+        helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
             if helper is not None:
                 warm_up(**settings, half="forward")
@@ -120,7 +126,6 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
             if helper is not None and helper.poll() is None:
                 helper.kill()
                 helper.wait()
-    return time.perf_counter() - start, cache_misses() > misses
 
 
 def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):

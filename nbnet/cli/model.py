@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import HIDDEN, OUTPUT
-from ..cache import compile_lock, kernel_cache_dir
+from ..cache import kernel_cache_dir
 from ..config import FASTMATH
 from ..costs import COSTS
 from ..data import DataError
@@ -187,20 +187,21 @@ def compile_command(dtype, hidden_layers, optimizers, dropout, threads):
 
     Covers training, evaluation and prediction with the given settings, in both variants:
     one thread (small networks, --threads 1) and parallel. Each run compiles only what it
-    uses anyway; this only moves that time to when you choose."""
+    uses anyway; this only moves that time to when you choose. (With two cores, a helper
+    process compiles the backward half of each training path meanwhile, as `nbnet train` does.)"""
     from itertools import product
 
-    from ..warm import warm_up
+    from ..warm import compile_run
 
     set_threads(None)
     start = time.perf_counter()
     variants = (False,) if threads == 1 else (False, True)  # (parallel?)
     networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), variants))
     paths = list(product(("sgd", "adam") if optimizers == "all" else ("sgd",), (False, True) if dropout else (False,)))
-    for (name, layers, parallel), (optimizer, dropped) in product(networks, [(None, False), *paths]):
+    for (name, layers, parallel), (optimizer, dropped) in product(networks, [*paths, (None, False)]):
         began = time.perf_counter()
-        with compile_lock():
-            warm_up(layers + 1, name, parallel, parallel, optimizer, False, dropped)
+        compile_run(dict(layers=layers + 1, dtype=name, parallel_evaluation=parallel, parallel_training=parallel,
+                         optimizer=optimizer, track_gradients=False, dropout=dropped, running=False, kernel_set="fast"))
         what = ("evaluate and predict" if optimizer is None else "train, " + ("sgd" if optimizer == "sgd" else
                 "momentum, nesterov, rmsprop, adam") + (", dropout" if dropped else ""))
         click.echo(f"{name}, {layers} hidden layer(s), {'parallel' if parallel else 'one thread'}: {what}: "
