@@ -117,7 +117,7 @@ def lock_numba_cache_index():
         from numba.core.caching import IndexDataCacheFile
     except ImportError:
         return
-    if getattr(IndexDataCacheFile.save, "nbnet_locked", False) or not all(
+    if cache_saves_locked() or not all(
             hasattr(IndexDataCacheFile, name) for name in ("_load_index", "_save_index", "_save_data", "_data_name")):
         return
 
@@ -140,6 +140,13 @@ def lock_numba_cache_index():
 
     save.nbnet_locked = True
     IndexDataCacheFile.save = save
+
+
+def cache_saves_locked():
+    """True when lock_numba_cache_index is in place."""
+    from numba.core.caching import IndexDataCacheFile
+
+    return getattr(IndexDataCacheFile.save, "nbnet_locked", False)
 
 
 lock_numba_cache_index()  # before anything is compiled

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import kernels, passes
 from .cache import cache_dir_writable, compile_lock, kernel_cache_dir
+from .config import cache_saves_locked
 from .network import Network
 from .optimizers import Optimizer
 
@@ -141,10 +142,11 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
 def helper_pays(settings):
     """True when a helper process would compile the backward half of warm_up(**settings): the
     fast kernels' training driver for these settings is not in the disk cache, two cores are
-    free and the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
+    free, the two processes' cache saves are locked (config.lock_numba_cache_index: not where
+    flock is missing, as on Windows) and the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return (settings["kernel_set"] == "fast" and cores >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0"
-            and not numba.config.DISABLE_JIT and cache_dir_writable(kernel_cache_dir())
+            and not numba.config.DISABLE_JIT and cache_saves_locked() and cache_dir_writable(kernel_cache_dir())
             and not training_compiled(settings))
 
 
