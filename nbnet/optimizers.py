@@ -61,7 +61,7 @@ class Optimizer:
         return tuple(np.dtype(dtype).type(value) for value in (lr, h1, h2, self.eps, decay))
 
     def _count_gradients(self, net):
-        """gradient_sums for `net`, zero, unless there are already."""
+        """Zero gradient_sums, one column per layer of `net`, unless the sums have begun."""
         if self.gradient_sums is None:
             self.gradient_sums = np.zeros((2, len(net.weights)))
 
