@@ -74,8 +74,9 @@ def training_halves(fused, parallel, driver, args):
     """{"forward": calls, "backward": calls}: calls of the compiled passes that `driver`
     (kernels.train_batches when `fused`, else train_batches_with, called with `args`) calls
     in its forward and backward half, each with the argument types the driver passes, so that
-    compiling them compiles the driver's callees. (tests/test_compile.py checks that the
-    driver then compiles no new signature of them.)"""
+    compiling them compiles the driver's callees. (tests/test_compile.py checks, for the
+    one-thread drivers, that the driver then compiles no new signature of them; a parallel
+    driver is the same Python body, so it passes its callees the same types.)"""
     a = dict(zip(inspect.signature(driver.py_func).parameters, args))
     zs, activations, deltas = a["buffers"]
     x, y = a["X"][:a["batch_size"]], a["y"][:a["batch_size"]]
