@@ -40,7 +40,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .data import Split
 from .options import TrainConfig
 from .train import RunState, train
-from .warm import prepare_kernels
 
 ACTIVATIONS = {"logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
@@ -149,8 +148,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if self._no_improvement_count > self.n_iter_no_change:
                 raise _Stop
 
-        # (compiled here rather than in the first epoch: on a cold start, both halves of the step at once)
-        prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
         try:
             train(net, Split(X, labels, None, None), config.but(epochs=self.n_iter_ + config.epochs),
                   on_epoch=after_epoch, state=state)

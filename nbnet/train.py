@@ -17,7 +17,7 @@ from .activations import f
 from .costs import one_hot
 from .optimizers import Optimizer
 from .schedules import learning_rate
-from .warm import prepare_kernels  # noqa: F401  (also nbnet.train.prepare_kernels, as before)
+from .warm import prepare_kernels
 
 PLAIN_SGD = Optimizer("sgd")
 
@@ -213,6 +213,9 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     or raises Diverged with config.stop_on_divergence (the train cost, when nothing is held out).
     """
     state = state or RunState.start(config)
+    # compiled (or loaded) before the first epoch, whose seconds must not include it; nothing
+    # to do when the caller did it already (nbnet train, to say how long it took)
+    prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
     X_train, y_train = _checked(net, split.X_train, split.y_train)
     X_test, y_test = _checked(net, split.X_test, split.y_test)
     X_held, y_held = _checked(net, split.X_validation, split.y_validation)

@@ -177,3 +177,18 @@ def test_running_train_metrics_are_the_minibatch_means_and_none_skips_them(digit
     assert running[0].train_cost > full[0].train_cost and running[0].train_accuracy < full[0].train_accuracy
     assert all(m.train_cost is None and m.train_accuracy is None for m in skipped)
     assert [m.test_cost for m in skipped] == [m.test_cost for m in full]
+
+
+def test_train_prepares_the_kernels_before_its_first_epoch(digits, monkeypatch):
+    """The Python API gets what nbnet train does: the run's compiled code is compiled (or
+    loaded) before the first epoch, whose seconds would otherwise include compiling, for the
+    run's own settings."""
+    import nbnet.train as T
+
+    events, prepare, epoch = [], T.prepare_kernels, T._train_epoch
+    monkeypatch.setattr(T, "prepare_kernels", lambda *args: events.append(("prepare", *args[1:])) or prepare(*args))
+    monkeypatch.setattr(T, "_train_epoch", lambda *args: events.append("epoch") or epoch(*args))
+    fit(fresh_net(digits), digits, epochs=2, batch_size=16, dropout=0.1, optimizer="adam", train_metrics="running")
+    assert [event if event == "epoch" else event[0] for event in events] == ["prepare", "epoch", "epoch"]
+    batch_size, optimizer, dropout, train_metrics = events[0][1:]
+    assert (batch_size, optimizer.name, dropout, train_metrics) == (16, "adam", 0.1, "running")
