@@ -174,12 +174,12 @@ def in_disk_cache(dispatcher, args):
 def start_helper(settings):
     """A Python process that compiles the backward half of warm_up(**settings) into the disk
     cache, importing this same nbnet (None if it cannot start)."""
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
-    code = "import json, sys; from nbnet.warm import warm_up; warm_up(**json.loads(sys.argv[1]), half='backward')"
+    code = ("import json, sys; sys.path.insert(0, sys.argv[2]); from nbnet.warm import warm_up; "
+            "warm_up(**json.loads(sys.argv[1]), half='backward')")
+    package_parent = str(Path(__file__).resolve().parent.parent)  # (first on its path, whatever its directory holds)
     try:
-        return subprocess.Popen([sys.executable, "-c", code, json.dumps(settings)], env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen([sys.executable, "-c", code, json.dumps(settings), package_parent],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return None
 
