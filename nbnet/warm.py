@@ -11,7 +11,9 @@ instead of 27.0 s, the digits' after 5.5 s instead of 8.4 s).
 
 The helper only adds entries to the cache (under config.lock_numba_cache_index's lock): if
 it cannot start, fails or is disabled (NBNET_COMPILE_HELPER=0), this process compiles what is
-missing itself, so the model is the same whichever process compiled what.
+missing itself, so the model is the same whichever process compiled what. An exception or
+Ctrl-C here kills the helper; if this process is killed outright, the helper finishes its
+half (seconds) and exits.
 """
 
 import inspect
