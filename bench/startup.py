@@ -35,6 +35,7 @@ COLD = [  # (label, nbnet train arguments)
     ("--optimizer adam --dropout 0.2", ["--optimizer", "adam", "--dropout", "0.2"]),
     ("--dtype float64", ["--dtype", "float64"]),
     ("mnist --hidden 100 --epochs 1", ["--dataset", "mnist", "--hidden", "100", "--epochs", "1"]),
+    ("--kernels loops --epochs 3", ["--kernels", "loops", "--epochs", "3"]),
 ]
 NIELSEN = ["--dataset", "mnist", "--hidden", "100", "--epochs", "30", "--batch-size", "10", "--lr", "0.5",
            "--l2", "5"]

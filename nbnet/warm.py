@@ -6,8 +6,10 @@ not in the kernel cache) with two free cores, a helper process compiles the back
 a training step, the deltas and the update, into the disk cache while this process compiles
 the forward half: evaluation, the training forward pass and minibatch gathering. This
 process then waits for the helper and compiles the driver that chains the halves, loading
-the helper's part from the cache (bench/startup.py: an MNIST run starts training after 16.2 s
-instead of 27.0 s, the digits' after 5.5 s instead of 8.4 s).
+the helper's part from the cache (bench/startup.py: an MNIST run starts training after
+16.2 s instead of 27.0 s, the digits' after 5.5 s instead of 8.4 s). With --kernels loops
+the helper compiles the plain loops, which a Python driver calls, while this process
+compiles the evaluation pass.
 
 The helper only adds entries to the cache (under config.lock_numba_cache_index's lock): if
 it cannot start, fails or is disabled (NBNET_COMPILE_HELPER=0), this process compiles what is
@@ -52,8 +54,10 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
         return
     same = Optimizer(optimizer, track_gradients=track_gradients, kernels=kernel_set)
     steps = tiny_steps(X, y, dropout, running, parallel_training)
-    if half == "both":
-        same.run(tiny, *steps)
+    if half == "both" or (kernel_set == "loops" and half == "backward"):
+        same.run(tiny, *steps)  # (the plain loops are called from Python: the helper compiles them all)
+        return
+    if kernel_set == "loops":
         return
     driver, args = same.compiled_call(tiny, *steps)
     for call in training_halves(same.fused, parallel_training, driver, args)[half]:
@@ -112,14 +116,14 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
     misses = cache_misses()
-    compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics))
-    return time.perf_counter() - start, cache_misses() > misses
+    helped = compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics))
+    return time.perf_counter() - start, helped or cache_misses() > misses
 
 
 def compile_run(settings):
     """warm_up(**settings), on a cold start of a training run with a helper process for the
     backward half, under the compile lock (processes that start together compile one at a
-    time: see cache.compile_lock)."""
+    time: see cache.compile_lock). True when a helper compiled."""
     with compile_lock():
         helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
@@ -131,6 +135,7 @@ def compile_run(settings):
             if helper is not None and helper.poll() is None:
                 helper.kill()
                 helper.wait()
+    return helper is not None and helper.returncode == 0
 
 
 def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
@@ -144,31 +149,38 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
 
 
 def helper_pays(settings):
-    """True when a helper process would compile the backward half of warm_up(**settings): the
-    fast kernels' training driver for these settings is not in the disk cache, two cores are
-    free, the two processes' cache saves are locked (config.lock_numba_cache_index: not where
-    flock is missing, as on Windows) and the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
+    """True when a helper process would compile the backward half of warm_up(**settings): its
+    training code is not in the disk cache, two cores are free, the two processes' cache saves
+    are locked (config.lock_numba_cache_index: not where flock is missing, as on Windows) and
+    the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return (settings["kernel_set"] == "fast" and cores >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0"
-            and not numba.config.DISABLE_JIT and cache_saves_locked() and cache_dir_writable(kernel_cache_dir())
-            and not training_compiled(settings))
+    return (cores >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
+            and cache_saves_locked() and cache_dir_writable(kernel_cache_dir()) and not training_compiled(settings))
 
 
 def training_compiled(settings):
-    """True when the disk cache holds the training driver that warm_up(**settings) calls."""
+    """True when the disk cache holds the training driver that warm_up(**settings) calls (with
+    --kernels loops: when it holds each plain loop for some types)."""
+    if settings["kernel_set"] == "loops":
+        from . import loops
+
+        return all(in_disk_cache(loop) for loop in loops.LOOPS)
     tiny, X, y = tiny_data(settings["layers"], settings["dtype"])
     same = Optimizer(settings["optimizer"], track_gradients=settings["track_gradients"])
     return in_disk_cache(*same.compiled_call(tiny, *tiny_steps(X, y, settings["dropout"], settings["running"],
                                                                  settings["parallel_training"])))
 
 
-def in_disk_cache(dispatcher, args):
-    """True when Numba's disk cache holds `dispatcher` compiled for the types of `args` (also
-    when that cannot be told: Numba's cache internals differ from what this expects)."""
+def in_disk_cache(dispatcher, args=None):
+    """True when Numba's disk cache holds `dispatcher` compiled for the types of `args` (for
+    any types: None), or when that cannot be told (Numba's cache internals differ from what
+    this expects)."""
     try:
         cache = dispatcher._cache
-        key = cache._index_key(tuple(numba.typeof(arg) for arg in args), dispatcher.targetctx.codegen())
-        return key in cache._cache_file._load_index()
+        index = cache._cache_file._load_index()
+        if args is None:
+            return bool(index)
+        return cache._index_key(tuple(numba.typeof(arg) for arg in args), dispatcher.targetctx.codegen()) in index
     except Exception:  # noqa: BLE001 (any failure: assume cached, and compile here as without a helper)
         return True
 

@@ -57,6 +57,8 @@ print(loaded(K.backward.serial, K.optimizer_steps.serial), len(K.gathered_batch.
 print(prepare_kernels(net, 10)[1])  # nothing new
 print("nbnet.loops" in sys.modules)  # the plain loops (--kernels loops) are not even imported
 print(digests(SMALL))  # trained by the one-thread drivers this process compiled
+from nbnet import loops  # --kernels loops: the helper compiles the plain loops, this process evaluation
+print(prepare_kernels(net, 10, Optimizer(kernels="loops"))[1], loaded(*loops.LOOPS))
 """
 
 TRAIN = DIGESTS + """
@@ -114,6 +116,7 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert [compiled for compiled, *_ in cached] == ["False", "False"]
     assert cached[0][2].split() == ["False"] * 5
     assert cached[0][1] == lazy[11] and cached[1][1] == started[0][1]
+    assert lazy[12] == "True [True, True, True, True, True, True]"
 
 
 def helper_standing_in(monkeypatch, code):
@@ -159,7 +162,7 @@ def test_the_compile_helper_ends_with_its_run(monkeypatch):
     assert started[0].poll() is not None
 
 
-def test_the_compile_helper_runs_only_for_a_cold_fast_training_driver(monkeypatch):
+def test_the_compile_helper_runs_only_for_cold_training_code(monkeypatch):
     from nbnet import Network
     from nbnet.optimizers import Optimizer
     from nbnet.warm import helper_pays, prepare_kernels, run_settings
@@ -167,8 +170,7 @@ def test_the_compile_helper_runs_only_for_a_cold_fast_training_driver(monkeypatc
     net = Network([64, 12, 10], seed=0)
     prepare_kernels(net, 10)  # (compiled or loaded: now in the cache)
     assert not helper_pays(run_settings(net, 10))
-    monkeypatch.setattr("nbnet.warm.in_disk_cache", lambda dispatcher, args: False)  # as on a cold start
-    assert helper_pays(run_settings(net, 10))
-    assert not helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
+    monkeypatch.setattr("nbnet.warm.in_disk_cache", lambda dispatcher, args=None: False)  # as on a cold start
+    assert helper_pays(run_settings(net, 10)) and helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "0")
     assert not helper_pays(run_settings(net, 10))
