@@ -7,7 +7,7 @@ a training step, the deltas and the update, into the disk cache while this proce
 the forward half: evaluation, the training forward pass and minibatch gathering. This
 process then waits for the helper and compiles the driver that chains the halves, loading
 the helper's part from the cache (bench/startup.py: an MNIST run starts training after
-16.2 s instead of 27.0 s, the digits' after 5.5 s instead of 8.4 s). With --kernels loops
+15.7 s instead of 25.9 s, the digits' after 5.3 s instead of 8.0 s). With --kernels loops
 the helper compiles the plain loops, which a Python driver calls, while this process
 compiles the evaluation pass.
 
