@@ -153,9 +153,13 @@ def helper_pays(settings):
     training code is not in the disk cache, two cores are free, the two processes' cache saves
     are locked (config.lock_numba_cache_index: not where flock is missing, as on Windows) and
     the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return (cores >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
+    return (usable_cores() >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
             and cache_saves_locked() and cache_dir_writable(kernel_cache_dir()) and not training_compiled(settings))
+
+
+def usable_cores():
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def training_compiled(settings):

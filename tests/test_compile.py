@@ -18,6 +18,8 @@ import sys
 import numba
 import pytest
 
+from nbnet.warm import usable_cores
+
 DIGESTS = """
 import sys, hashlib, numpy as np
 from nbnet import Network
@@ -80,7 +82,8 @@ def run(args, env):
     return result.stdout
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2 or usable_cores() < 2,
+                    reason="needs two threads and two cores (the compile helper's)")
 def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     # the digits' default run compiles no parallel kernel, no optimiser or dropout code
@@ -171,6 +174,10 @@ def test_the_compile_helper_runs_only_for_cold_training_code(monkeypatch):
     prepare_kernels(net, 10)  # (compiled or loaded: now in the cache)
     assert not helper_pays(run_settings(net, 10))
     monkeypatch.setattr("nbnet.warm.in_disk_cache", lambda dispatcher, args=None: False)  # as on a cold start
+    monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 2)
     assert helper_pays(run_settings(net, 10)) and helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "0")
+    assert not helper_pays(run_settings(net, 10))
+    monkeypatch.setenv("NBNET_COMPILE_HELPER", "1")
+    monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 1)
     assert not helper_pays(run_settings(net, 10))
