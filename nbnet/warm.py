@@ -2,7 +2,7 @@
 compiled at once on a cold start.
 
 A process compiles one function at a time. On a cold start (the run's training driver is
-not in the kernel cache) with two free cores, a helper process compiles the backward half of
+not in the kernel cache) with two usable cores, a helper process compiles the backward half of
 a training step, the deltas and the update, into the disk cache while this process compiles
 the forward half: evaluation, the training forward pass and minibatch gathering. This
 process then waits for the helper and compiles the driver that chains the halves, loading
@@ -139,7 +139,7 @@ def compile_run(settings):
 
 
 def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
-    """warm_up's arguments for prepare_kernels' run (as its own)."""
+    """warm_up's arguments for a run of `net` with these settings (prepare_kernels' parameters)."""
     optimizer = optimizer or Optimizer("sgd")
     train = batch_size is not None
     return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.parallel_pays(net.weights, 1),
@@ -150,7 +150,7 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
 
 def helper_pays(settings):
     """True when a helper process would compile the backward half of warm_up(**settings): its
-    training code is not in the disk cache, two cores are free, the two processes' cache saves
+    training code is not in the disk cache, two cores are usable, the two processes' cache saves
     are locked (config.lock_numba_cache_index: not where flock is missing, as on Windows) and
     the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
     return (usable_cores() >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
