@@ -213,15 +213,16 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     or raises Diverged with config.stop_on_divergence (the train cost, when nothing is held out).
     """
     state = state or RunState.start(config)
-    # compiled (or loaded) before the first epoch, whose seconds must not include it; nothing
-    # to do when the caller did it already (nbnet train, to say how long it took)
-    prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
     X_train, y_train = _checked(net, split.X_train, split.y_train)
     X_test, y_test = _checked(net, split.X_test, split.y_test)
     X_held, y_held = _checked(net, split.X_validation, split.y_validation)
     validating = X_held is not None
     if config.early_stopping and not validating:
         raise ValueError("early stopping needs a validation set")
+    # compiled (or loaded) once the inputs are known to be good and before the first epoch, whose
+    # seconds must not include it; nothing to do when the caller did it already (nbnet train,
+    # to say how long it took)
+    prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
     if not validating:
         X_held, y_held = X_test, y_test  # (None, None without a test set: nothing held out to report)
     patience = config.patience if config.early_stopping else None
