@@ -3,17 +3,19 @@
     sigmoid  f(z) = 1 / (1 + e^-z)       f'(z) = a (1 - a)
     tanh     f(z) = tanh z               f'(z) = 1 - a^2
     relu     f(z) = max(z, 0)            f'(z) = 1 if z > 0 else 0
+    identity f(z) = z                    f'(z) = 1             (linear layers; regression outputs)
+    exp      f(z) = e^z                  f'(z) = a             (output layer only: Poisson regression)
     softmax  a_j = e^z_j / sum_i e^z_i   (output layer only; its Jacobian is used in costs)
 """
 
 import numpy as np
 
-from .codes import RELU, SIGMOID, SOFTMAX, TANH
+from .codes import EXP, IDENTITY, RELU, SIGMOID, SOFTMAX, TANH
 
-CODES = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX}
+CODES = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX, "identity": IDENTITY, "exp": EXP}
 NAMES = {code: name for name, code in CODES.items()}
-HIDDEN = ("sigmoid", "tanh", "relu")
-OUTPUT = ("sigmoid", "softmax")
+HIDDEN = ("sigmoid", "tanh", "relu", "identity")
+OUTPUT = ("sigmoid", "softmax", "identity", "exp")
 
 
 def f(z, act):
@@ -26,6 +28,11 @@ def f(z, act):
         return np.tanh(z)
     if act == RELU:
         return np.maximum(z, z.dtype.type(0))
+    if act == IDENTITY:
+        return z.copy()
+    if act == EXP:
+        with np.errstate(over="ignore"):
+            return np.exp(z)
     if act == SOFTMAX:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -33,7 +40,7 @@ def f(z, act):
 
 
 def f_prime(z, a, act):
-    """f'(z) element-wise for sigmoid, tanh and relu, given z and a = f(z)."""
+    """f'(z) element-wise for sigmoid, tanh, relu, identity and exp, given z and a = f(z)."""
     one = z.dtype.type(1)
     if act == SIGMOID:
         return a * (one - a)
@@ -41,4 +48,8 @@ def f_prime(z, a, act):
         return one - a * a
     if act == RELU:
         return (z > 0).astype(z.dtype)
+    if act == IDENTITY:
+        return np.ones_like(z)
+    if act == EXP:
+        return a
     raise ValueError(f"f' of activation code {act} is not element-wise")

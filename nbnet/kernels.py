@@ -23,7 +23,8 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-from .codes import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
+from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
+                    SIGMOID, SOFTMAX, TANH)
 from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, inlined, inlined_nests, loop_nest, parallel,
                      renamed, serial)
 
@@ -147,22 +148,117 @@ def _exp_compiled(x):
 
 @serial(inline="always")
 def f(x, act):
-    """a = f(z) for one element of a sigmoid, tanh or relu layer."""
+    """a = f(z) for one element of a sigmoid, tanh, relu, identity or exp layer."""
     if act == SIGMOID:
         return ONE / (ONE + exp(-x))
     if act == TANH:
         return np.tanh(x)
+    if act == IDENTITY:
+        return x
+    if act == EXP:
+        return np.exp(x)  # (libm's: the clamped exp_float32 would cap a Poisson mean at 2.6e38)
     return x if x > ZERO else x * ZERO  # relu (x * 0 keeps the dtype of x)
 
 
 @serial(inline="always")
 def f_prime(x, fx, act):
-    """f'(z) from z = x and a = fx, for one element (sigmoid and tanh reuse a)."""
+    """f'(z) from z = x and a = fx, for one element (sigmoid, tanh and exp reuse a)."""
     if act == SIGMOID:
         return fx * (ONE - fx)
     if act == TANH:
         return ONE - fx * fx
+    if act == IDENTITY:
+        return x * ZERO + ONE  # (in the dtype of x)
+    if act == EXP:
+        return fx
     return ONE if x > ZERO else ZERO  # relu
+
+
+# ----------------------------------------------------------------------------- targets
+# The kernels read targets through these three functions, so that one loop serves both forms
+# (nbnet.costs.targets): class ids y (an int array: the target row is one-hot) and a target
+# matrix Y (a float array: one row per sample, and optionally one more column, each sample's
+# weight). Numba compiles each form apart (the `overload`s below pick the body by the type of
+# y), so class-id runs compile exactly the loops they always had.
+def target(y, s, j):
+    """The target of output j for sample s: 1 if j is its class (class ids), else Y[s, j]."""
+    if y.ndim == 1:
+        return ONE if j == y[s] else ZERO
+    return y[s, j]
+
+
+def sample_weight(y, s, n_out):
+    """The weight w_s of sample s: 1, or the column after the n_out targets of a target matrix."""
+    if y.ndim == 1 or y.shape[1] == n_out:
+        return ONE
+    return y[s, n_out]
+
+
+def is_correct(a, y, s):
+    """Whether sample s is classified right: its largest output is its class (class ids), or
+    every output rounds to its target, |a - Y| < 1/2 (a target matrix)."""
+    return largest_is_class(a, y, s) if y.ndim == 1 else rounds_to_targets(a, y, s)
+
+
+@overload(target)
+def _target_compiled(y, s, j):
+    if y.ndim == 1:
+        return lambda y, s, j: ONE if j == y[s] else ZERO
+    return lambda y, s, j: y[s, j]
+
+
+@overload(sample_weight)
+def _sample_weight_compiled(y, s, n_out):
+    if y.ndim == 1:
+        return lambda y, s, n_out: ONE
+    return lambda y, s, n_out: y[s, n_out] if y.shape[1] > n_out else y.dtype.type(ONE)
+
+
+@serial(inline="always")
+def largest_is_class(a, y, s):
+    """is_correct for class ids."""
+    guess = 0
+    for j in range(a.shape[1]):
+        if a[s, j] > a[s, guess]:
+            guess = j
+    return guess == y[s]
+
+
+@serial(inline="always")
+def rounds_to_targets(a, y, s):
+    """is_correct for a target matrix."""
+    for j in range(a.shape[1]):
+        if not abs(a[s, j] - y[s, j]) < HALF:
+            return False
+    return True
+
+
+def target_dot(y, s, z):
+    """sum_j y_j z[s, j]: z[s, y[s]] for class ids."""
+    return z[s, y[s]] if y.ndim == 1 else dot_targets(y, s, z)
+
+
+@serial(inline="always")
+def dot_targets(y, s, z):
+    """target_dot for a target matrix."""
+    total = z[s, 0] * ZERO
+    for j in range(z.shape[1]):
+        total += y[s, j] * z[s, j]
+    return total
+
+
+@overload(target_dot, inline="always")
+def _target_dot_compiled(y, s, z):
+    if y.ndim == 1:
+        return lambda y, s, z: z[s, y[s]]
+    return lambda y, s, z: dot_targets(y, s, z)
+
+
+@overload(is_correct, inline="always")
+def _is_correct_compiled(a, y, s):
+    if y.ndim == 1:
+        return lambda a, y, s: largest_is_class(a, y, s)
+    return lambda a, y, s: rounds_to_targets(a, y, s)
 
 
 # ----------------------------------------------------------------------------- forward
@@ -249,16 +345,18 @@ def activate(z, act, a):
 # ----------------------------------------------------------------------------- backward
 @kernel(work=lambda z, a, y, act, cost, delta: z.size)
 def output_delta(z, a, y, act, cost, delta):
-    """delta^L = f'(z^L) * dJ/da^L, with y[s] the class id of sample s (one-hot inside). Plain
+    """delta^L = w_s f'(z^L) * dJ/da^L, with y the targets of the samples (class ids or a target
+    matrix: see `target`) and w_s the weight of sample s (1 unless y carries weights). Plain
     loop: loops.output_delta (the same loop).
 
-    Cross-entropy with a sigmoid or softmax output simplifies exactly to delta = a - y (the
-    f' factor cancels). The quadratic cost J = 1/2 ||a - y||^2 has dJ/da = a - y, times
-    f'(z) for a sigmoid output, or times the softmax Jacobian: delta_j = a_j (e_j - sum_i e_i a_i).
+    Cross-entropy with a sigmoid or softmax output, and the Poisson cost with an exp output,
+    simplify exactly to delta = a - y (the f' factor cancels). The quadratic cost J = 1/2 ||a - y||^2
+    has dJ/da = a - y, times f'(z) for an element-wise output (1 for identity), or times the
+    softmax Jacobian: delta_j = a_j (e_j - sum_i e_i a_i).
     """
     for s in prange(a.shape[0]):
         for j in range(a.shape[1]):
-            delta[s, j] = a[s, j] - (ONE if j == y[s] else ZERO)
+            delta[s, j] = a[s, j] - target(y, s, j)
         if cost == QUADRATIC:
             if act == SOFTMAX:
                 e_dot_a = a[s, 0] * ZERO
@@ -266,9 +364,13 @@ def output_delta(z, a, y, act, cost, delta):
                     e_dot_a += delta[s, i] * a[s, i]
                 for j in range(a.shape[1]):
                     delta[s, j] = a[s, j] * (delta[s, j] - e_dot_a)
-            else:
+            elif act != IDENTITY:
                 for j in range(a.shape[1]):
                     delta[s, j] *= f_prime(z[s, j], a[s, j], act)
+        w = sample_weight(y, s, a.shape[1])
+        if w != ONE:
+            for j in range(a.shape[1]):
+                delta[s, j] *= w
 
 
 @loop_nest
@@ -560,18 +662,16 @@ def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_
 # ----------------------------------------------------------------------------- cost and accuracy
 @kernel(work=lambda z, a, y, act, cost, J, correct: z.size)
 def output_cost(z, a, y, act, cost, J, correct):
-    """J[s] = the cost of sample s (before the L2 term); correct[s] = 1 when its largest output is y[s].
+    """J[s] = w_s times the cost of sample s (before the L2 term); correct[s] = 1 when it is
+    classified right (is_correct). y_j is target(y, s, j):
 
-    cross-entropy, softmax output:  J = log sum_j e^z_j - z_y        (from z^L: no log of a rounded-off 0)
+    cross-entropy, softmax output:  J = log sum_j e^z_j - sum_j y_j z_j   (from z^L: no log of a rounded-off 0)
     cross-entropy, sigmoid output:  J = sum_j log(1 + e^z_j) - y_j z_j
     quadratic:                      J = 1/2 sum_j (a_j - y_j)^2
+    poisson (exp output):           J = sum_j a_j - y_j z_j + y_j log y_j - y_j   (half the deviance)
     """
     for s in prange(a.shape[0]):
-        guess = 0
-        for j in range(a.shape[1]):
-            if a[s, j] > a[s, guess]:
-                guess = j
-        correct[s] = 1 if guess == y[s] else 0
+        correct[s] = 1 if is_correct(a, y, s) else 0
         total = z[s, 0] * ZERO
         if cost == CROSS_ENTROPY and act == SOFTMAX:
             top = z[s, 0]
@@ -579,17 +679,25 @@ def output_cost(z, a, y, act, cost, J, correct):
                 top = max(top, z[s, j])
             for j in range(z.shape[1]):
                 total += exp(z[s, j] - top)
-            J[s] = np.log(total) + top - z[s, y[s]]
+            J[s] = np.log(total) + top - target_dot(y, s, z)
         elif cost == CROSS_ENTROPY:  # log(1 + e^x) = log(1 + e^-|x|) + max(x, 0), which cannot overflow
             for j in range(z.shape[1]):
                 x = z[s, j]
-                total += np.log1p(exp(-abs(x))) + max(x, ZERO) - (x if j == y[s] else ZERO)
+                total += np.log1p(exp(-abs(x))) + max(x, ZERO) - target(y, s, j) * x
+            J[s] = total
+        elif cost == POISSON:
+            for j in range(z.shape[1]):
+                t = target(y, s, j)
+                total += a[s, j] - t * z[s, j] + (t * np.log(t) - t if t > ZERO else t * ZERO)
             J[s] = total
         else:
             for j in range(a.shape[1]):
-                e = a[s, j] - (ONE if j == y[s] else ZERO)
+                e = a[s, j] - target(y, s, j)
                 total += e * e
             J[s] = HALF * total
+        w = sample_weight(y, s, a.shape[1])
+        if w != ONE:
+            J[s] *= w
 
 
 # ----------------------------------------------------------------------------- whole passes

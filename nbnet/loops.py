@@ -21,7 +21,8 @@ import numpy as np
 from numba import prange
 
 from . import kernels, passes
-from .codes import QUADRATIC, SGD, SIGMOID, SOFTMAX, TANH
+from .codes import EXP, IDENTITY, QUADRATIC, SGD, SIGMOID, SOFTMAX, TANH
+from .kernels import sample_weight, target
 from .config import FASTMATH, parallel, serial
 
 ZERO, ONE = np.float32(0), np.float32(1)
@@ -36,21 +37,29 @@ def plain(fn):
 # edits only to the file a compiled function is in (kernels.f also differs: its float32 exp).
 @serial(inline="always")
 def f(z, act):
-    """a = f(z) for one neuron: sigmoid 1 / (1 + e^-z), tanh, or relu max(z, 0)."""
+    """a = f(z) for one neuron: sigmoid 1 / (1 + e^-z), tanh, identity z, exp e^z, or relu max(z, 0)."""
     if act == SIGMOID:
         return ONE / (ONE + np.exp(-z))
     if act == TANH:
         return np.tanh(z)
+    if act == IDENTITY:
+        return z
+    if act == EXP:
+        return np.exp(z)
     return z if z > ZERO else z * ZERO
 
 
 @serial(inline="always")
 def f_prime(z, a, act):
-    """f'(z), written with a = f(z): sigmoid a (1 - a), tanh 1 - a^2, relu 1 or 0."""
+    """f'(z), written with a = f(z): sigmoid a (1 - a), tanh 1 - a^2, identity 1, exp a, relu 1 or 0."""
     if act == SIGMOID:
         return a * (ONE - a)
     if act == TANH:
         return ONE - a * a
+    if act == IDENTITY:
+        return z * ZERO + ONE
+    if act == EXP:
+        return a
     return ONE if z > ZERO else ZERO
 
 
@@ -84,11 +93,12 @@ def activate(z, act, a):
 
 @plain
 def output_delta(z, a, y, act, cost, delta):
-    """delta^L = f'(z^L) * dJ/da^L, with dJ/da = a - y (y one-hot). Cross-entropy: delta = a - y
-    (f' cancels); quadratic: times f'(z), or for softmax times its Jacobian, a_j (e_j - sum_i e_i a_i)."""
+    """delta^L = w_s f'(z^L) * dJ/da^L, with dJ/da = a - y (y: the targets, kernels.target; w_s: the
+    sample's weight, 1 unless y carries weights). Cross-entropy and Poisson: delta = a - y (f'
+    cancels); quadratic: times f'(z), or for softmax times its Jacobian, a_j (e_j - sum_i e_i a_i)."""
     for s in prange(a.shape[0]):
         for j in range(a.shape[1]):
-            delta[s, j] = a[s, j] - (ONE if j == y[s] else ZERO)
+            delta[s, j] = a[s, j] - target(y, s, j)
         if cost == QUADRATIC and act == SOFTMAX:
             e_dot_a = a.dtype.type(0)
             for i in range(a.shape[1]):
@@ -98,6 +108,9 @@ def output_delta(z, a, y, act, cost, delta):
         elif cost == QUADRATIC:
             for j in range(a.shape[1]):
                 delta[s, j] *= f_prime(z[s, j], a[s, j], act)
+        w = sample_weight(y, s, a.shape[1])
+        for j in range(a.shape[1]):
+            delta[s, j] *= w
 
 
 @plain

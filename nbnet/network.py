@@ -5,7 +5,7 @@ import numpy as np
 from . import kernels, passes
 from .activations import CODES, HIDDEN, OUTPUT
 from .aligned import aligned
-from .costs import COSTS
+from .costs import COSTS, OUTPUTS_OF
 from .model_file import ModelError, read_model_file, write_model_file
 
 DTYPES = ("float32", "float64")
@@ -17,16 +17,16 @@ INITS = {
     "xavier": (lambda n_in, n_out: np.sqrt(2 / (n_in + n_out)), False),  # Glorot & Bengio 2010
     "he": (lambda n_in, n_out: np.sqrt(2 / n_in), False),  # He et al. 2015, for relu
 }
-DEFAULT_INIT = {"sigmoid": "scaled", "tanh": "scaled", "relu": "he"}
+DEFAULT_INIT = {"sigmoid": "scaled", "tanh": "scaled", "relu": "he", "identity": "scaled"}
 
 
 class Network:
     """A fully connected network trained by backpropagation.
 
     sizes       neurons per layer, input first: [784, 100, 10]
-    activation  hidden layers: "sigmoid", "tanh" or "relu"
-    output      output layer: "sigmoid" or "softmax"
-    cost        "cross-entropy" or "quadratic"
+    activation  hidden layers: "sigmoid", "tanh", "relu" or "identity"
+    output      output layer: "sigmoid", "softmax", "identity" (regression) or "exp" (Poisson)
+    cost        "cross-entropy" (sigmoid or softmax output), "quadratic" (any), "poisson" (exp)
     dtype       "float32" or "float64"
     seed        seeds the initial weights
     init        "large" W ~ N(0, 1), b ~ N(0, 1)         (Nielsen's first networks: saturates)
@@ -45,6 +45,8 @@ class Network:
         _check_choice("activation", activation, HIDDEN)
         _check_choice("output", output, OUTPUT)
         _check_choice("cost", cost, tuple(COSTS))
+        if output not in OUTPUTS_OF[cost]:
+            raise ValueError(f"the {cost} cost needs a {' or '.join(OUTPUTS_OF[cost])} output, got {output!r}")
         try:
             dtype_name = np.dtype(dtype).name
         except TypeError:
@@ -110,6 +112,24 @@ class Network:
         metadata["state"] = {name: array for name, array in arrays.items() if name.startswith(("optimizer_", "best_"))}
         return net, metadata
 
+    def flat_parameters(self):
+        """One contiguous vector of every parameter, W^1..W^L (rows of W^m in order) then
+        b^1..b^L, in the network's dtype; from now on the network's weights and biases are
+        views of it, so writing the vector changes the network (full-batch solvers such as
+        L-BFGS work on one vector: nbnet.lbfgs)."""
+        theta = aligned(np.concatenate([P.ravel() for P in self.weights + self.biases]), self.dtype)
+        self.weights, self.biases = self.parameter_views(theta)
+        return theta
+
+    def parameter_views(self, theta):
+        """(weights, biases): views of a flat vector laid out as flat_parameters lays it out."""
+        views, offset = [], 0
+        for P in self.weights + self.biases:
+            views.append(theta[offset:offset + P.size].reshape(P.shape))
+            offset += P.size
+        L = len(self.weights)
+        return views[:L], views[L:]
+
     def parameters_finite(self):
         """False once any weight or bias is NaN or infinite (training has diverged)."""
         with np.errstate(over="ignore", invalid="ignore"):  # a sum of huge values may overflow: also a divergence
@@ -144,12 +164,23 @@ class Network:
         return X
 
     def as_labels(self, y, n_samples):
-        """y as int64 class ids 0..n_out-1, one per sample."""
+        """y as the kernels' targets (nbnet.costs.targets): int64 class ids 0..n_out-1, one per
+        sample; or a target matrix in the network's dtype, one row of n_out targets per sample,
+        optionally followed by a column of sample weights (positive; see nbnet.costs)."""
         y = np.asarray(y)
+        n_out = self.sizes[-1]
+        if y.ndim == 2 and y.shape[0] == n_samples and y.shape[1] in (n_out, n_out + 1):
+            Y = aligned(y, self.dtype)
+            if not np.all(np.isfinite(Y)):
+                raise ValueError("targets contain NaN or infinite values")
+            if y.shape[1] > n_out and not np.all(Y[:, n_out] >= 0):
+                raise ValueError("sample weights must not be negative")
+            return Y
         if y.shape != (n_samples,) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"labels must be {n_samples} integer class ids, got shape {y.shape} of {y.dtype}")
-        if y.size and (y.min() < 0 or y.max() >= self.sizes[-1]):
-            raise ValueError(f"labels must lie in 0..{self.sizes[-1] - 1}")
+            raise ValueError(f"labels must be {n_samples} integer class ids (or a target matrix of shape "
+                             f"({n_samples}, {n_out})), got shape {y.shape} of {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= n_out):
+            raise ValueError(f"labels must lie in 0..{n_out - 1}")
         y = np.ascontiguousarray(y, dtype=np.int64)
         return y if y.flags.writeable else y.copy()  # (read-only arrays: see nbnet.aligned)
 

@@ -107,7 +107,7 @@ class Optimizer:
         self._count_gradients(net)
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)
-        buffers, masks, kept, x_chunks, y_chunks, J, correct = self._workspace(weights, X, batch_size, keep < 1.0)
+        buffers, masks, kept, x_chunks, y_chunks, J, correct = self._workspace(weights, X, y, batch_size, keep < 1.0)
         totals = np.zeros(0) if totals is None else totals  # (empty: not counted; see kernels.train_batches)
         if self.fused:
             return passes.variant(kernels.train_batches, parallel), (
@@ -122,14 +122,14 @@ class Optimizer:
             net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
             float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals)
 
-    def _workspace(self, weights, X, batch_size, dropout):
+    def _workspace(self, weights, X, y, batch_size, dropout):
         """The buffers the compiled steps write into, kept from one call to the next while the
         shapes stay the same (an epoch calls `run` about 50 times, for its progress bar)."""
-        key = (tuple(W.shape for W in weights), X.shape[1], X.dtype, batch_size, dropout)
+        key = (tuple(W.shape for W in weights), X.shape[1], X.dtype, y.shape[1:], y.dtype, batch_size, dropout)
         if self._workspace_key != key:
             self._workspace_key = key
             self._workspace_buffers = (*passes.step_buffers(weights, batch_size, dropout),
-                                       *passes.chunk_buffers(X, batch_size), *passes.cost_buffers(batch_size, X.dtype))
+                                       *passes.chunk_buffers(X, y, batch_size), *passes.cost_buffers(batch_size, X.dtype))
         return self._workspace_buffers
 
     # ------------------------------------------------------------------ pickling (scikit-learn's estimator)

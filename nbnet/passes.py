@@ -40,12 +40,13 @@ def step_buffers(weights, batch_size, dropout):
     return buffers, layer_buffers(weights, batch_size), layer_buffers(weights, batch_size)
 
 
-def chunk_buffers(X, batch_size):
-    """Two buffers for kernels.gathered_batch, each of GATHER_ROWS samples rounded down to
-    whole minibatches (at least one); empty at batch size 1, which reads X in place."""
+def chunk_buffers(X, y, batch_size):
+    """Two buffers for kernels.gathered_batch, each of GATHER_ROWS samples (inputs and their
+    targets y) rounded down to whole minibatches (at least one); empty at batch size 1, which
+    reads X in place."""
     rows = 0 if batch_size == 1 else batch_size * max(1, GATHER_ROWS // batch_size)
     x_chunks = (empty((rows, X.shape[1]), X.dtype), empty((rows, X.shape[1]), X.dtype))
-    y_chunks = (np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64))
+    y_chunks = (np.empty((rows, *y.shape[1:]), dtype=y.dtype), np.empty((rows, *y.shape[1:]), dtype=y.dtype))
     return x_chunks, y_chunks
 
 

@@ -7,7 +7,7 @@ shapes, and bench/ races them. Arrays here are returned rather than filled in pl
 import numpy as np
 
 from .activations import f, f_prime
-from .costs import BY_CODE, one_hot
+from .costs import BY_CODE, correct, targets
 from .codes import MOMENTUM, NESTEROV, RMSPROP
 
 
@@ -21,12 +21,18 @@ def activate(z, act):
 
 
 def output_delta(z, a, y, act, cost):
-    return BY_CODE[cost].delta(z, a, one_hot(y, a.shape[1], a.dtype), act)
+    """delta^L (each row times its sample's weight when y carries weights)."""
+    Y, w = targets(y, a.shape[1], a.dtype)
+    delta = BY_CODE[cost].delta(z, a, Y, act)
+    return delta if w is None else delta * w[:, None]
 
 
 def output_cost(z, a, y, act, cost):
-    """(per-sample cost J before the L2 term, 1 where the largest output is the label, else 0)."""
-    return BY_CODE[cost].fn(z, a, one_hot(y, a.shape[1], a.dtype), act), (np.argmax(a, axis=1) == y).astype(np.int64)
+    """(per-sample cost J before the L2 term, times the sample's weight; 1 where the sample is
+    classified right, else 0: nbnet.costs.correct)."""
+    Y, w = targets(y, a.shape[1], a.dtype)
+    J = BY_CODE[cost].fn(z, a, Y, act)
+    return (J if w is None else J * w), correct(a, y)
 
 
 def hidden_delta(W_next, delta_next, z, a, act):

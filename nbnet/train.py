@@ -14,7 +14,7 @@ import numpy as np
 
 from . import passes
 from .activations import f
-from .costs import one_hot
+from .costs import targets
 from .optimizers import Optimizer
 from .schedules import learning_rate
 from .warm import prepare_kernels
@@ -120,11 +120,12 @@ DIVERGENCE_FACTOR = 10
 
 
 def guessing_cost(net, y):
-    """The mean cost (no L2 term) on labels y of a network whose outputs are all z^L = 0: it
-    guesses (softmax 1/C, sigmoid 1/2 everywhere). The yardstick of divergence."""
+    """The mean cost (no L2 term) on targets y of a network whose outputs are all z^L = 0: it
+    guesses (softmax 1/C, sigmoid 1/2, identity 0, exp 1 everywhere). The yardstick of divergence."""
     z = np.zeros((len(y), net.sizes[-1]))
-    Y = one_hot(y, net.sizes[-1], z.dtype)
-    return float(np.mean(net.cost_function.fn(z, f(z, net.acts[-1]), Y, net.acts[-1])))
+    Y, w = targets(y, net.sizes[-1], z.dtype)
+    J = net.cost_function.fn(z, f(z, net.acts[-1]), Y, net.acts[-1])
+    return float(np.mean(J if w is None else J * w))
 
 
 def set_threads(threads):
@@ -168,6 +169,9 @@ class RunState:
 
     def __init__(self, rng, first_epoch, optimizer, best):
         self.rng, self.first_epoch, self.optimizer, self.best = rng, first_epoch, optimizer, best
+        # the learning rate of the next epochs when a caller steers it (the scikit-learn
+        # estimator's invscaling and adaptive schedules); None: config.schedule says
+        self.learning_rate = None
 
     @classmethod
     def start(cls, config):
@@ -222,7 +226,8 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     # compiled (or loaded) once the inputs are known to be good and before the first epoch, whose
     # seconds must not include it; nothing to do when the caller did it already (nbnet train,
     # to say how long it took)
-    prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
+    prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics,
+                    "ids" if y_train.ndim == 1 else "matrix")
     if not validating:
         X_held, y_held = X_test, y_test  # (None, None without a test set: nothing held out to report)
     patience = config.patience if config.early_stopping else None
@@ -288,7 +293,8 @@ def _train_epoch(net, X, y, config, state, epoch, on_progress):
     n_batches = -(-n // config.batch_size)
     slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
     order = state.rng.permutation(n).astype(np.int64) if config.shuffle else np.arange(n, dtype=np.int64)
-    lr = learning_rate(config.schedule, config.lr, epoch, config.epochs, config.lr_step, config.lr_decay)
+    lr = state.learning_rate if state.learning_rate is not None else learning_rate(
+        config.schedule, config.lr, epoch, config.epochs, config.lr_step, config.lr_decay)
     running = np.zeros(2) if config.train_metrics == "running" else None  # the minibatch costs and correct counts
     start = time.perf_counter()
     for first in range(0, n_batches, slice_size):

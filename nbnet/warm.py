@@ -37,13 +37,14 @@ from .optimizers import Optimizer
 
 
 def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
-            dropout=False, running=False, kernel_set="fast", half="both"):
+            dropout=False, running=False, kernel_set="fast", half="both", targets="ids"):
     """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
     run with these settings calls (same variants and argument types): evaluation, and
     training with `optimizer` through `kernel_set` ("fast" or "loops") unless it is None (else
     Network.forward, for evaluate and predict). half="forward" or "backward" compiles only
-    that half of the fast training step (see training_halves), "both" everything."""
-    tiny, X, y = tiny_data(layers, dtype)
+    that half of the fast training step (see training_halves), "both" everything. targets:
+    "ids" (class ids) or "matrix" (a target matrix: nbnet.costs.targets), the form of y."""
+    tiny, X, y = tiny_data(layers, dtype, targets)
     weights, biases = tuple(tiny.weights), tuple(tiny.biases)
     if half != "backward":
         passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation)
@@ -64,10 +65,12 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
         call()
 
 
-def tiny_data(layers, dtype):
-    """(network, X, y): a network of `layers` layers of 3 neurons (2 outputs) and 4 samples."""
+def tiny_data(layers, dtype, targets="ids"):
+    """(network, X, y): a network of `layers` layers of 3 neurons (2 outputs) and 4 samples,
+    with class ids or a target matrix y."""
     tiny = Network([3] * layers + [2], dtype=dtype, seed=0)
-    return tiny, tiny.as_inputs(np.zeros((4, 3))), np.zeros(4, dtype=np.int64)
+    y = np.zeros(4, dtype=np.int64) if targets == "ids" else np.zeros((4, 2), dtype=dtype)
+    return tiny, tiny.as_inputs(np.zeros((4, 3))), tiny.as_labels(y, 4)
 
 
 def tiny_steps(X, y, dropout, running, parallel):
@@ -108,7 +111,7 @@ def training_halves(fused, parallel, driver, args):
     return {"forward": forward, "backward": backward}
 
 
-def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
+def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids"):
     """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
     a batch size, training it with `optimizer`, `dropout` and `train_metrics` will call, and
     nothing else; on a cold start with a helper process for the backward half (see above).
@@ -116,7 +119,7 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
     misses = cache_misses()
-    helped = compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics))
+    helped = compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics, targets))
     return time.perf_counter() - start, helped or cache_misses() > misses
 
 
@@ -138,14 +141,15 @@ def compile_run(settings):
     return helper is not None and helper.returncode == 0
 
 
-def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full"):
+def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids"):
     """warm_up's arguments for a run of `net` with these settings (prepare_kernels' parameters)."""
     optimizer = optimizer or Optimizer("sgd")
     train = batch_size is not None
     return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.parallel_pays(net.weights, 1),
                 parallel_training=train and passes.parallel_pays(net.weights, batch_size),
                 optimizer=optimizer.name if train else None, track_gradients=optimizer.track_gradients,
-                dropout=dropout > 0, running=train_metrics == "running", kernel_set=optimizer.kernels)
+                dropout=dropout > 0, running=train_metrics == "running", kernel_set=optimizer.kernels,
+                targets=targets)
 
 
 def helper_pays(settings):
@@ -169,7 +173,7 @@ def training_compiled(settings):
         from . import loops
 
         return all(in_disk_cache(loop) for loop in loops.LOOPS)
-    tiny, X, y = tiny_data(settings["layers"], settings["dtype"])
+    tiny, X, y = tiny_data(settings["layers"], settings["dtype"], settings.get("targets", "ids"))
     same = Optimizer(settings["optimizer"], track_gradients=settings["track_gradients"])
     return in_disk_cache(*same.compiled_call(tiny, *tiny_steps(X, y, settings["dropout"], settings["running"],
                                                                  settings["parallel_training"])))

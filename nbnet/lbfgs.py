@@ -1,0 +1,70 @@
+"""Full-batch training by L-BFGS (scikit-learn's solver="lbfgs"): SciPy's L-BFGS-B minimises
+the mean cost of the whole training set plus the L2 term,
+
+    J(theta) = 1/n sum_s J_s + lambda/(2n) sum_m ||W^m||^2,
+
+over one flat vector theta of every weight and bias (Network.flat_parameters). Each time SciPy
+asks for J and dJ/dtheta at a point, nbnet's compiled passes run once over all n samples:
+kernels.forward (z^m, a^m), kernels.add_costs (sum_s J_s), kernels.backward (delta^m, then
+dJ/dW^m and dJ/db^m written straight into the gradient vector). The network's weights are
+views of theta, so the only copies per call are the ones SciPy needs: its point into theta,
+and the gradient handed back (SciPy keeps a reference to it).
+
+No optimiser is written here: the line search, the curvature pairs and the stopping rules are
+SciPy's (`max_iter`, `max_fun`, `tol` mean what scipy.optimize.minimize's maxiter, maxfun and
+gtol mean).
+"""
+
+import numpy as np
+
+from . import kernels, passes
+
+
+class FullBatch:
+    """J(theta) and dJ/dtheta of a whole training set: `objective(theta)` returns both.
+
+    X, y are the network's checked inputs and targets (Network.as_inputs, as_labels); l2 is
+    lambda and n_train the n of the L2 term (len(X) unless given)."""
+
+    def __init__(self, net, X, y, l2=0.0, n_train=None):
+        self.net, self.X, self.y = net, X, y
+        self.n = X.shape[0]
+        self.l2, self.n_train = float(l2), n_train or X.shape[0]
+        self.theta = net.flat_parameters()
+        self.gradient = np.empty_like(self.theta)
+        self.grads_W, self.grads_b = (tuple(views) for views in net.parameter_views(self.gradient))
+        weights = tuple(net.weights)
+        self.zs, self.activations, self.deltas = (passes.layer_buffers(weights, self.n) for _ in range(3))
+        self.J, self.correct = passes.cost_buffers(self.n, X.dtype)
+        self.parallel = passes.parallel_pays(weights, self.n)
+        self.calls = 0
+
+    def objective(self, theta):
+        """(J, dJ/dtheta) at theta (float64 for SciPy, whatever the network's dtype)."""
+        net, p = self.net, self.parallel
+        self.theta[...] = theta
+        weights, biases = tuple(net.weights), tuple(net.biases)
+        code = net.cost_function.code
+        totals = np.zeros(2)
+        passes.variant(kernels.forward, p)(weights, biases, net.acts, self.X, self.zs, self.activations)
+        passes.variant(kernels.add_costs, p)(self.zs, self.activations, net.acts, code, self.y, self.J, self.correct,
+                                             totals)
+        passes.variant(kernels.backward, p)(weights, net.acts, code, self.X, self.y, self.l2 / self.n_train, self.zs,
+                                            self.activations, self.deltas, self.grads_W, self.grads_b, None, None)
+        self.calls += 1
+        return totals[0] / self.n + net.l2_penalty(self.l2, self.n_train), self.gradient.astype(np.float64)
+
+
+def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1e-4, verbose=False):
+    """Train `net` in place by L-BFGS-B on the whole of (X, y); returns SciPy's OptimizeResult
+    (fun: the final J, nit: iterations, nfev: evaluations, status 0 when it converged)."""
+    from scipy.optimize import minimize as scipy_minimize
+
+    problem = FullBatch(net, X, y, l2, n_train)
+    options = dict(maxfun=int(max_fun), maxiter=int(max_iter), gtol=float(tol))
+    if verbose:
+        options["iprint"] = 1  # (newer SciPy warns about iprint; it is only passed when asked for)
+    result = scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+                            options=options)
+    problem.theta[...] = result.x
+    return result
