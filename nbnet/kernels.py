@@ -162,15 +162,14 @@ def f(x, act):
 
 @serial(inline="always")
 def f_prime(x, fx, act):
-    """f'(z) from z = x and a = fx, for one element (sigmoid, tanh and exp reuse a)."""
+    """f'(z) from z = x and a = fx, for one element of a sigmoid, tanh or relu layer (sigmoid and
+    tanh reuse a). Identity layers (f' = 1) skip the product with f'; an exp output's f' is a.
+    (Branches for those here changed how LLVM compiled the sigmoid's f' inside back_sums, whose
+    fast-math flags allow fusing: freshly compiled and cached code then differed in the last bit.)"""
     if act == SIGMOID:
         return fx * (ONE - fx)
     if act == TANH:
         return ONE - fx * fx
-    if act == IDENTITY:
-        return x * ZERO + ONE  # (in the dtype of x)
-    if act == EXP:
-        return fx
     return ONE if x > ZERO else ZERO  # relu
 
 
@@ -364,6 +363,9 @@ def output_delta(z, a, y, act, cost, delta):
                     e_dot_a += delta[s, i] * a[s, i]
                 for j in range(a.shape[1]):
                     delta[s, j] = a[s, j] * (delta[s, j] - e_dot_a)
+            elif act == EXP:
+                for j in range(a.shape[1]):
+                    delta[s, j] *= a[s, j]
             elif act != IDENTITY:
                 for j in range(a.shape[1]):
                     delta[s, j] *= f_prime(z[s, j], a[s, j], act)
@@ -406,9 +408,10 @@ def back_sums(W_next, delta_next, z, a, act, delta, s, n):
             d = delta_next[s + i, jj]
             for k in range(n_here):
                 delta[s + i, k] += W_next[jj, k] * d
-    for i in range(n):
-        for k in range(n_here):
-            delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
+    if act != IDENTITY:
+        for i in range(n):
+            for k in range(n_here):
+                delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
 
 
 @kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size)

@@ -57,7 +57,7 @@ def f_prime(z, a, act):
     if act == TANH:
         return ONE - a * a
     if act == IDENTITY:
-        return z * ZERO + ONE
+        return ONE
     if act == EXP:
         return a
     return ONE if z > ZERO else ZERO
@@ -93,12 +93,11 @@ def activate(z, act, a):
 
 @plain
 def output_delta(z, a, y, act, cost, delta):
-    """delta^L = w_s f'(z^L) * dJ/da^L, with dJ/da = a - y (y: the targets, kernels.target; w_s: the
-    sample's weight, 1 unless y carries weights). Cross-entropy and Poisson: delta = a - y (f'
-    cancels); quadratic: times f'(z), or for softmax times its Jacobian, a_j (e_j - sum_i e_i a_i)."""
+    """delta^L = w_s f'(z^L) * dJ/da^L, dJ/da = a - y (kernels.target, sample_weight); see kernels.output_delta."""
     for s in prange(a.shape[0]):
+        w = sample_weight(y, s, a.shape[1])
         for j in range(a.shape[1]):
-            delta[s, j] = a[s, j] - target(y, s, j)
+            delta[s, j] = w * (a[s, j] - target(y, s, j))
         if cost == QUADRATIC and act == SOFTMAX:
             e_dot_a = a.dtype.type(0)
             for i in range(a.shape[1]):
@@ -108,9 +107,6 @@ def output_delta(z, a, y, act, cost, delta):
         elif cost == QUADRATIC:
             for j in range(a.shape[1]):
                 delta[s, j] *= f_prime(z[s, j], a[s, j], act)
-        w = sample_weight(y, s, a.shape[1])
-        for j in range(a.shape[1]):
-            delta[s, j] *= w
 
 
 @plain

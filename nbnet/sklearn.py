@@ -214,8 +214,9 @@ class _BaseMLP(BaseEstimator):
         net = self._network
         X = net.as_inputs(X)
         y = net.as_labels(self._targets(Y, sample_weight, net.dtype), X.shape[0])
-        result = lbfgs.minimize(net, X, y, l2=self.alpha, max_iter=self.max_iter, max_fun=self.max_fun,
-                                tol=self.tol, verbose=self.verbose is True or self.verbose >= 1)
+        n_train = X.shape[0] if sample_weight is None else sample_weight.sum()  # (scikit-learn's n of the L2 term)
+        result = lbfgs.minimize(net, X, y, l2=self.alpha, n_train=n_train, max_iter=self.max_iter,
+                                max_fun=self.max_fun, tol=self.tol, verbose=self.verbose is True or self.verbose >= 1)
         self._expose()  # (the weights are now views of the vector L-BFGS moved)
         self.n_iter_ = min(result.nit, self.max_iter)
         if result.status != 0:
@@ -224,7 +225,7 @@ class _BaseMLP(BaseEstimator):
                           f"(max_iter={self.max_iter}).\nYou might also want to scale the data as shown in:\n"
                           f"    https://scikit-learn.org/stable/modules/preprocessing.html", ConvergenceWarning,
                           stacklevel=3)
-        self.loss_ = self._sklearn_loss(float(result.fun), net.l2_penalty(self.alpha, X.shape[0]))
+        self.loss_ = self._sklearn_loss(float(result.fun), net.l2_penalty(self.alpha, n_train))
 
     def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, activations, deltas, coef_grads,
                          intercept_grads):
@@ -232,7 +233,6 @@ class _BaseMLP(BaseEstimator):
         vector packed as scikit-learn packs it (every coefs_ raveled, then every intercepts_),
         computed by nbnet's full-batch passes. The last four arguments are ignored."""
         net = self._network
-        sizes = [(W.shape[1], W.shape[0]) for W in net.weights]
         offset = 0
         for W in net.weights:
             W[...] = packed_coef_inter[offset:offset + W.size].reshape(W.shape[1], W.shape[0]).T
@@ -243,13 +243,14 @@ class _BaseMLP(BaseEstimator):
         X = net.as_inputs(X)
         Y = np.asarray(y).reshape(X.shape[0], -1)
         w = None if sample_weight is None else _checked_weights(sample_weight, X.shape[0])
-        problem = lbfgs.FullBatch(net, X, net.as_labels(self._targets(Y, w, net.dtype), X.shape[0]), self.alpha)
+        n_train = X.shape[0] if w is None else w.sum()
+        problem = lbfgs.FullBatch(net, X, net.as_labels(self._targets(Y, w, net.dtype), X.shape[0]), self.alpha,
+                                  n_train)
         loss, gradient = problem.objective(problem.theta)
         self._expose()
         grads_W, grads_b = net.parameter_views(gradient)
         packed = np.concatenate([G.T.ravel() for G in grads_W] + [g for g in grads_b])
-        assert all(G.shape == (n_out, n_in) for G, (n_in, n_out) in zip(grads_W, sizes))
-        return self._sklearn_loss(loss, net.l2_penalty(self.alpha, X.shape[0])), packed
+        return self._sklearn_loss(loss, net.l2_penalty(self.alpha, n_train)), packed
 
     # ------------------------------------------------------------------ sgd, adam
     def _fit_stochastic(self, X, Y, sample_weight, incremental):
@@ -275,7 +276,7 @@ class _BaseMLP(BaseEstimator):
         batch = self._batch(n)
         X = net.as_inputs(X)
         y = net.as_labels(self._targets(Y, sample_weight, net.dtype), n)
-        config = self._config(n, batch)
+        config = self._config(n, batch, 1.0 if sample_weight is None else sample_weight.mean())
         if not incremental or not hasattr(self, "_state"):  # a new optimiser state per fit, as scikit-learn's
             self._state = RunState.start(config.but(seed=int(self._random_state.randint(np.iinfo(np.int32).max))))
         state = self._state
@@ -366,16 +367,17 @@ class _BaseMLP(BaseEstimator):
             return self._network.forward(X).copy()
 
     # ------------------------------------------------------------------ plumbing
-    def _config(self, n_samples, batch):
+    def _config(self, n_samples, batch, mean_weight=1.0):
         """The TrainConfig that says the same as these parameters (alpha is scikit-learn's: the
         L2 term of a minibatch of B samples is alpha / (2 B) ||W||^2, nbnet's lambda / (2 n) ||W||^2
-        with lambda = alpha n / B)."""
+        with lambda = alpha n / B; with sample weights, B is the batch's expected weight sum,
+        B times the mean weight)."""
         optimizer = "adam" if self.solver == "adam" else (
             "sgd" if self.momentum == 0 else "nesterov" if self.nesterovs_momentum else "momentum")
         net = self._network
         return TrainConfig(hidden=tuple(net.sizes[1:-1]), activation=net.activation, output=net.output,
                            cost=net.cost_name, epochs=1, batch_size=batch, lr=self.learning_rate_init,
-                           l2=self.alpha * n_samples / batch, dtype=net.dtype.name, optimizer=optimizer,
+                           l2=self.alpha * n_samples / (batch * mean_weight), dtype=net.dtype.name, optimizer=optimizer,
                            momentum=self.momentum or 0.9, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
                            dropout=self.dropout, shuffle=bool(self.shuffle), train_metrics="running",
                            kernels=self.kernels)
@@ -625,6 +627,8 @@ def _checked_weights(sample_weight, n_samples):
         raise ValueError("Input sample_weight contains NaN or infinity.")
     if np.any(weights < 0):
         raise ValueError("Negative values in data passed to sample_weight")
+    if not np.any(weights):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return weights
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from nbnet import kernels as K
 from nbnet import loops as P
 from nbnet import reference as R
-from nbnet.kernels import ADAM, CROSS_ENTROPY, MOMENTUM, NESTEROV, QUADRATIC, RELU, RMSPROP, SIGMOID, SOFTMAX, TANH
+from nbnet.kernels import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP,
+                           SIGMOID, SOFTMAX, TANH)
 
 TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
@@ -65,10 +66,24 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
     close(z, R.weighted_sum(W, b, a_prev), dtype, "weighted_sum " + shape)
 
     z = (3 * rng.standard_normal((n_samples, n_out))).astype(dtype)
-    for act in (SIGMOID, TANH, RELU, SOFTMAX):
+    for act in (SIGMOID, TANH, RELU, SOFTMAX, IDENTITY, EXP):
         a = np.empty_like(z)
         K.activate(z, act, a)
         close(a, R.activate(z, act), dtype, f"activate {act} " + shape)
+
+    # a target matrix (regression, multi-label), then the same with a column of sample weights
+    Y = rng.random((n_samples, n_out)).astype(dtype)
+    for y in (Y, np.hstack([Y, 2 * rng.random((n_samples, 1))]).astype(dtype)):
+        for act, cost in ((IDENTITY, QUADRATIC), (EXP, POISSON), (SIGMOID, CROSS_ENTROPY), (SOFTMAX, CROSS_ENTROPY),
+                          (EXP, QUADRATIC)):
+            a = R.activate(z, act)
+            delta, J, correct = np.empty_like(z), np.empty(n_samples, dtype), np.empty(n_samples, np.int64)
+            K.output_delta(z, a, y, act, cost, delta)
+            close(delta, R.output_delta(z, a, y, act, cost), dtype, f"output_delta Y{y.shape} {act} {cost} " + shape)
+            K.output_cost(z, a, y, act, cost, J, correct)
+            expected_J, expected_correct = R.output_cost(z, a, y, act, cost)
+            close(J, expected_J, dtype, f"output_cost Y{y.shape} {act} {cost} " + shape)
+            np.testing.assert_array_equal(correct, expected_correct, err_msg="output_cost Y correct " + shape)
 
     y = rng.integers(0, n_out, n_samples)
     for act in (SIGMOID, SOFTMAX):
@@ -85,7 +100,7 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
 
     z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
     delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)
-    for act in (SIGMOID, TANH, RELU):
+    for act in (SIGMOID, TANH, RELU, IDENTITY):
         a_hidden = R.activate(z_hidden, act)
         delta = np.empty_like(z_hidden)
         K.hidden_delta(W, delta_next, z_hidden, a_hidden, act, delta)
@@ -124,6 +139,10 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
     expected_x, expected_y = R.gather_rows(X_all, y_all, order, 2, n_samples)
     np.testing.assert_array_equal(x_out, expected_x, err_msg="gather_rows " + shape)
     np.testing.assert_array_equal(y_out, expected_y, err_msg="gather_rows " + shape)
+    Y_all = rng.random((n_samples + 3, 3)).astype(dtype)  # the rows of a target matrix
+    Y_out = np.empty((n_samples, 3), dtype)
+    K.gather_rows(X_all, Y_all, order, 2, x_out, Y_out)
+    np.testing.assert_array_equal(Y_out, R.gather_rows(X_all, Y_all, order, 2, n_samples)[1], err_msg="gather Y " + shape)
     return outputs
 
 
@@ -147,6 +166,11 @@ def check_loops(rng, dtype, n_samples, n_in, n_out):
     z = (3 * rng.standard_normal((n_samples, n_out))).astype(dtype)
     for act in (SIGMOID, TANH, RELU, SOFTMAX):
         same(P.activate, K.activate, (z, act, empty), [R.activate(z, act)], [f"activate {act}"])
+    Y = np.hstack([rng.random((n_samples, n_out)), 2 * rng.random((n_samples, 1))]).astype(dtype)  # weighted
+    for act, cost in ((IDENTITY, QUADRATIC), (EXP, POISSON), (SIGMOID, CROSS_ENTROPY)):
+        a = R.activate(z, act)
+        same(P.output_delta, K.output_delta, (z, a, Y, act, cost, empty), [R.output_delta(z, a, Y, act, cost)],
+             [f"output_delta Y {act} {cost}"])
     y = rng.integers(0, n_out, n_samples)
     for act in (SIGMOID, SOFTMAX):
         a = R.activate(z, act)
@@ -155,7 +179,7 @@ def check_loops(rng, dtype, n_samples, n_in, n_out):
                  [f"output_delta {act} {cost}"])
     z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
     delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)
-    for act in (SIGMOID, TANH, RELU):
+    for act in (SIGMOID, TANH, RELU, IDENTITY):
         a_hidden = R.activate(z_hidden, act)
         same(P.hidden_delta, K.hidden_delta, (W, delta_next, z_hidden, a_hidden, act, np.empty_like(z_hidden)),
              [R.hidden_delta(W, delta_next, z_hidden, a_hidden, act)], [f"hidden_delta {act}"])

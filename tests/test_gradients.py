@@ -31,6 +31,26 @@ def test_gradients_match_finite_differences(activation, output, cost, l2):
         assert relative_error(a, n) < 1e-7
 
 
+@pytest.mark.parametrize("activation,output,cost", [("identity", "identity", "quadratic"), ("tanh", "exp", "poisson"),
+                                                    ("relu", "sigmoid", "cross-entropy"), ("sigmoid", "softmax",
+                                                                                          "cross-entropy")])
+def test_gradients_of_target_matrices_and_sample_weights_match_finite_differences(activation, output, cost):
+    """Regression, Poisson and multi-label outputs train on a target matrix, optionally with a last
+    column of sample weights (nbnet.costs.targets): the gradients are those of the weighted cost."""
+    net, X, _ = problem(activation, output, cost)
+    rng = np.random.default_rng(1)
+    Y = rng.random((7, SIZES[-1])) * (3 if cost == "poisson" else 1)
+    if output == "softmax":
+        Y /= Y.sum(axis=1, keepdims=True)
+    for y in (Y, np.hstack([Y, rng.random((7, 1)) * 2])):
+        analytic_W, analytic_b = net.gradients(X, y, 1.5, 20)
+        numeric_W, numeric_b = numerical_gradients(net, X, y, 1.5, 20, smooth_step(net, X))
+        for a, n in zip(analytic_W + analytic_b, numeric_W + numeric_b):
+            assert relative_error(a, n) < 1e-7
+    weighted = net.cost(X, np.hstack([Y, np.full((7, 1), 2.0)]))
+    assert weighted == pytest.approx(2 * net.cost(X, Y), rel=1e-12)  # a weight scales its sample's cost
+
+
 def test_gradient_check_fails_on_wrong_gradients():
     """The check itself can fail: a gradient off by 0.1% is caught."""
     net, X, y = problem("sigmoid", "softmax", "cross-entropy")

@@ -18,15 +18,17 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from nbnet.data import Split, load_digits  # noqa: E402
-from nbnet.sklearn import MLPClassifier  # noqa: E402
+from nbnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 from nbnet.train import train  # noqa: E402
 
-# Checks that fail for a stated reason: none (every check of scikit-learn 1.9 passes). Each
-# estimator here runs on one thread (threads=1): a fit then compiles no parallel kernel.
+# Checks that fail for a stated reason: none (every check of scikit-learn 1.9 passes, the sample
+# weight equivalence checks included). Each estimator here runs on one thread (threads=1): a fit
+# then compiles no parallel kernel.
 EXPECTED_FAILURES = {}
 
 
-@parametrize_with_checks([MLPClassifier(max_iter=50, threads=1, random_state=0)],
+@parametrize_with_checks([MLPClassifier(max_iter=50, threads=1, random_state=0),
+                          MLPRegressor(max_iter=50, threads=1, random_state=0)],
                          expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
@@ -77,22 +79,35 @@ def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits, tm
     np.testing.assert_allclose(again.predict_proba(X[:3]), 0.1)
 
 
-def test_fit_trains_what_nbnet_train_trains(digits):
-    """The estimator adds no maths of its own: its weights equal those of nbnet.train with the
-    TrainConfig it builds, bit for bit, and alpha is scikit-learn's (lambda = alpha n / B)."""
+def test_fit_trains_what_nbnet_train_trains(digits, monkeypatch):
+    """The estimator adds no maths of its own: its weights equal those of nbnet.train run on the
+    network, config and run state it hands over, bit for bit; the initial weights are drawn as
+    scikit-learn draws them (Glorot's uniform from random_state); alpha is scikit-learn's
+    (lambda = alpha n / B)."""
+    import copy
+
+    import nbnet.sklearn
+
+    calls = []
+
+    def recording(net, split, config, on_epoch=None, state=None):
+        calls.append((copy.deepcopy(net), split, config, copy.deepcopy(state)))
+        return train(net, split, config, on_epoch=on_epoch, state=state)
+
+    monkeypatch.setattr(nbnet.sklearn, "train", recording)
     X, y = digits[0] / 16, digits[1]
     model = MLPClassifier(hidden_layer_sizes=(30,), solver="sgd", learning_rate_init=0.1, alpha=0.01,
                           batch_size=32, max_iter=4, tol=0, random_state=5, threads=1)
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
         model.fit(X, y)
-    config = model._config(len(X), 32, 4)
+    (net, split, config, state), = calls
     assert config.l2 == pytest.approx(0.01 * len(X) / 32) and config.optimizer == "nesterov" and config.shuffle
-    assert not model.set_params(shuffle=False)._config(len(X), 32, 4).shuffle  # (tests/test_training.py: in order)
-    net = config.network(64, 10)
+    bound = np.sqrt(6 / (64 + 30))
+    np.testing.assert_array_equal(net.weights[0].T, np.random.RandomState(5).uniform(-bound, bound, (64, 30)))
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # as the estimator ran (the variants agree bit for bit anyway)
     try:
-        train(net, Split(X, y, None, None), config)
+        train(net, split, config, state=state)
     finally:
         numba.set_num_threads(threads)
     for W, coef in zip(net.weights, model.coefs_):
@@ -117,15 +132,18 @@ def test_kernels_loops_fits_through_the_plain_loops(digits):
 
 
 def test_one_full_batch_sgd_step_by_hand(digits):
-    """W <- W - lr (dJ/dW + alpha/B W) for one plain-SGD step over a full batch (scikit-learn's rule)."""
+    """W <- W - lr (dJ/dW + alpha/B W) for one plain-SGD step over a full batch (scikit-learn's rule),
+    from the weights a first fit left (warm_start)."""
     X, y = digits[0][:40] / 16, digits[1][:40]
     model = MLPClassifier(hidden_layer_sizes=(12,), solver="sgd", momentum=0, learning_rate_init=0.3, alpha=0.5,
-                          batch_size=40, max_iter=1, random_state=2)
-    start = model._config(40, 40, 1).network(64, 10)
-    grads_W, grads_b = start.gradients(X, y, l2=0.5, n_train=40)  # dJ/dW + (0.5 / 40) W
+                          batch_size=40, max_iter=1, random_state=2, warm_start=True, threads=1)
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
         model.fit(X, y)
-    for W0, g, coef in zip(start.weights, grads_W, model.coefs_):
+    start = [W.copy() for W in model._network.weights]
+    grads_W, grads_b = model._network.gradients(X, y, l2=0.5, n_train=40)  # dJ/dW + (0.5 / 40) W
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        model.fit(X, y)
+    for W0, g, coef in zip(start, grads_W, model.coefs_):
         np.testing.assert_allclose(coef.T, W0 - np.float32(0.3) * g, rtol=1e-5, atol=1e-6)
 
 
@@ -136,22 +154,25 @@ def test_partial_fit_and_early_stopping(digits):
         model.partial_fit(X, y)
     for _ in range(5):
         model.partial_fit(X[:500], y[:500], classes=np.arange(10))
-    assert model.n_iter_ == 5 and model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.n_iter_ == 1 and len(model.loss_curve_) == 5 and model.loss_curve_[-1] < model.loss_curve_[0]
     stopping = MLPClassifier(hidden_layer_sizes=(20,), early_stopping=True, n_iter_no_change=2, max_iter=500,
                              learning_rate_init=0.01, random_state=0, threads=1).fit(X, y)
     assert stopping.n_iter_ < 500 and len(stopping.validation_scores_) == stopping.n_iter_
     assert stopping.best_validation_score_ == max(stopping.validation_scores_) > 0.9
 
 
-def test_unsupported_settings_are_clear_errors(digits):
+def test_bad_settings_are_clear_errors(digits):
     X, y = digits[0][:50], digits[1][:50]
-    for bad, match in (({"solver": "lbfgs"}, "solver"), ({"activation": "identity"}, "activation"),
+    for bad, match in (({"solver": "newton"}, "solver"), ({"activation": "softplus"}, "activation"),
                        ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"), ({"batch_size": 0}, "batch_size"),
-                       ({"kernels": "gpu"}, "kernels")):
+                       ({"kernels": "gpu"}, "kernels"), ({"learning_rate": "cyclic"}, "learning_rate"),
+                       ({"dtype": "int8"}, "dtype"), ({"momentum": 1.5}, "momentum")):
         with pytest.raises(ValueError, match=match):
             MLPClassifier(**bad).fit(X, y)
-    with pytest.raises(ValueError, match="one class"):
-        MLPClassifier().fit(X, np.zeros(50))
+    with pytest.raises(ValueError, match="loss"):
+        MLPRegressor(loss="huber").fit(X, y)
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier().fit(X, y).partial_fit(X, y + 20)
 
 
 def test_the_readme_example_runs_as_written(digits):
@@ -171,3 +192,109 @@ def test_the_readme_example_runs_as_written(digits):
     clf = scope["clf"]
     assert clf.score(X_test, y_test) > 0.9 and clf.coefs_[0].shape[0] == 64
     assert scope["model"].score(X_test, y_test) > 0.9
+
+
+@pytest.fixture(scope="module")
+def regression():
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(n_samples=200, n_features=10, noise=10.0, random_state=7)
+    return X, y / y.std()
+
+
+def test_lbfgs_matches_scikit_learn_on_regression_and_classification(regression, digits):
+    """solver='lbfgs' reaches what scikit-learn's reaches (same start: the same Glorot draws)."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier as SkClassifier
+    from sklearn.neural_network import MLPRegressor as SkRegressor
+
+    X, y = regression
+    settings = dict(solver="lbfgs", hidden_layer_sizes=(20,), max_iter=300, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        ours, theirs = MLPRegressor(threads=1, **settings).fit(X, y), SkRegressor(**settings).fit(X, y)
+        assert ours.score(X, y) == pytest.approx(theirs.score(X, y), abs=0.01) and ours.score(X, y) > 0.98
+        assert ours.coefs_[0].dtype == np.float64 and ours.predict(X).shape == (200,)
+        X, y = digits[0][:300] / 16, digits[1][:300]
+        ours = MLPClassifier(solver="lbfgs", max_iter=30, random_state=0, threads=1).fit(X, y)
+        theirs = SkClassifier(solver="lbfgs", max_iter=30, random_state=0).fit(X, y)
+    assert ours.n_iter_ <= 30 and abs(ours.score(X, y) - theirs.score(X, y)) < 0.02
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=0.5)
+
+
+def test_the_lbfgs_gradient_is_the_derivative_of_its_loss(regression):
+    """scikit-learn's private _loss_grad_lbfgs (its own test calls it) against central differences,
+    for each output layer nbnet now has: identity, exp (Poisson), logistic and softmax."""
+    X, y = regression[0][:20], regression[1][:20]
+    cases = ((MLPRegressor(activation="identity"), y), (MLPRegressor(loss="poisson", activation="tanh"), np.abs(y)),
+             (MLPClassifier(activation="logistic"), y > 0), (MLPClassifier(activation="tanh"), np.digitize(y, [-.5, .5])))
+    for model, target in cases:
+        model.set_params(solver="lbfgs", hidden_layer_sizes=(4,), max_iter=1, alpha=0.3, random_state=0, threads=1)
+        with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+            model.fit(X, target)
+        theta = np.hstack([P.ravel() for P in model.coefs_ + model.intercepts_])
+        Y = (target[:, None] if target.ndim == 1 else target) if isinstance(model, MLPRegressor) else \
+            model._label_binarizer.transform(target)
+        w = np.linspace(0.5, 2, len(X))
+        loss, grad = model._loss_grad_lbfgs(theta, X, Y, w, None, None, None, None)
+        numeric = np.array([(model._loss_grad_lbfgs(theta + e, X, Y, w, None, None, None, None)[0]
+                             - model._loss_grad_lbfgs(theta - e, X, Y, w, None, None, None, None)[0]) / 2e-6
+                            for e in np.eye(len(theta)) * 1e-6])
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_sample_weights_count_as_repeated_samples_in_lbfgs(regression):
+    """Weight 2 on a sample is that sample twice: the full-batch loss (and so the fit) is the same."""
+    X, y = regression
+    w = np.where(np.arange(len(X)) < 50, 2.0, 1.0)
+    twice = np.r_[np.arange(len(X)), np.arange(50)]
+    settings = dict(solver="lbfgs", hidden_layer_sizes=(8,), max_iter=50, alpha=0.1, random_state=3, threads=1)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        weighted = MLPRegressor(**settings).fit(X, y, sample_weight=w)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        repeated = MLPRegressor(**settings).fit(X[twice], y[twice])
+    assert weighted.loss_ == pytest.approx(repeated.loss_, rel=1e-6)
+    np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Negative"):
+        MLPRegressor(**settings).fit(X, y, sample_weight=-w)
+
+
+def test_regressor_sgd_multioutput_partial_fit_and_multilabel(regression):
+    X, y = regression
+    Y = np.c_[y, -2 * y]
+    model = MLPRegressor(solver="sgd", hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=200,
+                         random_state=0, threads=1).fit(X, Y)
+    assert model.predict(X).shape == (200, 2) and model.score(X, Y) > 0.9 and model.n_outputs_ == 2
+    before = model.loss_
+    model.partial_fit(X, Y)
+    assert model.n_iter_ == 1 and model.loss_ < before * 1.1
+    labels = np.c_[y > 0, y > 1, y < -1]
+    clf = MLPClassifier(solver="lbfgs", hidden_layer_sizes=(16,), random_state=0, threads=1).fit(X, labels)
+    assert clf.out_activation_ == "logistic" and clf.predict(X).shape == (200, 3) and clf.score(X, labels) > 0.9
+    assert np.all((clf.predict_proba(X) > 0.5) == clf.predict(X))
+
+
+def test_sparse_input_is_the_dense_input(digits):
+    from scipy import sparse
+
+    X, y = digits[0][:200] / 16, digits[1][:200] % 2
+    settings = dict(hidden_layer_sizes=(10,), max_iter=20, random_state=0, threads=1)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        dense = MLPClassifier(**settings).fit(X, y)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        csr = MLPClassifier(**settings).fit(sparse.csr_matrix(X), y)
+    np.testing.assert_array_equal(dense.coefs_[0], csr.coefs_[0])
+    np.testing.assert_array_equal(dense.predict_proba(X), csr.predict_proba(sparse.csc_matrix(X)))
+
+
+def test_learning_rate_schedules_as_scikit_learn_defines_them():
+    X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
+    model = MLPClassifier(solver="sgd", hidden_layer_sizes=4, learning_rate="invscaling", power_t=0.25, max_iter=3,
+                          random_state=0, threads=1)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning):
+        model.fit(X, y)
+    assert model._optimizer.learning_rate == pytest.approx(0.001 / (12 + 1) ** 0.25)  # after 3 epochs of 4 samples
+    adaptive = MLPClassifier(solver="sgd", tol=0.5, max_iter=3000, learning_rate="adaptive", random_state=0,
+                             threads=1).fit(X[:2], y[:2])
+    assert adaptive.n_iter_ < 3000 and adaptive._optimizer.learning_rate < 1e-6
