@@ -298,3 +298,18 @@ def test_learning_rate_schedules_as_scikit_learn_defines_them():
     adaptive = MLPClassifier(solver="sgd", tol=0.5, max_iter=3000, learning_rate="adaptive", random_state=0,
                              threads=1).fit(X[:2], y[:2])
     assert adaptive.n_iter_ < 3000 and adaptive._optimizer.learning_rate < 1e-6
+
+
+def test_scikit_learns_own_mlp_tests_run_against_nbnet():
+    """bench/sklearn_tests.py (the README's command) swaps test_mlp.py's import for nbnet's
+    estimators and runs it; here on four of its tests (all 59 take two minutes on a cold cache)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "bench" / "sklearn_tests.py"
+    result = subprocess.run([sys.executable, str(script), "--need", "4", "-k",
+                             "test_fit or test_gradient or test_tolerance or test_partial_fit_classes_error",
+                             "-n", "0"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "test_mlp.py against nbnet.sklearn: 4 of 4 passed" in result.stdout
