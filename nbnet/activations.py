@@ -16,6 +16,7 @@ CODES = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX, "id
 NAMES = {code: name for name, code in CODES.items()}
 HIDDEN = ("sigmoid", "tanh", "relu", "identity")
 OUTPUT = ("sigmoid", "softmax", "identity", "exp")
+NUMERIC_OUTPUTS = ("identity", "exp")  # the outputs that train on numeric targets (regression), not classes
 
 
 def f(z, act):

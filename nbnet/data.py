@@ -35,6 +35,7 @@ class Dataset:
     y_test: np.ndarray
     image_shape: tuple  # None for a table of features (nbnet.tables)
     class_names: tuple = None  # the label of each class id; None: the digits 0..9
+    targets: int = None  # a table of numeric targets (regression): how many per sample; y is then (n, targets)
 
     def label(self, class_id):
         return str(class_id) if self.class_names is None else self.class_names[class_id]
@@ -45,11 +46,16 @@ class Dataset:
 
     @property
     def n_classes(self):
+        """The network's outputs: one per class, or per numeric target."""
+        if self.targets is not None:
+            return self.targets
         return 10 if self.class_names is None else len(self.class_names)
 
     def input_spec(self):
         """How inputs were made, stored with a model so `nbnet predict` can do the same (for
         images), and the names of its classes."""
+        if self.targets is not None:
+            return dict(dataset=self.name, targets=self.targets)
         if self.image_shape is None:
             return dict(dataset=self.name, class_names=list(self.class_names))
         names = {} if self.class_names is None else dict(class_names=list(self.class_names))

@@ -11,7 +11,7 @@ and where outputs go are not part of it: they change how a run is done, not what
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .activations import HIDDEN, OUTPUT
-from .costs import COSTS
+from .costs import COSTS, OUTPUTS_OF
 from .data import IDX_SETS
 from .network import DTYPES, INITS, Network
 from .optimizers import KERNELS, OPTIMIZERS
@@ -67,9 +67,14 @@ class TrainConfig:
     decoupled_weight_decay: bool = option(False, "Apply --l2 as weight decay outside the optimiser's scaling "
                                                  "(AdamW) instead of in the gradient.", flag=True)
     schedule: str = option("constant", "Learning rate per epoch: constant, step (times --lr-decay every --lr-step "
-                                       "epochs), cosine.", choices=SCHEDULES)
+                                       "epochs), cosine, invscaling (see --power-t), adaptive (divided by 5 when 2 "
+                                       "epochs in a row do not improve by --lr-tol; stops below 1e-6).",
+                           choices=SCHEDULES)
     lr_step: int = option(10, "Epochs between the steps of --schedule step.", low=1)
     lr_decay: float = option(0.1, "Factor of each step of --schedule step.", low=0, high=1, low_open=True)
+    power_t: float = option(0.5, "Exponent of --schedule invscaling: lr / (t + 1)^power_t, t = samples seen.", low=0)
+    lr_tol: float = option(1e-4, "--schedule adaptive: an epoch improves when it lowers the best watched cost "
+                                 "(validation, else train) by more than this.", low=0)
     validation: float = option(None, "Hold out the last N training samples (or this fraction, when below 1) for "
                                      "validation; the test set is then evaluated once, after training.", low=0,
                                low_open=True)
@@ -91,6 +96,8 @@ class TrainConfig:
         object.__setattr__(self, "hidden", tuple(int(n) for n in self.hidden))
         for spec in fields(self):
             check(spec, getattr(self, spec.name))
+        if self.output not in OUTPUTS_OF[self.cost]:
+            raise ValueError(output_mismatch(self.cost, self.output))
 
     def as_dict(self):
         """Plain JSON-ready values (hidden as a list)."""
@@ -118,6 +125,13 @@ class TrainConfig:
         """Names of the options whose values differ from `other`'s."""
         return [spec.name for spec in fields(self)
                 if spec.name not in ignore and getattr(self, spec.name) != getattr(other, spec.name)]
+
+
+def output_mismatch(cost, output):
+    """The one-line error for a cost and an output layer that do not go together."""
+    return (f"the {cost} cost needs a {' or '.join(OUTPUTS_OF[cost])} output, got {output}"
+            + (" (numeric targets: --cost quadratic, or poisson with --output exp)" if output in ("identity", "exp")
+               else ""))
 
 
 def check(spec, value):

@@ -16,7 +16,7 @@ from . import passes
 from .activations import f
 from .costs import targets
 from .optimizers import Optimizer
-from .schedules import learning_rate
+from .schedules import adaptive_rate, learning_rate
 from .warm import prepare_kernels
 
 PLAIN_SGD = Optimizer("sgd")
@@ -172,6 +172,7 @@ class RunState:
         # the learning rate of the next epochs when a caller steers it (the scikit-learn
         # estimator's invscaling and adaptive schedules); None: config.schedule says
         self.learning_rate = None
+        self.watched = []  # the cost --schedule adaptive watched after each epoch so far (see watched_cost)
 
     @classmethod
     def start(cls, config):
@@ -223,6 +224,9 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
     validating = X_held is not None
     if config.early_stopping and not validating:
         raise ValueError("early stopping needs a validation set")
+    if config.schedule == "adaptive" and not validating and config.train_metrics == "none":
+        raise ValueError("--schedule adaptive watches the validation cost, else the train cost: use --validation, "
+                         "or --train-metrics full or running")
     # compiled (or loaded) once the inputs are known to be good and before the first epoch, whose
     # seconds must not include it; nothing to do when the caller did it already (nbnet train,
     # to say how long it took)
@@ -259,6 +263,10 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
             far_above = np.inf
         if patience and epoch - state.best.metrics.epoch >= patience:
             break
+        if config.schedule == "adaptive":
+            state.watched.append(watched_cost(metrics))
+            if adaptive_rate(config.lr, state.watched, config.lr_tol)[1]:
+                break  # the rate fell below 1e-6 and the cost still does not improve
     if validating and history:  # keep the best epoch's weights, then look at the test set once
         if patience:
             state.best.restore(net)
@@ -266,6 +274,11 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None):
         if X_test is not None:
             kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n)
     return history
+
+
+def watched_cost(metrics):
+    """The cost --schedule adaptive watches after an epoch: the validation cost, else the train cost."""
+    return metrics.validation_cost if metrics.validation_cost is not None else metrics.train_cost
 
 
 def _checked(net, X, y):
@@ -293,8 +306,13 @@ def _train_epoch(net, X, y, config, state, epoch, on_progress):
     n_batches = -(-n // config.batch_size)
     slice_size = max(1, n_batches // 50)  # ~50 progress updates (and divergence checks) per epoch
     order = state.rng.permutation(n).astype(np.int64) if config.shuffle else np.arange(n, dtype=np.int64)
-    lr = state.learning_rate if state.learning_rate is not None else learning_rate(
-        config.schedule, config.lr, epoch, config.epochs, config.lr_step, config.lr_decay)
+    if state.learning_rate is not None:
+        lr = state.learning_rate
+    elif config.schedule == "adaptive":
+        lr = adaptive_rate(config.lr, state.watched, config.lr_tol)[0]
+    else:
+        lr = learning_rate(config.schedule, config.lr, epoch, config.epochs, config.lr_step, config.lr_decay,
+                           config.power_t, (epoch - 1) * n)
     running = np.zeros(2) if config.train_metrics == "running" else None  # the minibatch costs and correct counts
     start = time.perf_counter()
     for first in range(0, n_batches, slice_size):

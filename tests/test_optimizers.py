@@ -10,7 +10,7 @@ from nbnet import reference as R
 from nbnet.cli import main
 from nbnet.data import Split, load_digits
 from nbnet.optimizers import OPTIMIZERS, Optimizer
-from nbnet.schedules import learning_rate
+from nbnet.schedules import adaptive_rate, learning_rate
 from nbnet.options import TrainConfig
 from nbnet.train import train
 
@@ -128,7 +128,27 @@ def test_schedules(monkeypatch):
     monkeypatch.setattr("nbnet.train.learning_rate", lambda *args: seen.append(args) or 0.1)
     train(Network([64, 10, 10]), Split(data.X_train, data.y_train, data.X_test, data.y_test),
           TrainConfig(epochs=3, schedule="step", lr=0.7, lr_step=2, lr_decay=0.5))
-    assert seen == [("step", 0.7, epoch, 3, 2, 0.5) for epoch in (1, 2, 3)]
+    n = len(data.X_train)
+    assert seen == [("step", 0.7, epoch, 3, 2, 0.5, 0.5, (epoch - 1) * n) for epoch in (1, 2, 3)]
+
+
+def test_invscaling_and_adaptive_schedules_are_scikit_learns():
+    """invscaling: lr / (t + 1)^power_t with t the samples seen; adaptive: divided by 5 after two
+    epochs in a row without an improvement of more than tol, stop once at or below 1e-6."""
+    assert learning_rate("invscaling", 0.1, 1, 5, power_t=0.25, samples_seen=0) == 0.1
+    assert learning_rate("invscaling", 0.1, 3, 5, power_t=0.25, samples_seen=8) == pytest.approx(0.1 / 9 ** 0.25)
+    assert adaptive_rate(1.0, [5, 4, 3], tol=0.5) == (1.0, False)
+    assert adaptive_rate(1.0, [5, 4.9, 4.8], tol=0.5) == (0.2, False)  # 4.9 and 4.8: two epochs without 0.5 less
+    assert adaptive_rate(1.0, [5, 4.9, 4.8, 4.7], tol=0.5) == (0.2, False)  # the count started again
+    assert adaptive_rate(1.0, [5, 4.9, 4.8, 4.7, 4.6], tol=0.5) == (0.04, False)
+    assert adaptive_rate(1e-6, [5, 5, 5], tol=0.1) == (1e-6, True)
+    data = load_digits()
+    history = train(Network([64, 10, 10]), Split(data.X_train, data.y_train, data.X_test, data.y_test),
+                    TrainConfig(epochs=20, schedule="adaptive", lr=1e-6, lr_tol=10.0))
+    assert len(history) == 2  # at 1e-6 already: the first two epochs without improvement stop the run
+    with pytest.raises(ValueError, match="adaptive"):
+        train(Network([64, 10, 10]), Split(data.X_train, data.y_train, None, None),
+              TrainConfig(epochs=2, schedule="adaptive", train_metrics="none"))
 
 
 @pytest.mark.parametrize("init,std,zero_biases", [("large", 1.0, False), ("scaled", 1 / 20, False),
@@ -141,13 +161,16 @@ def test_initialisations(init, std, zero_biases):
     assert Network([4, 3, 2], activation="tanh").init == "scaled"
 
 
-def test_cli_adam_with_schedule_and_exact_resume(tmp_path):
+@pytest.mark.parametrize("schedule", [["--schedule", "cosine"], ["--schedule", "adaptive", "--lr-tol", "10"]])
+def test_cli_adam_with_schedule_and_exact_resume(tmp_path, schedule):
+    """(adaptive with a huge tol: the rate of epoch 3 is divided by 5 after two epochs; the resumed
+    run recomputes that from the checkpoint's history.)"""
     runner = CliRunner()
-    common = ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine", "--epochs", "3", "--init", "xavier",
+    common = ["--optimizer", "adam", "--lr", "0.003", *schedule, "--epochs", "3", "--init", "xavier",
               "-q", "--plot", str(tmp_path / "p.png")]
     assert runner.invoke(main, ["train", *common, "--save", str(tmp_path / "straight.npz")]).exit_code == 0
     # two epochs, then resume for the third: the optimiser state travels in the checkpoint
-    two = ["--optimizer", "adam", "--lr", "0.003", "--schedule", "cosine", "--epochs", "3", "--init", "xavier",
+    two = ["--optimizer", "adam", "--lr", "0.003", *schedule, "--epochs", "3", "--init", "xavier",
            "-q", "--plot", str(tmp_path / "p.png"), "--save", str(tmp_path / "part.npz"), "--checkpoint-every", "1"]
     import nbnet.cli.train
     real = nbnet.cli.train.write_metrics

@@ -12,14 +12,16 @@ import numba
 import numpy as np
 from click.core import ParameterSource
 
+from ..activations import NUMERIC_OUTPUTS
 from ..cache import cache_dir_writable, kernel_cache_dir
 from ..data import IDX_SETS, DataError, default_data_dir, download as download_idx_set, split_for
 from ..model_file import ModelError
 from ..network import Network
-from ..options import TrainConfig
+from ..costs import OUTPUTS_OF
+from ..options import TrainConfig, output_mismatch
 from ..plots import OutputError, plot_metrics, write_metrics
 from ..tables import load_any_dataset
-from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, set_threads, train
+from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, set_threads, train, watched_cost
 from ..warm import prepare_kernels
 from .group import fail, main
 from .options import config_from, config_options
@@ -70,13 +72,14 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
          f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, init {net.init}, {config.optimizer}, "
          f"{numba.get_num_threads()} thread(s)" + (f"; resuming after epoch {state.first_epoch - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
-    seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics)
+    seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics,
+                                        "matrix" if data.targets else "ids")
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
     files["plot_path"] = files["plot_path"] or Path("plots") / f"{config.dataset}-cost.png"
     report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, files)
     run_epochs(ctx, net, split, config, state, report, show_bar=not quiet and sys.stderr.isatty())
     scored = [m for m in history if m.test_accuracy is not None]
-    best = max(scored, key=lambda m: m.test_accuracy) if scored else None
+    best = max(scored, key=lambda m: m.test_accuracy) if scored and not data.targets else None
     note((f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. " if best else "")
          + f"Plot: {files['plot_path']}" + (f"  Metrics: {files['metrics_path']}" if files["metrics_path"] else "")
          + (f"  Model: {files['save_path']}" if files["save_path"] else ""))
@@ -91,6 +94,8 @@ def check_run_options(threads, checkpoint_every, save_path, options):
         raise click.UsageError("--checkpoint-every needs --save PATH (the file the checkpoints go to)")
     if options["early_stopping"] and not options["validation"]:
         raise click.UsageError("--early-stopping needs --validation N (the data it watches)")
+    if options["output"] is not None and options["output"] not in OUTPUTS_OF[options["cost"]]:
+        raise click.UsageError(output_mismatch(options["cost"], options["output"]))
 
 
 def new_run(options):
@@ -130,7 +135,9 @@ def resumed_run(ctx, path, options):
     optimizer = optimizer_for(config)
     optimizer.load_state(metadata["state"], net, checkpoint.get("optimizer_step", 0))
     best = BestEpoch.from_checkpoint(metadata["state"], history, checkpoint.get("best_epoch"))
-    return config, net, RunState(rng, checkpoint["epoch"] + 1, optimizer, best), history, checkpoint.get("files", {})
+    state = RunState(rng, checkpoint["epoch"] + 1, optimizer, best)
+    state.watched = [watched_cost(row) for row in history]  # (--schedule adaptive's rate follows from them)
+    return config, net, state, history, checkpoint.get("files", {})
 
 
 def run_files(ctx, resume, saved, **given):
@@ -159,7 +166,7 @@ def load_data(config, data_dir, download, quiet):
         if config.dataset in IDX_SETS and download:
             download_idx_set(config.dataset, data_dir, progress=None if quiet else download_progress())
         return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype,
-                                config.label_column)
+                                config.label_column, "numbers" if config.output in NUMERIC_OUTPUTS else "classes")
     except DataError as error:
         fail(str(error))
 
@@ -194,8 +201,11 @@ class Report:
                           else (metrics.test_cost, metrics.test_accuracy))
         train_cost, train_accuracy = ((f"{metrics.train_cost:>11.4f}", f"{metrics.train_accuracy:>10.2%}")
                                       if metrics.train_cost is not None else (f"{'-':>11}", f"{'-':>10}"))
+        accuracy = f"{accuracy:>10.2%}"
+        if self.config.output in NUMERIC_OUTPUTS:  # numeric targets: the cost says it all
+            train_accuracy = accuracy = f"{'-':>10}"
         click.echo(f"{metrics.epoch:>3}/{self.config.epochs:<3} {train_cost} {cost:>11.4f} {train_accuracy} "
-                   f"{accuracy:>10.2%} {metrics.seconds:>8.2f}")
+                   f"{accuracy} {metrics.seconds:>8.2f}")
         self.write_metrics()
         if self.checkpoint_every and metrics.epoch % self.checkpoint_every == 0:
             self.save(metrics.epoch)

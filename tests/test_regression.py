@@ -1,0 +1,62 @@
+"""nbnet train on numeric targets (--output identity / exp): a .npz or .csv of numbers, the
+quadratic or Poisson cost, and the model a user then loads to predict."""
+
+import csv
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nbnet import Network
+from nbnet.cli import main
+
+
+@pytest.fixture(scope="module")
+def numeric(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("numeric")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 5))
+    y = np.tanh(X @ np.array([1.0, -2.0, 0.5, 0.0, 1.5])) + 0.05 * rng.standard_normal(400)
+    np.savez(folder / "wave.npz", X=X, y=y)
+    with open(folder / "wave.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["a", "b", "c", "d", "e", "height"])
+        writer.writerows([*row, target] for row, target in zip(X, y))
+    return folder, X, y
+
+
+def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path):
+    folder, X, y = numeric
+    result = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.npz"), "--output", "identity",
+                                       "--cost", "quadratic", "--activation", "tanh", "--hidden", "16", "--epochs",
+                                       "30", "--lr", "0.05", "--save", str(tmp_path / "wave.npz"), "--plot",
+                                       str(tmp_path / "wave.png")])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 30 and float(rows[-1][2]) < float(rows[0][2]) / 3  # the test cost falls
+    assert rows[-1][3] == rows[-1][4] == "-"  # no accuracy for numeric targets
+    net = Network.load(tmp_path / "wave.npz")  # what a user does next: predict with the model
+    prediction = net.forward(X)[:, 0]
+    assert net.output == "identity" and 1 - np.var(prediction - y) / np.var(y) > 0.9
+    csv_run = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.csv"), "--label-column", "height",
+                                        "--output", "identity", "--cost", "quadratic", "--epochs", "2", "-q",
+                                        "--plot", str(tmp_path / "csv.png")])
+    assert csv_run.exit_code == 0, csv_run.output
+
+
+def test_poisson_regression_and_clear_errors(numeric, tmp_path):
+    folder, X, y = numeric
+    counts = np.random.default_rng(1).poisson(np.exp(0.5 * X[:, 0]))
+    np.savez(tmp_path / "counts.npz", X=X, y=counts)
+    result = CliRunner().invoke(main, ["train", "--dataset", str(tmp_path / "counts.npz"), "--output", "exp",
+                                       "--cost", "poisson", "--epochs", "3", "--lr", "0.05", "-q", "--plot",
+                                       str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    for args, message in ((["--dataset", str(folder / "wave.npz"), "--output", "identity"], "quadratic"),
+                          (["--output", "identity", "--cost", "quadratic"], "numeric targets")):
+        bad = CliRunner().invoke(main, ["train", *args, "--epochs", "1", "--plot", str(tmp_path / "x.png")])
+        assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output
+    np.savez(tmp_path / "words.npz", X=X, y=np.array(["a", "b"] * 200))
+    bad = CliRunner().invoke(main, ["train", "--dataset", str(tmp_path / "words.npz"), "--output", "identity",
+                                    "--cost", "quadratic", "--epochs", "1", "--plot", str(tmp_path / "x.png")])
+    assert bad.exit_code != 0 and "must hold numbers" in bad.output
