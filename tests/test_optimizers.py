@@ -145,7 +145,7 @@ def test_invscaling_and_adaptive_schedules_are_scikit_learns():
     data = load_digits()
     history = train(Network([64, 10, 10]), Split(data.X_train, data.y_train, data.X_test, data.y_test),
                     TrainConfig(epochs=20, schedule="adaptive", lr=1e-6, lr_tol=10.0))
-    assert len(history) == 2  # at 1e-6 already: the first two epochs without improvement stop the run
+    assert len(history) == 3  # at 1e-6 already: the two epochs after the first, which set the best, stop the run
     with pytest.raises(ValueError, match="adaptive"):
         train(Network([64, 10, 10]), Split(data.X_train, data.y_train, None, None),
               TrainConfig(epochs=2, schedule="adaptive", train_metrics="none"))
