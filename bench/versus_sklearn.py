@@ -35,8 +35,8 @@ SETTINGS = {  # name: (estimator, data set, the parameters both estimators get)
     "lbfgs-mnist": ("classifier", "mnist", dict(hidden_layer_sizes=(100,), solver="lbfgs", max_iter=50)),
     "reg-adam": ("regressor", "regression", dict(hidden_layer_sizes=(100,), solver="adam", max_iter=20)),
     "reg-lbfgs": ("regressor", "regression", dict(hidden_layer_sizes=(100,), solver="lbfgs", max_iter=100)),
-    "reg-lbfgs-diabetes": ("regressor", "diabetes", dict(hidden_layer_sizes=(50,), solver="lbfgs", max_iter=300,
-                                                         alpha=1.0)),
+    "reg-lbfgs-diabetes": ("regressor", "diabetes", dict(hidden_layer_sizes=(20,), solver="lbfgs", max_iter=300,
+                                                         alpha=10.0)),
 }
 
 
@@ -54,7 +54,8 @@ def load(name, data_dir):
         return data.X_train, data.y_train, data.X_test, data.y_test
     if name == "digits":
         X, y = datasets.load_digits(return_X_y=True)
-        return train_test_split(X / 16, y, test_size=0.2, random_state=0, stratify=y)
+        X_train, X_test, y_train, y_test = train_test_split(X / 16, y, test_size=0.2, random_state=0, stratify=y)
+        return X_train, y_train, X_test, y_test
     if name == "diabetes":
         X, y = datasets.load_diabetes(return_X_y=True)
     else:

@@ -482,6 +482,22 @@ def add_l2_rows(W, l2, G, j0, j_end):
             G[j, k] += l2 * W[j, k]
 
 
+@loop_nest
+def gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, j0, first, last):
+    """Rows j0..j0+3 of weight_gradient, for its samples first..last-1: the first tile zeroes the
+    rows and forms grad_b (over every sample), each tile subtracts its outer products, the last
+    adds the L2 term."""
+    j_end = min(j0 + 4, W.shape[0])
+    if first == 0:
+        mean_rows(delta, scale, grad_b, j0, j_end)
+        for j in range(j0, j_end):
+            for k in range(W.shape[1]):
+                grad_W[j, k] = ZERO
+    subtract_outer_products(delta[first:last], a_prev[first:last], -scale, grad_W, j0)
+    if last == a_prev.shape[0] and l2 != ZERO:
+        add_l2_rows(W, l2, grad_W, j0, j_end)
+
+
 @kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size)
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
@@ -489,20 +505,22 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
 
     grad_W[j, k] = 1/S sum_s delta[s, j] a_prev[s, k] + l2_over_n W[j, k], formed by
     subtract_outer_products with c = -1/S. Threads own blocks of 4 rows, as in gradient_step.
-    (SGD training uses gradient_step, which fuses this with the update; the other optimisers
-    and Network.gradients use this.)
+    (SGD training uses gradient_step, which fuses this with the update; the other optimisers,
+    Network.gradients and full-batch L-BFGS use this.)
+
+    Speed trick for a whole data set (full-batch L-BFGS): samples in tiles of SAMPLE_TILE, as in
+    weighted_sum. Each block of rows then reads a tile while it is in cache, instead of streaming
+    all S rows of a_prev from memory once per block (on MNIST's 60,000 images, 188 MB per block
+    of 4 rows). A minibatch is one tile. Tiles hold a multiple of 4 samples, so every sum over s
+    adds the same terms in the same order as one pass would.
     """
-    for block in prange((W.shape[0] + 3) // 4):
-        j0, j_end = 4 * block, min(4 * block + 4, W.shape[0])
-        scale = ONE / W.dtype.type(a_prev.shape[0])  # 1 / S
-        mean_rows(delta, scale, grad_b, j0, j_end)
-        for j in range(j0, j_end):
-            for k in range(W.shape[1]):
-                grad_W[j, k] = ZERO
-        subtract_outer_products(delta, a_prev, -scale, grad_W, j0)
-        l2 = W.dtype.type(l2_over_n)
-        if l2 != ZERO:
-            add_l2_rows(W, l2, grad_W, j0, j_end)
+    n_samples = a_prev.shape[0]
+    scale = ONE / W.dtype.type(n_samples)  # 1 / S
+    l2 = W.dtype.type(l2_over_n)
+    for first in range(0, n_samples, SAMPLE_TILE):
+        last = min(first + SAMPLE_TILE, n_samples)
+        for block in prange((W.shape[0] + 3) // 4):
+            gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, 4 * block, first, last)
 
 
 @loop_nest

@@ -15,9 +15,23 @@ SciPy's (`max_iter`, `max_fun`, `tol` mean what scipy.optimize.minimize's maxite
 gtol mean).
 """
 
+import contextlib
+
 import numpy as np
 
 from . import kernels, passes
+
+
+def one_blas_thread():
+    """A context in which BLAS (SciPy's L-BFGS-B calls it on vectors of every parameter) runs on
+    one thread. Its threads spin for a while after each call, and so took the cores from Numba's
+    threads in the objective between two calls: 12 ms per iteration instead of 0.1 ms on the
+    diabetes data (bench/versus_sklearn.py). threadpoolctl comes with scikit-learn."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 class FullBatch:
@@ -64,7 +78,8 @@ def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1
     options = dict(maxfun=int(max_fun), maxiter=int(max_iter), gtol=float(tol))
     if verbose:
         options["iprint"] = 1  # (newer SciPy warns about iprint; it is only passed when asked for)
-    result = scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-                            options=options)
+    with one_blas_thread():
+        result = scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+                                options=options)
     problem.theta[...] = result.x
     return result

@@ -60,6 +60,7 @@ ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
 OUTPUTS = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity", "exp": "exp"}  # scikit-learn's: nbnet's
 COSTS = {"softmax": "cross-entropy", "logistic": "cross-entropy", "identity": "quadratic", "exp": "poisson"}
 SOLVERS = ("lbfgs", "sgd", "adam")
+SLICES = 4  # compiled calls per epoch (nbnet.train): no progress bar to move, and 80 calls cost 20 % of a small fit
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to "
               "be preprocessed.")
 
@@ -312,7 +313,7 @@ class _BaseMLP(BaseEstimator):
 
         try:
             train(net, Split(X, y, None, None), config.but(epochs=state.first_epoch - 1 + epochs), on_epoch=after_epoch,
-                  state=state)
+                  state=state, slices=SLICES)
         except _Stop:
             pass
         except Diverged:  # scikit-learn runs on with NaN; nbnet stops at the first non-finite weight

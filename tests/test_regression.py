@@ -25,19 +25,27 @@ def numeric(tmp_path_factory):
     return folder, X, y
 
 
-def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path):
+def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path, monkeypatch):
+    """The README's command as written (its data file and model in a test folder)."""
+    from pathlib import Path
+
     folder, X, y = numeric
-    result = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.npz"), "--output", "identity",
-                                       "--cost", "quadratic", "--activation", "tanh", "--hidden", "16", "--epochs",
-                                       "30", "--lr", "0.05", "--save", str(tmp_path / "wave.npz"), "--plot",
-                                       str(tmp_path / "wave.png")])
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("nbnet train --dataset heights.csv"))
+    heights = np.column_stack([X, y])
+    np.savetxt(tmp_path / "heights.csv", heights, delimiter=",", header="a,b,c,d,e,height", comments="")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, command.split()[1:] + ["--plot", "wave.png"])
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.output.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 30 and float(rows[-1][2]) < float(rows[0][2]) / 3  # the test cost falls
     assert rows[-1][3] == rows[-1][4] == "-"  # no accuracy for numeric targets
-    net = Network.load(tmp_path / "wave.npz")  # what a user does next: predict with the model
+    net = Network.load(tmp_path / "heights.npz")  # what a user does next: predict with the model
     prediction = net.forward(X)[:, 0]
     assert net.output == "identity" and 1 - np.var(prediction - y) / np.var(y) > 0.9
+    npz_run = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.npz"), "--output", "identity",
+                                        "--cost", "quadratic", "--epochs", "2", "-q", "--plot", "npz.png"])
+    assert npz_run.exit_code == 0, npz_run.output
     csv_run = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.csv"), "--label-column", "height",
                                         "--output", "identity", "--cost", "quadratic", "--epochs", "2", "-q",
                                         "--plot", str(tmp_path / "csv.png")])

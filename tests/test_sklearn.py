@@ -90,9 +90,9 @@ def test_fit_trains_what_nbnet_train_trains(digits, monkeypatch):
 
     calls = []
 
-    def recording(net, split, config, on_epoch=None, state=None):
+    def recording(net, split, config, on_epoch=None, state=None, slices=50):
         calls.append((copy.deepcopy(net), split, config, copy.deepcopy(state)))
-        return train(net, split, config, on_epoch=on_epoch, state=state)
+        return train(net, split, config, on_epoch=on_epoch, state=state, slices=slices)
 
     monkeypatch.setattr(nbnet.sklearn, "train", recording)
     X, y = digits[0] / 16, digits[1]
