@@ -10,7 +10,7 @@ and where outputs go are not part of it: they change how a run is done, not what
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from .activations import HIDDEN, OUTPUT
+from .activations import HIDDEN, NUMERIC_OUTPUTS, OUTPUT
 from .costs import COSTS, OUTPUTS_OF
 from .data import IDX_SETS
 from .network import DTYPES, INITS, Network
@@ -110,6 +110,12 @@ class TrainConfig:
         """The config of stored values; options missing from them (older files) keep their defaults."""
         known = {spec.name for spec in fields(cls)}
         return cls(**{name: value for name, value in values.items() if name in known})
+
+    @property
+    def targets(self):
+        """What the data set's y hold for this run: "numbers" (an identity or exp output:
+        regression) or "classes"."""
+        return "numbers" if self.output in NUMERIC_OUTPUTS else "classes"
 
     def network(self, n_inputs, n_outputs=10):
         """A new Network for this run: n_inputs, the hidden layers, n_outputs (one per class),

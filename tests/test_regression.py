@@ -68,3 +68,13 @@ def test_poisson_regression_and_clear_errors(numeric, tmp_path):
     bad = CliRunner().invoke(main, ["train", "--dataset", str(tmp_path / "words.npz"), "--output", "identity",
                                     "--cost", "quadratic", "--epochs", "1", "--plot", str(tmp_path / "x.png")])
     assert bad.exit_code != 0 and "must hold numbers" in bad.output
+
+
+def test_sweep_on_numeric_targets(numeric, tmp_path):
+    folder, _, _ = numeric
+    result = CliRunner().invoke(main, ["sweep", "--dataset", str(folder / "wave.npz"), "--output", "identity",
+                                       "--cost", "quadratic", "--lr", "0.01", "--lr", "0.05", "--epochs", "3",
+                                       "--workers", "1", "--csv", str(tmp_path / "s.csv"), "--plot",
+                                       str(tmp_path / "s.png"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "best (test cost): lr 0.05" in result.output

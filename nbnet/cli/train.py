@@ -12,7 +12,6 @@ import numba
 import numpy as np
 from click.core import ParameterSource
 
-from ..activations import NUMERIC_OUTPUTS
 from ..cache import cache_dir_writable, kernel_cache_dir
 from ..data import IDX_SETS, DataError, default_data_dir, download as download_idx_set, split_for
 from ..model_file import ModelError
@@ -166,7 +165,7 @@ def load_data(config, data_dir, download, quiet):
         if config.dataset in IDX_SETS and download:
             download_idx_set(config.dataset, data_dir, progress=None if quiet else download_progress())
         return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype,
-                                config.label_column, "numbers" if config.output in NUMERIC_OUTPUTS else "classes")
+                                config.label_column, config.targets)
     except DataError as error:
         fail(str(error))
 
@@ -202,7 +201,7 @@ class Report:
         train_cost, train_accuracy = ((f"{metrics.train_cost:>11.4f}", f"{metrics.train_accuracy:>10.2%}")
                                       if metrics.train_cost is not None else (f"{'-':>11}", f"{'-':>10}"))
         accuracy = f"{accuracy:>10.2%}"
-        if self.config.output in NUMERIC_OUTPUTS:  # numeric targets: the cost says it all
+        if self.config.targets == "numbers":  # the cost says it all
             train_accuracy = accuracy = f"{'-':>10}"
         click.echo(f"{metrics.epoch:>3}/{self.config.epochs:<3} {train_cost} {cost:>11.4f} {train_accuracy} "
                    f"{accuracy} {metrics.seconds:>8.2f}")
