@@ -47,26 +47,28 @@ class FullBatch:
         self.theta = net.flat_parameters()
         self.gradient = np.empty_like(self.theta)
         self.grads_W, self.grads_b = (tuple(views) for views in net.parameter_views(self.gradient))
-        weights = tuple(net.weights)
-        self.zs, self.activations, self.deltas = (passes.layer_buffers(weights, self.n) for _ in range(3))
+        self.weights, self.biases = tuple(net.weights), tuple(net.biases)  # (views of theta: made once)
+        self.n_weights = sum(W.size for W in net.weights)  # theta[:n_weights] holds every weight
+        self.zs, self.activations, self.deltas = (passes.layer_buffers(self.weights, self.n) for _ in range(3))
         self.J, self.correct = passes.cost_buffers(self.n, X.dtype)
-        self.parallel = passes.parallel_pays(weights, self.n)
+        parallel = passes.parallel_pays(self.weights, self.n)
+        self.forward, self.add_costs, self.backward = (passes.variant(driver, parallel) for driver in
+                                                       (kernels.forward, kernels.add_costs, kernels.backward))
         self.calls = 0
 
     def objective(self, theta):
         """(J, dJ/dtheta) at theta (float64 for SciPy, whatever the network's dtype)."""
-        net, p = self.net, self.parallel
+        net, weights = self.net, self.weights
         self.theta[...] = theta
-        weights, biases = tuple(net.weights), tuple(net.biases)
-        code = net.cost_function.code
-        totals = np.zeros(2)
-        passes.variant(kernels.forward, p)(weights, biases, net.acts, self.X, self.zs, self.activations)
-        passes.variant(kernels.add_costs, p)(self.zs, self.activations, net.acts, code, self.y, self.J, self.correct,
-                                             totals)
-        passes.variant(kernels.backward, p)(weights, net.acts, code, self.X, self.y, self.l2 / self.n_train, self.zs,
-                                            self.activations, self.deltas, self.grads_W, self.grads_b, None, None)
+        code, totals = net.cost_function.code, np.zeros(2)
+        self.forward(weights, self.biases, net.acts, self.X, self.zs, self.activations)
+        self.add_costs(self.zs, self.activations, net.acts, code, self.y, self.J, self.correct, totals)
+        self.backward(weights, net.acts, code, self.X, self.y, self.l2 / self.n_train, self.zs, self.activations,
+                      self.deltas, self.grads_W, self.grads_b, None, None)
         self.calls += 1
-        return totals[0] / self.n + net.l2_penalty(self.l2, self.n_train), self.gradient.astype(np.float64)
+        w = self.theta[:self.n_weights].astype(np.float64, copy=False)  # (the weights as the network holds them)
+        l2_term = 0.5 * self.l2 / self.n_train * float(w @ w) if self.l2 else 0.0  # (lambda / 2n) sum W^2
+        return totals[0] / self.n + l2_term, self.gradient.astype(np.float64)
 
 
 def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1e-4, verbose=False):

@@ -23,12 +23,14 @@ from nbnet.train import train  # noqa: E402
 
 # Checks that fail for a stated reason: none (every check of scikit-learn 1.9 passes, the sample
 # weight equivalence checks included). Each estimator here runs on one thread (threads=1): a fit
-# then compiles no parallel kernel.
+# then compiles no parallel kernel; and in float64 whatever the checks' data (float32 data would
+# compile every driver again, for float32; test_mlp_param_dtypes of scikit-learn's own tests,
+# bench/sklearn_tests.py, checks that float32 data keeps float32 weights).
 EXPECTED_FAILURES = {}
 
 
-@parametrize_with_checks([MLPClassifier(max_iter=50, threads=1, random_state=0),
-                          MLPRegressor(max_iter=50, threads=1, random_state=0)],
+@parametrize_with_checks([MLPClassifier(max_iter=50, threads=1, random_state=0, dtype="float64"),
+                          MLPRegressor(max_iter=50, threads=1, random_state=0, dtype="float64")],
                          expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)

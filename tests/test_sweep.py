@@ -11,6 +11,8 @@ from nbnet.cli import main
 from nbnet.options import TrainConfig
 from nbnet.sweep import best, grid, jobs, sweep, threads_per_run
 
+from test_data import mirror  # noqa: F401  (a fixture, used by name)
+
 
 def test_grid_covers_every_combination():
     swept, configs = grid(TrainConfig(epochs=1), {"l2": [0, 5], "lr": [0.1, 0.5, 1.0], "hidden": [(30,)]})
@@ -61,7 +63,7 @@ def test_sweep_accepts_every_train_option():
     """Every option of `nbnet train` that describes the run is an option of `nbnet sweep`."""
     train_options = {p.name for p in main.commands["train"].params}
     sweep_options = {p.name for p in main.commands["sweep"].params}
-    run_only = {"download", "threads", "metrics_path", "save_path", "checkpoint_every", "resume"}
+    run_only = {"metrics_path", "save_path", "checkpoint_every", "resume"}  # (--download, --threads: both have them)
     assert train_options - run_only <= sweep_options
     assert "quiet" in sweep_options
 
@@ -81,3 +83,34 @@ def test_sweep_over_a_choice_and_architectures_end_to_end(tmp_path):
     assert "lr" not in rows[0] and all(0 <= float(r["held_out_accuracy"]) <= 1 for r in rows)
     assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
     assert "best (test cost): hidden" in result.output and "sweep:" not in result.output  # --quiet: no notes
+
+
+def test_cli_sweep_downloads_its_data_and_takes_a_thread_count(tmp_path, mirror, monkeypatch):  # noqa: F811
+    """--download fetches (and checks) the IDX files of the swept data set first, as nbnet train's;
+    --threads sets each run's thread count; a wrong digest is one line and nothing is run."""
+    import hashlib
+
+    from nbnet import data as data_module
+
+    from idx_files import write_mnist
+
+    served, url = mirror
+    write_mnist(served, n_train=60, n_test=20, side=28)
+    checksums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
+    real = data_module.IDX_SETS["mnist"]
+    monkeypatch.setitem(data_module.IDX_SETS, "mnist", data_module.IdxSet(real.title, (url,), checksums,
+                                                                          real.class_names))
+    args = ["sweep", "--dataset", "mnist", "--download", "--data-dir", str(tmp_path / "mnist"), "--threads", "1",
+            "--lr", "0.1", "--lr", "0.5", "--epochs", "1", "--workers", "1", "--csv", str(tmp_path / "s.csv"),
+            "--plot", str(tmp_path / "s.png")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "mnist").glob("*.gz"))) == 4 and "1 thread(s) each" in result.output
+    assert "best (test cost): lr" in result.output
+    monkeypatch.setitem(data_module.IDX_SETS, "mnist", data_module.IdxSet(real.title, (url,),
+                                                                          {name: "0" * 64 for name in checksums},
+                                                                          real.class_names))
+    result = CliRunner().invoke(main, [*args[:5], str(tmp_path / "other"), *args[6:]])
+    assert result.exit_code == 1 and "SHA-256 mismatch" in result.output and "best" not in result.output
+    too_many = CliRunner().invoke(main, [*args[:6], "--threads", "999", *args[8:]])
+    assert too_many.exit_code == 2 and "at most" in too_many.output

@@ -58,7 +58,7 @@ def test_train_on_a_csv_split_by_test_fraction(tmp_path):
     known = {}
     config = TrainConfig(dataset=str(tmp_path / "d.csv"), label_column="kind")
     assert data_shape(config, known) == (4, 4) and data_shape(TrainConfig(dataset="mnist"), known) == (784, 10)
-    assert list(known) == [(str(tmp_path / "d.csv"), "kind")]  # read once
+    assert list(known) == [(str(tmp_path / "d.csv"), "kind", "classes")]  # read once
 
 
 @pytest.mark.parametrize("content,message", [

@@ -6,13 +6,15 @@ from dataclasses import fields
 from pathlib import Path
 
 import click
+import numba
 
-from ..data import DataError
+from ..data import IDX_SETS, DataError, download as download_idx_set
 from ..files import OutputError, atomic_write
 from ..options import TrainConfig
 from ..sweep import best, grid, jobs, plot_sweep, prepare, shown, sweep, threads_per_run
 from .group import fail, main
 from .options import config_options
+from .train import download_progress
 
 RESULT_COLUMNS = ("train_cost", "held_out_cost", "train_accuracy", "held_out_accuracy", "test_accuracy", "held_out",
                   "seconds")
@@ -21,8 +23,12 @@ RESULT_COLUMNS = ("train_cost", "held_out_cost", "train_accuracy", "held_out_acc
 @main.command("sweep")
 @config_options(sweep=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--download", is_flag=True,
+              help="Download the IDX files of the swept data sets into --data-dir first if they are missing.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Runs at once [default: as many as cores, at most the number of runs]; cores are split among them.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads of each run's parallel kernels [default: the cores split among the workers].")
 @click.option("--scheduler", default=None,
               help="Send the runs to the Dask cluster at this address (needs nbnet[dask]).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/sweep.csv"),
@@ -30,7 +36,7 @@ RESULT_COLUMNS = ("train_cost", "held_out_cost", "train_accuracy", "held_out_acc
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="[default: plots/sweep-<swept options>.png]")
 @click.option("--quiet", "-q", is_flag=True, help="No notes on stderr; the result lines only.")
-def sweep_command(data_dir, workers, scheduler, csv_path, plot_path, quiet, **options):
+def sweep_command(data_dir, download, workers, threads, scheduler, csv_path, plot_path, quiet, **options):
     """Train one model per combination of the repeated options' values (--l2 0 --l2 5 --lr 0.1
     --lr 0.5: four runs), in parallel; write a CSV with a column per swept option and a plot of
     final train and held-out cost and accuracy against them."""
@@ -43,9 +49,17 @@ def sweep_command(data_dir, workers, scheduler, csv_path, plot_path, quiet, **op
         swept, configs = grid(TrainConfig(**{name: tried[0] for name, tried in values.items()}), values)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
+        raise click.BadParameter(f"at most {numba.config.NUMBA_NUM_THREADS} on this machine", param_hint="--threads")
+    if download:
+        for name in sorted({config.dataset for config in configs} & set(IDX_SETS)):
+            try:
+                download_idx_set(name, data_dir, progress=None if quiet else download_progress())
+            except DataError as error:
+                fail(str(error))
     cores = os.cpu_count() or 1
     workers = workers or min(len(configs), cores)
-    job_list = jobs(configs, data_dir, threads_per_run(workers, cores))
+    job_list = jobs(configs, data_dir, threads or threads_per_run(workers, cores))
     plot_path = plot_path or Path("plots") / f"sweep-{'-'.join(swept) or 'run'}.png"
     note(f"sweep: {len(configs)} runs, {workers} at a time, {job_list[0]['threads']} thread(s) each"
          + (f", on the Dask cluster at {scheduler}" if scheduler else ""))
