@@ -107,7 +107,8 @@ class _BaseMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None, dropout=0.0, threads=None,
                  kernels="fast"):
-        self.hidden_layer_sizes, self.activation, self.solver, self.alpha = hidden_layer_sizes, activation, solver, alpha
+        self.hidden_layer_sizes, self.activation = hidden_layer_sizes, activation
+        self.solver, self.alpha = solver, alpha
         self.batch_size, self.learning_rate, self.learning_rate_init = batch_size, learning_rate, learning_rate_init
         self.power_t, self.max_iter, self.shuffle, self.random_state = power_t, max_iter, shuffle, random_state
         self.tol, self.verbose, self.warm_start = tol, verbose, warm_start
@@ -332,7 +333,8 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
-            self._no_improvement_count = self._no_improvement_count + 1 if score < self.best_validation_score_ + self.tol else 0
+            improved = not score < self.best_validation_score_ + self.tol  # (scikit-learn's test: NaN resets)
+            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
                 return True

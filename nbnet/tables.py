@@ -2,12 +2,12 @@
 X_test and y_test) or `.csv` (a header row, one label column named by --label-column, every
 other column a number). Labels may be numbers or strings; the classes are their sorted
 distinct values, kept as names. Without test arrays the file is split by --test-fraction,
-stratified and seeded, as the digits are.
+stratified and seeded, as the digits are. Features are used as they are: scale them first
+(to [0, 1], or to zero mean and unit variance) as you would for any network.
 
 With numeric targets (`targets="numbers"`: nbnet train --output identity or exp), y holds
 numbers, one per sample or, in a .npz, a row of several per sample; they are kept as a target
-matrix (n, k) in the run's dtype and the split is seeded but not stratified. Features are used as they are: scale them first
-(to [0, 1], or to zero mean and unit variance) as you would for any network.
+matrix (n, k) in the run's dtype and the split is seeded but not stratified.
 """
 
 import csv

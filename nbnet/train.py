@@ -214,9 +214,10 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
 
     on_epoch(metrics) is called after each epoch; on_progress(epoch, batches_done, n_batches)
     during it, after each of `slices` calls of the compiled steps (each call costs ~0.1 ms of
-    Python; Ctrl-C and the NaN check act between them). Raises Diverged as soon as a weight or a cost is NaN or infinite. When the
-    held-out cost exceeds DIVERGENCE_FACTOR x guessing_cost, warns once (DivergenceWarning),
-    or raises Diverged with config.stop_on_divergence (the train cost, when nothing is held out).
+    Python; Ctrl-C and the NaN check act between them). Raises Diverged as soon as a weight or a
+    cost is NaN or infinite. When the held-out cost exceeds DIVERGENCE_FACTOR x guessing_cost,
+    warns once (DivergenceWarning), or raises Diverged with config.stop_on_divergence (the train
+    cost, when nothing is held out).
     """
     state = state or RunState.start(config)
     X_train, y_train = _checked(net, split.X_train, split.y_train)
