@@ -32,6 +32,11 @@ def option(default, help, choices=None, low=None, high=None, low_open=False, hig
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """What a training run computes: every option of `nbnet train` and `nbnet sweep`, with its
+    default and check (each field's help is the option's). Frozen: `but(**changes)` makes a
+    changed copy; `network(n_inputs, n_outputs)` the run's new Network; `as_dict`/`from_dict`
+    are how model files and checkpoints store it."""
+
     dataset: str = option("digits", "digits: bundled UCI 8x8 digits; mnist, fashion-mnist, kmnist: the IDX "
                                     "files in --data-dir (see --download); or a .npz (arrays X, y) or .csv file of "
                                     "any labelled data.", choices=DATASETS,

@@ -14,6 +14,7 @@ from nbnet.train import METRIC_COLUMNS
 
 from idx_files import idx_bytes, write_mnist
 from test_data import mirror  # noqa: F401  (a fixture, used by name)
+from documents import documented  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -161,7 +162,7 @@ def test_fashion_mnist_by_name_downloads_checked_trains_and_names_its_classes(tm
     # the one-thread drivers, which give the same bits (test_kernels.py): the parallel ones for
     # 784-100-10 are compiled by other tests, and here would cost CI 10 s more
     monkeypatch.setattr("nbnet.passes.PARALLEL_RUN_WORK", 10 ** 12)
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = documented()
     train = "train --dataset fashion-mnist --download --hidden 100 --epochs 10 --save fashion.npz"
     evaluate = "evaluate fashion.npz --plot fashion.png"
     assert "nbnet " + train in readme and "nbnet " + evaluate in readme  # the README's commands, as written

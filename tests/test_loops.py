@@ -16,6 +16,7 @@ from nbnet.options import TrainConfig
 from nbnet.train import set_threads, train
 
 from kernel_cases import check_loops
+from documents import documented  # noqa: E402
 
 SHAPES = [(1, 1, 1), (3, 13, 1), (7, 33, 10), (13, 17, 31), (10, 784, 100)]
 
@@ -92,7 +93,7 @@ def test_readme_trains_through_the_plain_loops(tmp_path, monkeypatch):
     the fast kernels, with the same figures."""
     monkeypatch.chdir(tmp_path)
     command = "train --kernels loops --epochs 3 --save loops.npz"
-    assert "nbnet " + command in (Path(__file__).parents[1] / "README.md").read_text()
+    assert "nbnet " + command in documented()
     plain = CliRunner().invoke(main, command.split())
     assert plain.exit_code == 0, plain.output
     fast = CliRunner().invoke(main, ["train", "--epochs", "3", "--save", "fast.npz"])

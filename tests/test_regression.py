@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from nbnet import Network
 from nbnet.cli import main
+from documents import documented  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path, monke
     from pathlib import Path
 
     folder, X, y = numeric
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = documented()
     command = next(line for line in readme.splitlines() if line.startswith("nbnet train --dataset heights.csv"))
     heights = np.column_stack([X, y])
     np.savetxt(tmp_path / "heights.csv", heights, delimiter=",", header="a,b,c,d,e,height", comments="")

@@ -20,6 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from nbnet.data import Split, load_digits  # noqa: E402
 from nbnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 from nbnet.train import train  # noqa: E402
+from documents import documented  # noqa: E402
 
 # Checks that fail for a stated reason: none (every check of scikit-learn 1.9 passes, the sample
 # weight equivalence checks included). Each estimator here runs on one thread (threads=1): a fit
@@ -181,7 +182,7 @@ def test_the_readme_example_runs_as_written(digits):
     """The README's scikit-learn example, on the digits (then what a user does next: predict)."""
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = documented()
     example = readme.split("## scikit-learn estimator", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     X_train, y_train, X_test, y_test = digits
     scope = dict(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test)

@@ -12,6 +12,7 @@ from nbnet.options import TrainConfig
 from nbnet.sweep import best, grid, jobs, sweep, threads_per_run
 
 from test_data import mirror  # noqa: F401  (a fixture, used by name)
+from documents import documented  # noqa: E402
 
 
 def test_grid_covers_every_combination():
@@ -72,7 +73,7 @@ def test_sweep_over_a_choice_and_architectures_end_to_end(tmp_path):
     """--activation swept as a choice, --hidden as whole architectures (one of two layers): a
     grid of 2 x 2 runs, a CSV column per swept option, a plot with one line per activation."""
     command = "sweep --activation sigmoid --activation relu --hidden 20 --hidden 16,12 --lr 0.1 --epochs 2 --train-size 300 -q"
-    assert "nbnet " + command in (Path(__file__).parents[1] / "README.md").read_text()  # the README's command
+    assert "nbnet " + command in documented()  # the README's command
     result = CliRunner().invoke(main, [*command.split(), "--csv", str(tmp_path / "s.csv"),
                                        "--plot", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output

@@ -11,6 +11,7 @@ from nbnet.data import DataError
 from nbnet.options import TrainConfig
 from nbnet.sweep import data_shape
 from nbnet.tables import load_table
+from documents import documented  # noqa: E402
 
 
 def invoke(*args):
@@ -95,7 +96,7 @@ def test_the_readme_commands_run_as_written(tmp_path, monkeypatch):
     import shlex
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = documented()
     block = readme.split("## Any labelled data", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     X, y = blobs(features=4, classes=3, seed=2)
     species = np.array(["setosa", "versicolor", "virginica"])[y]
