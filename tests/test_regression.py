@@ -44,6 +44,10 @@ def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path, monke
     net = Network.load(tmp_path / "heights.npz")  # what a user does next: predict with the model
     prediction = net.forward(X)[:, 0]
     assert net.output == "identity" and 1 - np.var(prediction - y) / np.var(y) > 0.9
+    evaluate = next(line for line in readme.splitlines() if line.startswith("nbnet evaluate heights.npz"))
+    report = CliRunner().invoke(main, evaluate.split("#")[0].split()[1:])  # the README's next command
+    assert report.exit_code == 0, report.output
+    assert "R^2" in report.output and float(report.output.split("R^2 ")[1].split(",")[0]) > 0.9
     npz_run = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.npz"), "--output", "identity",
                                         "--cost", "quadratic", "--epochs", "2", "-q", "--plot", "npz.png"])
     assert npz_run.exit_code == 0, npz_run.output

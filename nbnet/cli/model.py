@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from .. import kernels
-from ..activations import HIDDEN, OUTPUT
+from ..activations import HIDDEN, NUMERIC_OUTPUTS, OUTPUT
 from ..cache import kernel_cache_dir
 from ..config import FASTMATH
 from ..costs import COSTS
@@ -45,23 +45,29 @@ def open_model(path):
               help="Save the confusion matrix here (PNG), and beside it the most confidently wrong test "
                    "images (NAME-mistakes.png) and the first layer's weights (NAME-weights.png).")
 def evaluate_command(model, dataset, data_dir, plot_path):
-    """Cost, accuracy, per-class accuracy and confusion matrix of MODEL on the test set."""
+    """Cost, accuracy, per-class accuracy and confusion matrix of MODEL on the test set (for a
+    model of numeric targets: cost, R^2 and mean |error| of each target)."""
     net, metadata = open_model(model)
     inputs = metadata.get("inputs") or {}
     options = (metadata.get("checkpoint") or {}).get("config") or {}
     dataset = dataset or inputs.get("dataset") or "digits"
     if data_dir is None and dataset == inputs.get("dataset"):  # where the run that saved it read its data
         data_dir = ((metadata.get("checkpoint") or {}).get("files") or {}).get("data_dir")
+    numeric = net.output in NUMERIC_OUTPUTS  # a model of numeric targets (regression)
     try:  # the digits test split is the one the model was trained beside (same seed and fraction)
         data = load_any_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
-                                net.dtype.name, options.get("label_column", "label"))
+                                net.dtype.name, options.get("label_column", "label"),
+                                "numbers" if numeric else "classes")
     except DataError as error:
         fail(str(error))
     if data.n_inputs != net.sizes[0]:
         fail(f"{model} takes {net.sizes[0]} inputs but {dataset} images have {data.n_inputs} pixels")
-    prepare_kernels(net)
+    prepare_kernels(net, targets="matrix" if numeric else "ids")
     l2, n_train = options.get("l2", 0.0), options.get("train_size") or len(data.X_train)
     cost, accuracy = net.evaluate(data.X_test, data.y_test, l2, n_train)
+    if numeric:
+        report_numeric(model, dataset, net.forward(data.X_test), data.y_test, cost, plot_path)
+        return
     probabilities = net.forward(data.X_test)
     predicted = np.argmax(probabilities, axis=1)
     n_classes = net.sizes[-1]
@@ -86,6 +92,17 @@ def evaluate_command(model, dataset, data_dir, plot_path):
         except OutputError as error:
             fail(str(error))
         click.echo(f"Plots: {plot_path}" + (f", {mistakes}, {weights}" if images else ""))
+
+
+def report_numeric(model, dataset, prediction, Y, cost, plot_path):
+    """evaluate's report for numeric targets: the cost, and R^2 and the mean |error| of each target."""
+    residual = prediction - Y
+    r2 = 1 - (residual ** 2).sum(axis=0) / np.maximum(((Y - Y.mean(axis=0)) ** 2).sum(axis=0), 1e-300)
+    click.echo(f"{model} on the {dataset} test set ({len(Y)} samples): cost {cost:.4f}, R^2 "
+               + ", ".join(f"{value:.4f}" for value in r2) + ", mean |error| "
+               + ", ".join(f"{value:.4g}" for value in np.abs(residual).mean(axis=0)))
+    if plot_path:
+        click.echo("(no plots for numeric targets: the training run's cost plot shows them)", err=True)
 
 
 # ----------------------------------------------------------------------------- predict
