@@ -67,7 +67,12 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     cost, accuracy = net.evaluate(data.X_test, data.y_test, l2, n_train)
     if numeric:
         report_numeric(model, dataset, net.forward(data.X_test), data.y_test, cost, plot_path)
-        return
+    else:
+        report_classes(model, dataset, net, data, cost, accuracy, plot_path)
+
+
+def report_classes(model, dataset, net, data, cost, accuracy, plot_path):
+    """evaluate's report for classes: cost, accuracy, per-class accuracy, confusion matrix, plots."""
     probabilities = net.forward(data.X_test)
     predicted = np.argmax(probabilities, axis=1)
     n_classes = net.sizes[-1]
