@@ -174,7 +174,7 @@ def f_prime(x, fx, act):
 
 
 # ----------------------------------------------------------------------------- targets
-# The kernels read targets through these three functions, so that one loop serves both forms
+# The kernels read targets through these functions, so that one loop serves both forms
 # (nbnet.costs.targets): class ids y (an int array: the target row is one-hot) and a target
 # matrix Y (a float array: one row per sample, and optionally one more column, each sample's
 # weight). Numba compiles each form apart (the `overload`s below pick the body by the type of

@@ -48,7 +48,6 @@ class FullBatch:
         self.gradient = np.empty_like(self.theta)
         self.grads_W, self.grads_b = (tuple(views) for views in net.parameter_views(self.gradient))
         self.weights, self.biases = tuple(net.weights), tuple(net.biases)  # (views of theta: made once)
-        self.n_weights = sum(W.size for W in net.weights)  # theta[:n_weights] holds every weight
         self.zs, self.activations, self.deltas = (passes.layer_buffers(self.weights, self.n) for _ in range(3))
         self.J, self.correct = passes.cost_buffers(self.n, X.dtype)
         parallel = passes.parallel_pays(self.weights, self.n)
@@ -66,9 +65,7 @@ class FullBatch:
         self.backward(weights, net.acts, code, self.X, self.y, self.l2 / self.n_train, self.zs, self.activations,
                       self.deltas, self.grads_W, self.grads_b, None, None)
         self.calls += 1
-        w = self.theta[:self.n_weights].astype(np.float64, copy=False)  # (the weights as the network holds them)
-        l2_term = 0.5 * self.l2 / self.n_train * float(w @ w) if self.l2 else 0.0  # (lambda / 2n) sum W^2
-        return totals[0] / self.n + l2_term, self.gradient.astype(np.float64)
+        return totals[0] / self.n + net.l2_penalty(self.l2, self.n_train), self.gradient.astype(np.float64)
 
 
 def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1e-4, verbose=False):

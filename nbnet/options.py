@@ -141,7 +141,7 @@ class TrainConfig:
 def output_mismatch(cost, output):
     """The one-line error for a cost and an output layer that do not go together."""
     return (f"the {cost} cost needs a {' or '.join(OUTPUTS_OF[cost])} output, got {output}"
-            + (" (numeric targets: --cost quadratic, or poisson with --output exp)" if output in ("identity", "exp")
+            + (" (numeric targets: --cost quadratic, or poisson with --output exp)" if output in NUMERIC_OUTPUTS
                else ""))
 
 

@@ -54,6 +54,7 @@ from .data import Split
 from .network import Network
 from .optimizers import KERNELS
 from .options import TrainConfig
+from .schedules import ADAPTIVE_FACTOR, ADAPTIVE_FLOOR, learning_rate
 from .train import DivergenceWarning, Diverged, RunState, train
 
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -79,8 +80,9 @@ class _LearningRate:
         self.learning_rate = float(learning_rate_init)
 
     def iteration_ends(self, time_step):
-        if self.lr_schedule == "invscaling":
-            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+        if self.lr_schedule == "invscaling":  # (nbnet.schedules' invscaling, from the samples seen)
+            self.learning_rate = learning_rate("invscaling", float(self.learning_rate_init), 0, 0,
+                                               power_t=self.power_t, samples_seen=time_step)
 
     def trigger_stopping(self, msg, verbose):
         """True when training should stop (scikit-learn's rule: always, except 'adaptive' above 1e-6)."""
@@ -88,11 +90,11 @@ class _LearningRate:
             if verbose:
                 print(msg + " Stopping.")
             return True
-        if self.learning_rate <= 1e-6:
+        if self.learning_rate <= ADAPTIVE_FLOOR:
             if verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        self.learning_rate /= 5.0
+        self.learning_rate /= ADAPTIVE_FACTOR
         if verbose:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
