@@ -28,6 +28,9 @@ from numba import njit
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 KERNEL_FASTMATH = FASTMATH - {"reassoc", "contract"}  # the flags outside the loop nests: see kernels.kernel
+# nbnet.pixels: without `arcp`, which would turn pixel / 255 into pixel * (1/255), a last bit
+# away from the inputs NumPy's division makes (pixel bytes and float inputs train the same).
+PIXEL_FASTMATH = FASTMATH - {"arcp"}
 
 JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
 

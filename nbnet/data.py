@@ -103,6 +103,7 @@ class Split:
     y_test: np.ndarray
     X_validation: np.ndarray = None
     y_validation: np.ndarray = None
+    image_shape: tuple = None  # (height, width) when the samples are images (what --augment distorts)
 
 
 def split_for(data, train_size=None, validation=None):
@@ -114,9 +115,9 @@ def split_for(data, train_size=None, validation=None):
             raise DataError(f"--train-size {train_size} exceeds the {len(X)} training samples")
         X, y = X[:train_size], y[:train_size]
     if not validation:
-        return Split(X, y, data.X_test, data.y_test)
+        return Split(X, y, data.X_test, data.y_test, image_shape=data.image_shape)
     X, y, X_validation, y_validation = hold_out(X, y, validation)
-    return Split(X, y, data.X_test, data.y_test, X_validation, y_validation)
+    return Split(X, y, data.X_test, data.y_test, X_validation, y_validation, data.image_shape)
 
 
 def stratified_split(X, y, test_fraction, seed):
@@ -248,13 +249,18 @@ def read_idx_pair(images_path, labels_path, dtype):
     if labels.size and labels.max() > 9:
         raise DataError(f"{labels_path}: label {labels.max()} is out of range 0..9")
     X = empty((len(images), int(np.prod(images.shape[1:]))), dtype)  # aligned: see nbnet.aligned
-    np.divide(images.reshape(len(images), -1), np.float32(255), out=X)
+    if X.dtype == np.uint8:  # the pixel bytes themselves (nbnet.pixels scales them as it trains)
+        X[...] = images.reshape(len(images), -1)
+    else:
+        np.divide(images.reshape(len(images), -1), np.float32(255), out=X)
     return X, labels.astype(np.int64), images.shape[1:]
 
 
 def load_idx_set(name, data_dir=None, dtype="float32"):
     """The four IDX files of data set `name` (a key of IDX_SETS) from `data_dir` (default:
-    see default_data_dir)."""
+    see default_data_dir). Inputs are pixel / 255 in `dtype`, or with dtype "uint8" the pixel
+    bytes themselves (a quarter of the memory; nbnet's training and evaluation read them as
+    pixel / 255)."""
     directory = Path(data_dir) if data_dir else default_data_dir(name)
     paths = {key: find_idx(directory, stem, name) for key, stem in MNIST_FILES.items()}
     X_train, y_train, shape = read_idx_pair(paths["train_images"], paths["train_labels"], dtype)
@@ -270,8 +276,10 @@ def load_mnist(data_dir=None, dtype="float32"):
 
 
 def load_dataset(name, data_dir=None, test_fraction=0.2, seed=0, dtype="float32"):
+    """Data set `name`: the digits, or an IDX set (whose dtype may be "uint8": see load_idx_set;
+    the digits then come as float32)."""
     if name == "digits":
-        return load_digits(test_fraction, seed, dtype)
+        return load_digits(test_fraction, seed, "float32" if dtype == "uint8" else dtype)
     if name in IDX_SETS:
         return load_idx_set(name, data_dir, dtype)
     raise DataError(f"unknown dataset {name!r}; choose digits, {', '.join(IDX_SETS)}")

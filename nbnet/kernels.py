@@ -588,17 +588,22 @@ def gather_rows(X, y, order, start, x_out, y_out):
 
 # ----------------------------------------------------------------------------- dropout
 @serial(inline="always")
-def uniform(seed, step, layer, s, j):
-    """A number in [0, 1) that depends only on its five arguments: the key is mixed by
-    splitmix64's finaliser (a counter-based generator). Masks drawn this way are the same for
-    any thread count and any order of evaluation."""
+def mix(seed, step, layer, s, j):
+    """64 random bits that depend only on the five arguments: the key is mixed by splitmix64's
+    finaliser (a counter-based generator). Numbers drawn this way are the same for any thread
+    count and any order of evaluation (dropout masks here, image distortions in nbnet.pixels)."""
     x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(step) * np.uint64(0xBF58476D1CE4E5B9)
          + np.uint64(layer) * np.uint64(0x94D049BB133111EB) + np.uint64(s) * np.uint64(0xD6E8FEB86659FD93)
          + np.uint64(j))
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
-    return np.float32(x >> np.uint64(40)) * TWO_TO_MINUS_24  # the top 24 bits, exact in float32
+    return x ^ (x >> np.uint64(31))
+
+
+@serial(inline="always")
+def uniform(seed, step, layer, s, j):
+    """A number in [0, 1) that depends only on its five arguments (see mix)."""
+    return np.float32(mix(seed, step, layer, s, j) >> np.uint64(40)) * TWO_TO_MINUS_24  # the top 24 bits, exact in float32
 
 
 @kernel(work=lambda a, keep, seed, step, layer, mask, kept: a.size)

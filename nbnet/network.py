@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import kernels, passes
+from . import kernels, passes, pixels
 from .activations import CODES, HIDDEN, OUTPUT
 from .aligned import aligned
 from .costs import COSTS, OUTPUTS_OF
@@ -148,9 +148,11 @@ class Network:
                 f"cost={self.cost_name!r}, dtype={self.dtype.name!r}, init={self.init!r})")
 
     # ------------------------------------------------------------------ inputs
-    def as_inputs(self, X):
+    def as_inputs(self, X, keep_bytes=False):
         """X as a C-contiguous, aligned (nbnet.aligned) (n_samples, n_in) array of the network's
-        dtype: X itself when it is one already."""
+        dtype: X itself when it is one already. uint8 X are pixel bytes: the inputs are X / 255
+        (nbnet.pixels); with keep_bytes they stay bytes, for the passes that scale them block
+        by block (training and evaluation), at a quarter of the memory."""
         X = np.asarray(X)
         if X.ndim == 1 and X.shape[0] == self.sizes[0]:
             X = X[None, :]
@@ -158,6 +160,9 @@ class Network:
             raise ValueError(f"inputs must have shape (n_samples, {self.sizes[0]}), got {X.shape}")
         if X.shape[0] == 0:
             raise ValueError("inputs hold no samples")
+        if X.dtype == np.uint8:
+            X = aligned(X)
+            return X if keep_bytes else pixels.inputs(X, self.dtype)
         X = aligned(X, self.dtype)
         if not np.all(np.isfinite(X)):
             raise ValueError("inputs contain NaN or infinite values")
@@ -212,7 +217,7 @@ class Network:
     def evaluate(self, X, y, l2=0.0, n_train=None):
         """(mean cost including the L2 term, accuracy), in one compiled pass over tiles of X
         (passes.evaluate: no activations of the whole data set are kept)."""
-        X = self.as_inputs(X)
+        X = self.as_inputs(X, keep_bytes=True)
         return self.evaluate_checked(X, self.as_labels(y, X.shape[0]), l2, n_train)
 
     def evaluate_checked(self, X, y, l2=0.0, n_train=None):

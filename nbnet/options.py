@@ -11,6 +11,7 @@ and where outputs go are not part of it: they change how a run is done, not what
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .activations import HIDDEN, NUMERIC_OUTPUTS, OUTPUT
+from .augment import Augmentation
 from .costs import COSTS, OUTPUTS_OF
 from .data import IDX_SETS
 from .network import DTYPES, INITS, Network
@@ -88,6 +89,17 @@ class TrainConfig:
     patience: int = option(5, "Epochs without improvement before --early-stopping stops.", low=1)
     dropout: float = option(0.0, "Drop each hidden unit with this probability in every training step (inverted "
                                  "dropout).", low=0, high=1, high_open=True)
+    augment: bool = option(False, "Distort every training image afresh each epoch (images only): a random affine "
+                                  "map and an elastic distortion (Simard et al. 2003), strengths below.", flag=True)
+    rotate: float = option(10.0, "--augment: rotation within +-this many degrees.", low=0, high=180)
+    scale: float = option(0.1, "--augment: scale within 1 +- this.", low=0, high=1, high_open=True)
+    shear: float = option(0.1, "--augment: shear within +-this.", low=0)
+    shift: float = option(1.0, "--augment: shift within +-this many pixels (of a 28-pixel side; scaled with the "
+                               "image).", low=0)
+    elastic_alpha: float = option(34.0, "--augment: elastic strength alpha (0: none), in pixels of a 28-pixel side.",
+                                  low=0)
+    elastic_sigma: float = option(4.0, "--augment: width sigma of the Gaussian that smooths the elastic field, in "
+                                       "pixels of a 28-pixel side.", low=0, low_open=True)
     track_gradients: bool = option(False, "Record mean |dJ/dW| per layer each epoch (metrics columns grad_W1.., a "
                                           "plot panel).", flag=True)
     train_metrics: str = option("full", "Train cost and accuracy per epoch: full (evaluate the training set after "
@@ -115,6 +127,18 @@ class TrainConfig:
         """The config of stored values; options missing from them (older files) keep their defaults."""
         known = {spec.name for spec in fields(cls)}
         return cls(**{name: value for name, value in values.items() if name in known})
+
+    @property
+    def augmentation(self):
+        """The run's nbnet.augment.Augmentation, or None without --augment."""
+        if not self.augment:
+            return None
+        return Augmentation(self.rotate, self.scale, self.shear, self.shift, self.elastic_alpha, self.elastic_sigma)
+
+    @property
+    def data_dtype(self):
+        """The dtype to load the data set's inputs in: IDX images stay pixel bytes (uint8)."""
+        return "uint8" if self.dataset in IDX_SETS else self.dtype
 
     @property
     def targets(self):

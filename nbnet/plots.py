@@ -167,3 +167,24 @@ def plot_first_layer(W, image_shape, path, title, most=100):
             axes.imshow(np.asarray(W[j]).reshape(image_shape), cmap="RdBu_r", vmin=-scale, vmax=scale)
     figure.suptitle(f"first-layer weights, one tile per hidden unit: {title}", fontsize=9)
     return save_figure(figure, path)
+
+
+def plot_augmentation(originals, distorted, image_shape, path, title):
+    """One row per image: the original, then its distorted versions (distorted[i, e])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, versions = distorted.shape[:2]
+    figure, grid = plt.subplots(n, versions + 1, figsize=(1.1 * (versions + 1), 1.1 * n + 0.7), squeeze=False)
+    for i in range(n):
+        for e, image in enumerate([originals[i], *distorted[i]]):
+            axes = grid[i, e]
+            axes.imshow(np.asarray(image).reshape(image_shape), cmap="gray_r", vmin=0, vmax=1)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if i == 0:
+                axes.set_title("original" if e == 0 else f"epoch {e}", fontsize=8)
+    figure.suptitle(title, fontsize=8)
+    return save_figure(figure, path)

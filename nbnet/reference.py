@@ -65,17 +65,21 @@ def forward(weights, biases, acts, X):
     return zs, activations
 
 
-def uniform(seed, step, layer, n_samples, n_units):
-    """The (n_samples, n_units) numbers of kernels.uniform, all at once (uint64 arithmetic wraps)."""
-    s = np.arange(n_samples, dtype=np.uint64)[:, None]
-    j = np.arange(n_units, dtype=np.uint64)[None, :]
+def mix(seed, step, layer, s, j):
+    """The 64 random bits of kernels.mix for arrays of s and j (uint64 arithmetic wraps)."""
+    s, j = np.asarray(s, dtype=np.uint64), np.asarray(j, dtype=np.uint64)
     key = np.array([seed, step, layer], dtype=np.uint64)
     with np.errstate(over="ignore"):  # wrapping around 2^64 is the point
         x = (key[0] * np.uint64(0x9E3779B97F4A7C15) + key[1] * np.uint64(0xBF58476D1CE4E5B9)
              + key[2] * np.uint64(0x94D049BB133111EB) + s * np.uint64(0xD6E8FEB86659FD93) + j)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
+        return x ^ (x >> np.uint64(31))
+
+
+def uniform(seed, step, layer, n_samples, n_units):
+    """The (n_samples, n_units) numbers of kernels.uniform, all at once."""
+    x = mix(seed, step, layer, np.arange(n_samples)[:, None], np.arange(n_units)[None, :])
     return (x >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
 
 
@@ -193,3 +197,38 @@ def train_batches_with(code, settings, step, weights, biases, s1_W, s1_b, s2_W, 
             optimizer_step(code, grads_W[m], grads_b[m], settings, c1, c2, weights[m], biases[m], s1_W[m], s1_b[m],
                            s2_W[m], s2_b[m])
     return step
+
+
+def distort(X, order, H, W, pixel_max, seed, epoch, settings, taps, dtype):
+    """The rows of pixels.distorted_rows, with SciPy's 1-D correlations for the Gaussian
+    smoothing (zero outside) and NumPy's indexing for the bilinear reads; computed in float64."""
+    from scipy.ndimage import correlate1d
+
+    from .pixels import AFFINE_STREAM, ALPHA, FIELD_STREAM, ROTATE, SCALE, SHEAR, SHIFT
+    r, c = np.mgrid[0:H, 0:W].astype(np.float64)
+    out = np.empty((len(order), H * W), dtype=dtype)
+    for s, i in enumerate(order):
+        field = np.zeros((2, H, W))
+        if settings[ALPHA] > 0:
+            bits = mix(seed, epoch, FIELD_STREAM, i, np.arange(H * W)).reshape(H, W)
+            for d, draw in enumerate((bits >> np.uint64(40), bits & np.uint64(0xFFFFFF))):
+                u = draw.astype(np.float32) * np.float32(2.0 ** -24) * 2 - 1
+                smooth = correlate1d(correlate1d(u.astype(np.float64), taps, axis=0, mode="constant"), taps, axis=1,
+                                     mode="constant")
+                field[d] = settings[ALPHA] * smooth
+        draws = 2.0 * ((mix(seed, epoch, AFFINE_STREAM, i, np.arange(5)) >> np.uint64(40)) * 2.0 ** -24) - 1.0
+        angle, scale, shear = settings[ROTATE] * draws[0], 1.0 + settings[SCALE] * draws[1], settings[SHEAR] * draws[2]
+        A = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ [[1, shear], [0, 1]] / scale
+        c0, r0 = (W - 1) / 2, (H - 1) / 2
+        x = A[0, 0] * (c - c0) + A[0, 1] * (r - r0) + c0 + settings[SHIFT] * draws[3] + field[0]
+        y = A[1, 0] * (c - c0) + A[1, 1] * (r - r0) + r0 + settings[SHIFT] * draws[4] + field[1]
+        padded = np.zeros((H + 3, W + 3))  # a border of zeros: 1 before, 2 after
+        padded[1:H + 1, 1:W + 1] = X[i].reshape(H, W)
+        y, x = np.clip(y, -1, H), np.clip(x, -1, W)  # a point beyond the image reads only zeros
+        y0, x0 = np.floor(y), np.floor(x)
+        fy, fx = y - y0, x - x0
+        y0, x0 = y0.astype(int) + 1, x0.astype(int) + 1
+        value = ((1 - fy) * ((1 - fx) * padded[y0, x0] + fx * padded[y0, x0 + 1])
+                 + fy * ((1 - fx) * padded[y0 + 1, x0] + fx * padded[y0 + 1, x0 + 1]))
+        out[s] = (value / pixel_max).reshape(-1)
+    return out

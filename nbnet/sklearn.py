@@ -24,6 +24,10 @@ nbnet's own parameters, after scikit-learn's:
   threads  the number of threads of the compiled loops during fit and predict (default: all).
   kernels  'fast', or 'loops': fit through the plain textbook loop of each equation
            (nbnet/loops.py), as `nbnet train --kernels loops`.
+  augment  True (Simard's strengths: nbnet.augment.Augmentation()) or an Augmentation: each
+           epoch trains on freshly distorted copies of the images X holds (solvers 'sgd' and
+           'adam'; seeded from random_state), as `nbnet train --augment`.
+  image_shape  (height, width) of those images; default: square (64 inputs are 8x8).
 
 What differs (the README lists the scikit-learn tests that show it):
 * The minibatch order comes from nbnet's own generator (seeded from random_state), so the
@@ -50,6 +54,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import lbfgs
+from .augment import Augmentation
 from .data import Split
 from .network import Network
 from .optimizers import KERNELS
@@ -108,7 +113,7 @@ class _BaseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None, dropout=0.0, threads=None,
-                 kernels="fast"):
+                 kernels="fast", augment=False, image_shape=None):
         self.hidden_layer_sizes, self.activation = hidden_layer_sizes, activation
         self.solver, self.alpha = solver, alpha
         self.batch_size, self.learning_rate, self.learning_rate_init = batch_size, learning_rate, learning_rate_init
@@ -119,6 +124,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self.n_iter_no_change, self.max_fun = n_iter_no_change, max_fun
         self.dtype, self.dropout, self.threads, self.kernels = dtype, dropout, threads, kernels
+        self.augment, self.image_shape = augment, image_shape
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y, sample_weight=None):
@@ -171,6 +177,8 @@ class _BaseMLP(BaseEstimator):
             W[...] = self._random_state.uniform(-bound, bound, (n_in, n_out)).T
             b[...] = self._random_state.uniform(-bound, bound, n_out)
         self._network = net
+        if self.augment:  # (drawn only then: without augmentation the draws are scikit-learn's)
+            self._augment_seed = int(self._random_state.randint(2 ** 31))
         self._expose()
         for name in ("_state", "_optimizer"):
             self.__dict__.pop(name, None)
@@ -315,7 +323,7 @@ class _BaseMLP(BaseEstimator):
                               f"optimization hasn't converged yet.", ConvergenceWarning)
 
         try:
-            train(net, Split(X, y, None, None), config.but(epochs=state.first_epoch - 1 + epochs), on_epoch=after_epoch,
+            train(net, Split(X, y, None, None, image_shape=self.image_shape), config.but(epochs=state.first_epoch - 1 + epochs), on_epoch=after_epoch,
                   state=state, slices=SLICES)
         except _Stop:
             pass
@@ -380,7 +388,9 @@ class _BaseMLP(BaseEstimator):
         optimizer = "adam" if self.solver == "adam" else (
             "sgd" if self.momentum == 0 else "nesterov" if self.nesterovs_momentum else "momentum")
         net = self._network
-        return TrainConfig(hidden=tuple(net.sizes[1:-1]), activation=net.activation, output=net.output,
+        distortion = {} if not self.augment else dict(
+            augment=True, seed=getattr(self, "_augment_seed", 0), **vars(Augmentation() if self.augment is True else self.augment))
+        return TrainConfig(**distortion, hidden=tuple(net.sizes[1:-1]), activation=net.activation, output=net.output,
                            cost=net.cost_name, epochs=1, batch_size=batch, lr=self.learning_rate_init,
                            l2=self.alpha * n_samples / (batch * mean_weight), dtype=net.dtype.name, optimizer=optimizer,
                            momentum=self.momentum or 0.9, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
@@ -447,6 +457,10 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.kernels not in KERNELS:
             raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
+        if not (isinstance(self.augment, (bool, np.bool_)) or isinstance(self.augment, Augmentation)):
+            raise ValueError(f"augment must be True, False or an nbnet.augment.Augmentation, got {self.augment!r}")
+        if self.augment and self.solver == "lbfgs":
+            raise ValueError("augment distorts the samples of each epoch: it needs solver 'sgd' or 'adam', not 'lbfgs'")
 
     def _expose(self):
         """coefs_ and intercepts_ as views of the network's arrays, in scikit-learn's (n_in, n_out)
@@ -576,14 +590,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None, dropout=0.0,
-                 threads=None, kernels="fast"):
+                 threads=None, kernels="fast", augment=False, image_shape=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
                          learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
                          max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
                          warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
                          early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
                          beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         dtype=dtype, dropout=dropout, threads=threads, kernels=kernels)
+                         dtype=dtype, dropout=dropout, threads=threads, kernels=kernels, augment=augment,
+                         image_shape=image_shape)
         self.loss = loss
 
     def partial_fit(self, X, y, sample_weight=None):

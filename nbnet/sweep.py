@@ -39,7 +39,7 @@ def run_one(job):
 
     config = TrainConfig.from_dict(job["config"])
     numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
-    data = load_any_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.dtype,
+    data = load_any_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.data_dtype,
                             config.label_column, config.targets)
     split = split_for(data, config.train_size, config.validation)
     net = config.network(data.n_inputs, data.n_classes)
@@ -80,7 +80,8 @@ def prepare(job_list):
             config = TrainConfig.from_dict(job["config"])
             numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
             prepare_kernels(config.network(*data_shape(config, shapes)), config.batch_size, optimizer_for(config),
-                            config.dropout, config.train_metrics, "matrix" if config.targets == "numbers" else "ids")
+                            config.dropout, config.train_metrics, "matrix" if config.targets == "numbers" else "ids",
+                            config.data_dtype == "uint8", config.augment)
     finally:
         numba.set_num_threads(threads)
     return time.perf_counter() - start
@@ -97,7 +98,7 @@ def data_shape(config, known):
         return N_INPUTS[config.dataset], 10
     key = (config.dataset, config.label_column, config.targets)
     if key not in known:
-        data = load_table(config.dataset, config.test_fraction, config.seed, config.dtype, config.label_column,
+        data = load_table(config.dataset, config.test_fraction, config.seed, config.data_dtype, config.label_column,
                           config.targets)
         known[key] = data.n_inputs, data.n_classes
     return known[key]

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import passes
 from .activations import f
+from .augment import TrainingRows
 from .costs import targets
 from .optimizers import Optimizer
 from .schedules import adaptive_rate, learning_rate
@@ -221,6 +222,7 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
     """
     state = state or RunState.start(config)
     X_train, y_train = _checked(net, split.X_train, split.y_train)
+    rows = _training_rows(net, X_train, split, config, slices)
     X_test, y_test = _checked(net, split.X_test, split.y_test)
     X_held, y_held = _checked(net, split.X_validation, split.y_validation)
     validating = X_held is not None
@@ -233,14 +235,14 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
     # seconds must not include it; nothing to do when the caller did it already (nbnet train,
     # to say how long it took)
     prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics,
-                    "ids" if y_train.ndim == 1 else "matrix")
+                    "ids" if y_train.ndim == 1 else "matrix", X_train.dtype == np.uint8, config.augment)
     if not validating:
         X_held, y_held = X_test, y_test  # (None, None without a test set: nothing held out to report)
     patience = config.patience if config.early_stopping else None
     n = X_train.shape[0]
     history, far_above = [], DIVERGENCE_FACTOR * guessing_cost(net, y_train if y_held is None else y_held)
     for epoch in range(state.first_epoch, config.epochs + 1):
-        seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress, slices)
+        seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress, slices, rows)
         train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running)
         held_cost, held_accuracy = (None, None) if X_held is None else net.evaluate_checked(X_held, y_held,
                                                                                              config.l2, n)
@@ -284,10 +286,11 @@ def watched_cost(metrics):
 
 
 def _checked(net, X, y):
-    """(X, y) as the network's checked inputs and labels; (None, None) for no data."""
+    """(X, y) as the network's checked inputs (pixel bytes kept as bytes) and labels; (None,
+    None) for no data."""
     if X is None:
         return None, None
-    X = net.as_inputs(X)
+    X = net.as_inputs(X, keep_bytes=True)
     return X, net.as_labels(y, X.shape[0])
 
 
@@ -301,9 +304,22 @@ def _divergence(epoch, which, cost, guessing, config):
     return f"training is diverging in epoch {epoch}: {what}; try a smaller learning rate than {config.lr:g}"
 
 
-def _train_epoch(net, X, y, config, state, epoch, on_progress, slices=50):
+def _training_rows(net, X, split, config, slices):
+    """The augment.TrainingRows that make the inputs of each slice of an epoch, when they are
+    not rows of X as they are (pixel bytes, or --augment); else None."""
+    if X.dtype != np.uint8 and not config.augment:
+        return None
+    n_batches = -(-X.shape[0] // config.batch_size)
+    rows = min(X.shape[0], max(1, n_batches // slices) * config.batch_size)  # a slice of _train_epoch
+    return TrainingRows(X, rows, net.dtype, config.augmentation, split.image_shape, config.seed)
+
+
+def _train_epoch(net, X, y, config, state, epoch, on_progress, slices=50, rows=None):
     """The minibatch steps of one epoch, in slices for the progress bar (and divergence checks);
-    returns (seconds, the minibatches' cost and correct sums or None)."""
+    returns (seconds, the minibatches' cost and correct sums or None). With `rows` (see
+    _training_rows) each slice's samples are made into inputs first, and the steps read them
+    in place: X[order[lo:hi]] becomes rows 0.. of the block, so order becomes the positions
+    order - lo (the same batches, dropout masks and bits as reading X itself)."""
     n = X.shape[0]
     n_batches = -(-n // config.batch_size)
     slice_size = max(1, n_batches // slices)  # ~50 progress updates (and divergence checks, Ctrl-C) per epoch
@@ -319,8 +335,12 @@ def _train_epoch(net, X, y, config, state, epoch, on_progress, slices=50):
     start = time.perf_counter()
     for first in range(0, n_batches, slice_size):
         stop = min(first + slice_size, n_batches)
-        _train_steps(net, X, y, order, config.batch_size, first, stop, lr, config.l2 / n, state.optimizer,
-                     config.dropout, (config.seed * 1_000_003 + epoch * 2) % 2 ** 62, running)
+        x_slice, y_slice, positions = X, y, order
+        if rows is not None:
+            lo, hi = first * config.batch_size, min(stop * config.batch_size, n)
+            x_slice, y_slice, positions = rows.block(order[lo:hi], epoch), y[order[lo:hi]], np.arange(-lo, n - lo)
+        _train_steps(net, x_slice, y_slice, positions, config.batch_size, first, stop, lr, config.l2 / n,
+                     state.optimizer, config.dropout, (config.seed * 1_000_003 + epoch * 2) % 2 ** 62, running)
         if not net.parameters_finite():
             raise Diverged(epoch, f"a weight became NaN or infinite after {stop} of {n_batches} minibatches")
         if on_progress:

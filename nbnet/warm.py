@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from . import kernels, passes
+from .augment import Augmentation, TrainingRows
 from .cache import cache_dir_writable, compile_lock, kernel_cache_dir
 from .config import cache_saves_locked
 from .network import Network
@@ -37,15 +38,19 @@ from .optimizers import Optimizer
 
 
 def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
-            dropout=False, running=False, kernel_set="fast", half="both", targets="ids"):
+            dropout=False, running=False, kernel_set="fast", half="both", targets="ids", pixel_bytes=False,
+            augment=False):
     """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
     run with these settings calls (same variants and argument types): evaluation, and
     training with `optimizer` through `kernel_set` ("fast" or "loops") unless it is None (else
     Network.forward, for evaluate and predict). half="forward" or "backward" compiles only
     that half of the fast training step (see training_halves), "both" everything. targets:
-    "ids" (class ids) or "matrix" (a target matrix: nbnet.costs.targets), the form of y."""
+    "ids" (class ids) or "matrix" (a target matrix: nbnet.costs.targets), the form of y.
+    pixel_bytes: the inputs are uint8 pixel bytes; augment: training distorts them (nbnet.pixels)."""
     tiny, X, y = tiny_data(layers, dtype, targets)
     weights, biases = tuple(tiny.weights), tuple(tiny.biases)
+    if half != "backward" and (pixel_bytes or augment):
+        warm_pixels(dtype, pixel_bytes, augment and optimizer is not None)
     if half != "backward":
         passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation)
     if optimizer is None:
@@ -63,6 +68,14 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
     driver, args = same.compiled_call(tiny, *steps)
     for call in training_halves(same.fused, parallel_training, driver, args)[half]:
         call()
+
+
+def warm_pixels(dtype, pixel_bytes, augment):
+    """Call the kernels of nbnet.pixels that a run with pixel bytes (uint8 inputs) and/or
+    augmentation calls, with the argument types it passes (augment.TrainingRows)."""
+    X = np.zeros((1, 4), dtype=np.uint8 if pixel_bytes else dtype)
+    rows = TrainingRows(X, 1, dtype, Augmentation() if augment else None, (2, 2))
+    rows.block(np.zeros(1, dtype=np.int64), 1)
 
 
 def tiny_data(layers, dtype, targets="ids"):
@@ -111,7 +124,8 @@ def training_halves(fused, parallel, driver, args):
     return {"forward": forward, "backward": backward}
 
 
-def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids"):
+def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids",
+                    pixel_bytes=False, augment=False):
     """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
     a batch size, training it with `optimizer`, `dropout` and `train_metrics` will call, and
     nothing else; on a cold start with a helper process for the backward half (see above).
@@ -119,7 +133,8 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
     misses = cache_misses()
-    helped = compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics, targets))
+    helped = compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics, targets, pixel_bytes,
+                                      augment))
     return time.perf_counter() - start, helped or cache_misses() > misses
 
 
@@ -141,7 +156,8 @@ def compile_run(settings):
     return helper is not None and helper.returncode == 0
 
 
-def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids"):
+def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids",
+                 pixel_bytes=False, augment=False):
     """warm_up's arguments for a run of `net` with these settings (prepare_kernels' parameters)."""
     optimizer = optimizer or Optimizer("sgd")
     train = batch_size is not None
@@ -149,7 +165,7 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
                 parallel_training=train and passes.parallel_pays(net.weights, batch_size),
                 optimizer=optimizer.name if train else None, track_gradients=optimizer.track_gradients,
                 dropout=dropout > 0, running=train_metrics == "running", kernel_set=optimizer.kernels,
-                targets=targets)
+                targets=targets, pixel_bytes=bool(pixel_bytes), augment=bool(augment))
 
 
 def helper_pays(settings):

@@ -55,12 +55,12 @@ def click_type(spec):
     return ranged(meta["low"], meta["high"], min_open=meta["low_open"], max_open=meta["high_open"])
 
 
-def config_options(sweep=False):
-    """A decorator adding one option per TrainConfig field. For `nbnet sweep` (sweep=True)
-    every option but a flag can be repeated, each value one run (--hidden 500,300 is one
-    architecture); for `nbnet train`, --hidden repeats to add layers."""
+def config_options(sweep=False, only=None):
+    """A decorator adding one option per TrainConfig field (or per field named in `only`). For
+    `nbnet sweep` (sweep=True) every option but a flag can be repeated, each value one run
+    (--hidden 500,300 is one architecture); for `nbnet train`, --hidden repeats to add layers."""
     def decorate(command):
-        for spec in reversed(fields(TrainConfig)):
+        for spec in reversed([spec for spec in fields(TrainConfig) if only is None or spec.name in only]):
             name = spec.name.replace("_", "-")
             names = f"--{name}/--no-{name}" if spec.metadata["flag"] and spec.default else f"--{name}"  # (on by default)
             command = click.option(names, spec.name, **option_settings(spec, sweep))(command)

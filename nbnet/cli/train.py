@@ -62,6 +62,9 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
                       save_path=save_path, checkpoint_every=checkpoint_every)
     data = load_data(config, files["data_dir"], download, quiet)
     files["data_dir"] = files["data_dir"] or (default_data_dir(config.dataset) if config.dataset in IDX_SETS else None)
+    if config.augment and data.image_shape is None:
+        raise click.BadParameter(f"--augment distorts images, and {config.dataset} is a table of features",
+                                 param_hint="--augment")
     split = training_split(data, config)
     net = net or config.network(data.n_inputs, data.n_classes)
     if (net.sizes[0], net.sizes[-1]) != (data.n_inputs, data.n_classes):
@@ -72,7 +75,8 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
          f"{numba.get_num_threads()} thread(s)" + (f"; resuming after epoch {state.first_epoch - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
     seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics,
-                                        "matrix" if data.targets else "ids")
+                                        "matrix" if data.targets else "ids", split.X_train.dtype == np.uint8,
+                                        config.augment)
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
     files["plot_path"] = files["plot_path"] or Path("plots") / f"{config.dataset}-cost.png"
     report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, files)
@@ -164,7 +168,7 @@ def load_data(config, data_dir, download, quiet):
     try:
         if config.dataset in IDX_SETS and download:
             download_idx_set(config.dataset, data_dir, progress=None if quiet else download_progress())
-        return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.dtype,
+        return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.data_dtype,
                                 config.label_column, config.targets)
     except DataError as error:
         fail(str(error))

@@ -1,0 +1,160 @@
+"""Training on pixel bytes and on distorted images (--augment): the same model as float
+inputs, the same bits for any thread count and after a resume, and the ways in."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import nbnet.cli.train
+from nbnet import Network
+from nbnet.cli import main
+from nbnet.data import Split, load_digits
+from nbnet.options import TrainConfig
+from nbnet.train import train
+
+from test_pixels import digit_like
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def same_parameters(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.weights + a.biases, b.weights + b.biases))
+
+
+def byte_split(n_train=90, n_test=30, side=8):
+    """A Split of uint8 images (bright blobs) labelled by which quarter their blob is in."""
+    X = digit_like(n_train + n_test, side, seed=5)
+    ink = X.reshape(-1, side, side).astype(float)
+    r, c = np.mgrid[0:side, 0:side]
+    y = ((ink * r).sum((1, 2)) / ink.sum((1, 2)) > side / 2) * 2 + ((ink * c).sum((1, 2)) / ink.sum((1, 2)) > side / 2)
+    return Split(X[:n_train], y[:n_train].astype(np.int64), X[n_train:], y[n_train:].astype(np.int64),
+                 image_shape=(side, side))
+
+
+def trained(split, config, threads=None):
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
+    try:
+        net = config.network(split.X_train.shape[1], 4)
+        return net, train(net, split, config)
+    finally:
+        numba.set_num_threads(before)
+
+
+CONFIG = TrainConfig(hidden=(9,), batch_size=7, epochs=3, lr=0.3, optimizer="momentum", dropout=0.2, seed=2)
+
+
+def test_pixel_bytes_train_the_same_model_as_their_float_inputs():
+    split = byte_split()
+    floats = Split(*(X.astype(np.float32) / np.float32(255) if X.dtype == np.uint8 else X
+                     for X in (split.X_train, split.y_train, split.X_test, split.y_test)))
+    for config in (CONFIG, CONFIG.but(optimizer="sgd", dtype="float64", batch_size=1, train_metrics="running")):
+        (a, history_a), (b, history_b) = trained(split, config), trained(floats, config)
+        assert same_parameters(a, b)
+        assert [m.test_cost for m in history_a] == [m.test_cost for m in history_b]
+        assert [m.train_cost for m in history_a] == [m.train_cost for m in history_b]
+
+
+def test_augmented_training_is_the_same_for_one_or_two_threads_and_differs_from_plain():
+    split, config = byte_split(side=28), CONFIG.but(augment=True)
+    one, history = trained(split, config, threads=1)
+    assert same_parameters(one, trained(split, config, threads=2)[0])
+    assert not same_parameters(one, trained(split, CONFIG)[0])
+    assert not same_parameters(one, trained(split, config.but(elastic_alpha=20))[0])
+    assert all(np.isfinite(m.test_cost) for m in history)
+
+
+def test_augment_needs_images():
+    split = byte_split()
+    with pytest.raises(ValueError, match="no square image"):
+        trained(Split(split.X_train[:, :60], split.y_train, split.X_test[:, :60], split.y_test), CONFIG.but(augment=True))
+
+
+def test_an_augmented_run_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch):
+    common = ["--epochs", 3, "--batch-size", 16, "--hidden", 12, "--augment", "--rotate", 15, "-q"]
+    assert invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png").exit_code == 0
+    real_write = nbnet.cli.train.write_metrics
+
+    def interrupt_in_epoch_2(rows, path):
+        if len(rows) == 2:
+            raise KeyboardInterrupt
+        return real_write(rows, path)
+
+    monkeypatch.setattr(nbnet.cli.train, "write_metrics", interrupt_in_epoch_2)
+    result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
+                    "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
+    assert result.exit_code == 130
+    monkeypatch.setattr(nbnet.cli.train, "write_metrics", real_write)
+    result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
+                    "--plot", tmp_path / "c.png", "-q")
+    assert result.exit_code == 0, result.output
+    assert same_parameters(Network.load(tmp_path / "straight.npz"), Network.load(tmp_path / "resumed.npz"))
+
+
+def test_augment_on_a_table_is_a_one_line_error(tmp_path):
+    data = load_digits()
+    np.savez(tmp_path / "t.npz", X=data.X_train[:, :60], y=data.y_train)
+    result = invoke("train", "--dataset", tmp_path / "t.npz", "--augment", "--plot", tmp_path / "p.png")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--augment distorts images" in result.output.strip().splitlines()[-1]
+
+
+def test_the_pixel_loops_run_as_plain_python():
+    """The loop bodies of nbnet.pixels run by the Python interpreter (NUMBA_DISABLE_JIT=1)
+    against the NumPy/SciPy twin, on small images."""
+    code = """if True:
+        import numpy as np
+        from nbnet import pixels, reference as R
+        from nbnet.augment import Augmentation
+        from test_pixels import digit_like
+        X, order = digit_like(2, 6), np.arange(2)
+        a = Augmentation(rotate=20, elastic_alpha=40, elastic_sigma=3)
+        settings, taps = a.settings((6, 6)), a.taps((6, 6))
+        for kernel in (pixels.distorted_rows, pixels.distort_naive):
+            out = np.empty((2, 36), np.float32)
+            kernel(X, order, 0, 6, 6, 255, 1, 2, settings, taps, out)
+            np.testing.assert_allclose(out, R.distort(X, order, 6, 6, 255, 1, 2, settings, taps, np.float32), atol=1e-5)
+        np.testing.assert_array_equal(pixels.inputs(X, np.float32), X.astype(np.float32) / np.float32(255))
+        print('ok')"""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONWARNINGS="ignore")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_augment_preview_draws_originals_beside_their_distortions(tmp_path):
+    result = invoke("augment-preview", "--images", 3, "--epochs", 4, "--rotate", 20, "-o", tmp_path / "a.png")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"Preview: {tmp_path / 'a.png'}"
+    from matplotlib.image import imread
+    assert imread(tmp_path / "a.png").shape[1] > imread(tmp_path / "a.png").shape[0]  # 5 columns, 3 rows
+    result = invoke("augment-preview", "--scale", 1.5, "-o", tmp_path / "b.png")
+    assert result.exit_code == 2 and "--scale" in result.output and not (tmp_path / "b.png").exists()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_estimators_augment_image_data():
+    pytest.importorskip("sklearn")
+    from nbnet.sklearn import MLPClassifier
+    data = load_digits()
+    X, y = data.X_train, data.y_train
+    model = MLPClassifier(hidden_layer_sizes=(40,), max_iter=15, random_state=0, dtype="float32", augment=True,
+                          learning_rate_init=0.003).fit(X, y)
+    assert model.score(data.X_test, data.y_test) > 0.85
+    again = MLPClassifier(**model.get_params()).fit(X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(model.coefs_, again.coefs_))  # seeded by random_state
+    plain = MLPClassifier(**dict(model.get_params(), augment=False)).fit(X, y)
+    assert not np.array_equal(plain.coefs_[0], model.coefs_[0])
+    with pytest.raises(ValueError, match="needs solver 'sgd' or 'adam'"):
+        MLPClassifier(solver="lbfgs", augment=True).fit(X, y)
+    with pytest.raises(ValueError, match="no square image"):
+        MLPClassifier(augment=True, max_iter=1).fit(X[:, :60], y)
