@@ -190,5 +190,6 @@ def test_train_prepares_the_kernels_before_its_first_epoch(digits, monkeypatch):
     monkeypatch.setattr(T, "_train_epoch", lambda *args: events.append("epoch") or epoch(*args))
     fit(fresh_net(digits), digits, epochs=2, batch_size=16, dropout=0.1, optimizer="adam", train_metrics="running")
     assert [event if event == "epoch" else event[0] for event in events] == ["prepare", "epoch", "epoch"]
-    batch_size, optimizer, dropout, train_metrics, targets = events[0][1:]
+    batch_size, optimizer, dropout, train_metrics, targets, pixel_bytes, augment = events[0][1:]
     assert (batch_size, optimizer.name, dropout, train_metrics, targets) == (16, "adam", 0.1, "running", "ids")
+    assert (pixel_bytes, augment) == (False, False)
