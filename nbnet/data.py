@@ -232,13 +232,27 @@ def read_idx(path, magic):
             if expected > room:
                 raise DataError(f"{path}: header says {' x '.join(map(str, dims))} = {expected} bytes, "
                                 f"more than a file of {file_size} bytes can hold")
-            content = handle.read(expected + 1)
+            content = empty(expected, np.uint8)  # read straight into the array: no second copy in memory
+            got = _read_into(handle, memoryview(content))
+            more = handle.read(1)
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path}: cannot read ({error})") from None
-    if len(content) != expected:
+    if got != expected or more:
         raise DataError(f"{path}: header says {' x '.join(map(str, dims))} = {expected} bytes, "
-                        f"file holds {len(content) if len(content) <= expected else 'more'}")
-    return np.frombuffer(content, dtype=np.uint8).reshape(dims)
+                        f"file holds {got if got < expected else 'more'}")
+    return content.reshape(dims)
+
+
+def _read_into(handle, buffer, chunk=1 << 20):
+    """Fill `buffer` from `handle` a megabyte at a time (gzip's readinto makes a temporary copy
+    of what it is asked for); the number of bytes read."""
+    got = 0
+    while got < len(buffer):
+        n = handle.readinto(buffer[got:got + chunk])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def read_idx_pair(images_path, labels_path, dtype):
@@ -248,11 +262,10 @@ def read_idx_pair(images_path, labels_path, dtype):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     if labels.size and labels.max() > 9:
         raise DataError(f"{labels_path}: label {labels.max()} is out of range 0..9")
+    if np.dtype(dtype) == np.uint8:  # the pixel bytes themselves (nbnet.pixels scales them as it trains)
+        return images.reshape(len(images), -1), labels.astype(np.int64), images.shape[1:]
     X = empty((len(images), int(np.prod(images.shape[1:]))), dtype)  # aligned: see nbnet.aligned
-    if X.dtype == np.uint8:  # the pixel bytes themselves (nbnet.pixels scales them as it trains)
-        X[...] = images.reshape(len(images), -1)
-    else:
-        np.divide(images.reshape(len(images), -1), np.float32(255), out=X)
+    np.divide(images.reshape(len(images), -1), np.float32(255), out=X)
     return X, labels.astype(np.int64), images.shape[1:]
 
 

@@ -20,9 +20,9 @@ index in the data set and the pixel), so a sample's distortion depends on nothin
 is the same for any thread count, any slicing of an epoch and after a resume.
 
 Read the plain loop of each step first (noise, smooth_naive, affine_map, bilinear, chained by
-distort_naive); `distorted_rows` is the kernel training runs, the same steps with one speed
-trick: a Gaussian is a product of two 1-D Gaussians, so the smoothing runs as two 1-D passes
-(rows, then columns) of 2R + 1 taps each instead of (2R + 1)^2 taps per pixel.
+distort_naive); `distorted_rows` is the kernel training runs, the same steps with two speed
+tricks, each explained where it is: the smoothing as two 1-D passes over whole shifted images
+(`smooth`), and reads from a zero-bordered copy of the image that need no test (`padded_bilinear`).
 """
 
 import numpy as np
@@ -30,6 +30,17 @@ from numba import prange
 
 from .aligned import empty
 from .config import PIXEL_FASTMATH, parallel, serial
+from .kernels import mix
+
+ZERO, ONE, TWO = np.float32(0), np.float32(1), np.float32(2)
+TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
+LOW_24_BITS = np.uint64(0xFFFFFF)
+# the `layer` key of kernels.mix for each kind of draw (dropout uses 0..L there)
+FIELD_STREAM, AFFINE_STREAM = 1_000_001, 1_000_002
+# settings[...] of a distortion (nbnet.augment.Augmentation.settings builds them)
+ROTATE, SCALE, SHEAR, SHIFT, ALPHA = range(5)
+PIXEL_BYTES = 255  # a uint8 pixel value v is the input v / 255
+BLOCK = 16  # images per thread's turn in distorted_rows
 
 
 def pixel_kernel(fn):
@@ -41,17 +52,6 @@ def pixel_loop(fn):
     """A plain loop of this module, for one thread, with the kernels' flags (the same bits for
     the same sums)."""
     return serial(fn, PIXEL_FASTMATH)
-from .kernels import mix
-
-ZERO, ONE, TWO = np.float32(0), np.float32(1), np.float32(2)
-TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
-LOW_24_BITS = np.uint64(0xFFFFFF)
-# the `layer` key of kernels.mix for each kind of draw (dropout uses 0..L there)
-FIELD_STREAM, AFFINE_STREAM = 1_000_001, 1_000_002
-# settings[...] of a distortion (nbnet.augment.Augmentation.settings builds them)
-ROTATE, SCALE, SHEAR, SHIFT, ALPHA = range(5)
-PIXEL_BYTES = 255
-BLOCK = 16  # samples per thread's turn in distorted_rows  # a uint8 pixel value v is the input v / 255
 
 
 # ----------------------------------------------------------------------------- bytes to inputs
@@ -122,7 +122,7 @@ def affine_map(seed, epoch, i, settings):
 @serial(inline="always")
 def pixel(X, row, H, W, r, c):
     """Pixel (r, c) of the image X[row] (H x W, row-major) as a float; 0 outside the image."""
-    return ZERO + X[row, r * W + c] if 0 <= r < H and 0 <= c < W else ZERO + X[row, 0] * ZERO
+    return ZERO + X[row, r * W + c] if 0 <= r < H and 0 <= c < W else ZERO + X[row, 0] * ZERO  # (one type)
 
 
 @serial(inline="always")
@@ -156,7 +156,7 @@ def padded_bilinear(image, y, x):
     neighbours are zeros just as bilinear reads them, so every read is in bounds."""
     H, W = image.shape[0] - 3, image.shape[1] - 3
     y, x = min(max(y, -ONE), y * ZERO + H), min(max(x, -ONE), x * ZERO + W)
-    r0, c0 = np.uint64(np.floor(y) + ONE), np.uint64(np.floor(x) + ONE)  # >= 0: unsigned, read with no test
+    r0, c0 = np.uint64(np.floor(y) + ONE), np.uint64(np.floor(x) + ONE)  # (unsigned: no negative-index test)
     fy, fx = y - np.floor(y), x - np.floor(x)
     top = (ONE - fx) * image[r0, c0] + fx * image[r0, c0 + np.uint64(1)]
     bottom = (ONE - fx) * image[r0 + np.uint64(1), c0] + fx * image[r0 + np.uint64(1), c0 + np.uint64(1)]

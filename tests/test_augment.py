@@ -2,6 +2,7 @@
 inputs, the same bits for any thread count and after a resume, and the ways in."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,29 @@ def test_the_estimators_augment_image_data():
         MLPClassifier(solver="lbfgs", augment=True).fit(X, y)
     with pytest.raises(ValueError, match="no square image"):
         MLPClassifier(augment=True, max_iter=1).fit(X[:, :60], y)
+
+
+def test_the_documented_augment_commands_run_as_written(tmp_path, monkeypatch):
+    """The pages' augment-preview and recipe commands, as written but for the data directory
+    (small 28x28 IDX files here), then what a user does next: look at the preview, evaluate
+    the model."""
+    from documents import documented
+    from idx_files import write_mnist
+
+    text = documented()
+    preview = "augment-preview --dataset mnist --data-dir ../shared/data/mnist"
+    recipe = re.search(r"nbnet (train --dataset mnist --data-dir \.\./shared/data/mnist [^\n]*--augment[^\n]*)", text)
+    assert "nbnet " + preview in text and recipe
+    write_mnist(tmp_path / "mnist", n_train=64, n_test=16, side=28)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nbnet.passes.PARALLEL_RUN_WORK", 10 ** 12)  # one-thread drivers: less to compile, same bits
+    here = lambda command: [word.replace("../shared/data/mnist", str(tmp_path / "mnist")) for word in command.split()]  # noqa: E731
+    result = invoke(*here(preview))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plots" / "mnist-augment.png").read_bytes().startswith(b"\x89PNG")
+    result = invoke(*here(recipe.group(1)))
+    assert result.exit_code == 0, result.output
+    saved = re.search(r"--save (\S+)", recipe.group(1)).group(1)
+    result = invoke("evaluate", saved)
+    assert result.exit_code == 0, result.output
+    assert "(16 images)" in result.output
