@@ -15,6 +15,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +55,16 @@ except SystemExit:
 print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
+# what a process holds before any data: the imports and Numba's first (cached) compiled call
+BASE = """
+import resource
+import numpy as np
+from nbnet.cli import main
+from nbnet import pixels
+pixels.inputs(np.zeros((1, 4), np.uint8), np.float32)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
 
 def child(code, *args):
     result = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=HERE.parent, capture_output=True,
@@ -80,12 +91,14 @@ def main():
         f, b, a = (statistics.median(seconds[variant]) for variant in VARIANTS)
         name = "-".join(map(str, (784, *hidden, 10)))
         print(f"{name:<14} {batch_size:>5} {f:>10.3f} {b:>8.3f} {a:>10.3f} {b / f:>10.2f} {a / f:>12.2f}", flush=True)
-    command = ["train", "--dataset", "mnist", "--data-dir", data_dir, "--hidden", 100, "--epochs", 1, "-q",
-               "--plot", "/dev/null"]
     print("\nPeak RSS of `nbnet train --dataset mnist --hidden 100 --epochs 1` (784-100-10), MB:")
-    for variant in ("float32", "bytes"):
-        peak = child(PEAK, variant, *command)[-1]
-        print(f"  {'float32 inputs (before)' if variant == 'float32' else 'pixel bytes (now)':<24} {float(peak):8.0f}")
+    with tempfile.TemporaryDirectory() as scratch:
+        command = ["train", "--dataset", "mnist", "--data-dir", data_dir, "--hidden", 100, "--epochs", 1, "-q",
+                   "--plot", Path(scratch) / "cost.png"]
+        for variant in ("float32", "bytes"):
+            peak = child(PEAK, variant, *command)[-1]
+            print(f"  {'float32 inputs (before)' if variant == 'float32' else 'pixel bytes (now)':<24} {float(peak):8.0f}")
+    print(f"  of which before any data: Python, NumPy, Numba and a first compiled call {float(child(BASE)[-1]):8.0f}")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,12 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
     Dropout P drops each hidden unit with probability P in every training step (inverted
     dropout); the masks depend only on (seed, epoch, step, layer, sample, unit).
 
+    uint8 inputs are pixel bytes: they stay bytes in memory and become inputs byte / 255 as
+    each slice of an epoch is gathered (the same numbers as float inputs divided by 255 at load
+    time, so the same model). With config.augment, each training image is distorted afresh in
+    every epoch (nbnet.augment; split.image_shape, or square images), the distortion depending
+    only on (seed, epoch, the image's index in X_train).
+
     config.train_metrics says what the train cost and accuracy of an epoch are: "full"
     evaluates the whole training set after the epoch (exact; a forward pass over it);
     "running" is the mean over the epoch's minibatches, each measured just before its own

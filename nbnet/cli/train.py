@@ -262,7 +262,8 @@ def run_epochs(ctx, net, split, config, state, report, show_bar):
 def plot_title(config, net, n_train):
     return (f"{config.dataset} (n_train={n_train}): {'-'.join(map(str, net.sizes))}, {net.activation}/{net.output}, "
             f"{net.cost_name}, {config.optimizer}, batch {config.batch_size}, lr {config.lr:g}"
-            + (f" ({config.schedule})" if config.schedule != "constant" else "") + f", l2 {config.l2:g}")
+            + (f" ({config.schedule})" if config.schedule != "constant" else "") + f", l2 {config.l2:g}"
+            + (", --augment" if config.augment else ""))
 
 
 def report_held_out(history, config):
