@@ -172,6 +172,7 @@ def test_the_documented_augment_commands_run_as_written(tmp_path, monkeypatch):
     preview = "augment-preview --dataset mnist --data-dir ../shared/data/mnist"
     recipe = re.search(r"nbnet (train --dataset mnist --data-dir \.\./shared/data/mnist [^\n]*--augment[^\n]*)", text)
     assert "nbnet " + preview in text and recipe
+    (tmp_path / "mnist").mkdir()
     write_mnist(tmp_path / "mnist", n_train=64, n_test=16, side=28)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("nbnet.passes.PARALLEL_RUN_WORK", 10 ** 12)  # one-thread drivers: less to compile, same bits
