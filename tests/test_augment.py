@@ -182,6 +182,8 @@ def test_the_documented_augment_commands_run_as_written(tmp_path, monkeypatch):
     result = invoke(*here(recipe.group(1)))
     assert result.exit_code == 0, result.output
     saved = re.search(r"--save (\S+)", recipe.group(1)).group(1)
-    result = invoke("evaluate", saved)
+    evaluate = f"evaluate {saved} --plot augment-eval.png"
+    assert "nbnet " + evaluate in text
+    result = invoke(*evaluate.split())
     assert result.exit_code == 0, result.output
-    assert "(16 images)" in result.output
+    assert "(16 images)" in result.output and (tmp_path / "augment-eval.png").read_bytes().startswith(b"\x89PNG")
