@@ -31,7 +31,8 @@ import sys, numpy as np
 from nbnet.data import load_mnist, split_for
 from nbnet.options import TrainConfig
 from nbnet.train import train
-hidden, batch_size, epochs, data_dir, variant = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+hidden, batch_size, epochs = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+data_dir, variant = sys.argv[4], sys.argv[5]
 data = load_mnist(data_dir, dtype="float32" if variant == "float32" else "uint8")
 config = TrainConfig(dataset="mnist", hidden=hidden, batch_size=batch_size, lr=0.1, epochs=epochs + 1,
                      train_metrics="none", augment=variant == "augment")
@@ -96,8 +97,8 @@ def main():
         command = ["train", "--dataset", "mnist", "--data-dir", data_dir, "--hidden", 100, "--epochs", 1, "-q",
                    "--plot", Path(scratch) / "cost.png"]
         for variant in ("float32", "bytes"):
-            peak = child(PEAK, variant, *command)[-1]
-            print(f"  {'float32 inputs (before)' if variant == 'float32' else 'pixel bytes (now)':<24} {float(peak):8.0f}")
+            name = "float32 inputs (before)" if variant == "float32" else "pixel bytes (now)"
+            print(f"  {name:<24} {float(child(PEAK, variant, *command)[-1]):8.0f}")
     print(f"  of which before any data: Python, NumPy, Numba and a first compiled call {float(child(BASE)[-1]):8.0f}")
 
 

@@ -323,8 +323,8 @@ class _BaseMLP(BaseEstimator):
                               f"optimization hasn't converged yet.", ConvergenceWarning)
 
         try:
-            train(net, Split(X, y, None, None, image_shape=self.image_shape), config.but(epochs=state.first_epoch - 1 + epochs), on_epoch=after_epoch,
-                  state=state, slices=SLICES)
+            train(net, Split(X, y, None, None, image_shape=self.image_shape),
+                  config.but(epochs=state.first_epoch - 1 + epochs), on_epoch=after_epoch, state=state, slices=SLICES)
         except _Stop:
             pass
         except Diverged:  # scikit-learn runs on with NaN; nbnet stops at the first non-finite weight
@@ -388,8 +388,8 @@ class _BaseMLP(BaseEstimator):
         optimizer = "adam" if self.solver == "adam" else (
             "sgd" if self.momentum == 0 else "nesterov" if self.nesterovs_momentum else "momentum")
         net = self._network
-        distortion = {} if not self.augment else dict(
-            augment=True, seed=getattr(self, "_augment_seed", 0), **vars(Augmentation() if self.augment is True else self.augment))
+        strengths = Augmentation() if self.augment is True else self.augment
+        distortion = dict(augment=True, seed=getattr(self, "_augment_seed", 0), **vars(strengths)) if self.augment else {}
         return TrainConfig(**distortion, hidden=tuple(net.sizes[1:-1]), activation=net.activation, output=net.output,
                            cost=net.cost_name, epochs=1, batch_size=batch, lr=self.learning_rate_init,
                            l2=self.alpha * n_samples / (batch * mean_weight), dtype=net.dtype.name, optimizer=optimizer,

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import click
-
 import numpy as np
 
 from ..augment import TrainingRows
