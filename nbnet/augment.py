@@ -80,17 +80,19 @@ def pixel_max(X):
 class TrainingRows:
     """The inputs of blocks of training samples, made when each block is trained on: pixel
     bytes scaled, and with an augmentation each image distorted from (seed, epoch, its index
-    in X). One buffer of `rows` samples is reused."""
+    in X). One buffer, as large as the largest block so far, is reused."""
 
-    def __init__(self, X, rows, dtype, augmentation=None, image_shape=None, seed=0):
+    def __init__(self, X, dtype, augmentation=None, image_shape=None, seed=0):
         self.X, self.augmentation, self.seed = X, augmentation, int(seed)
-        self.buffer = empty((rows, X.shape[1]), dtype)
+        self.buffer = empty((0, X.shape[1]), dtype)
         if augmentation is not None:
             self.shape = image_shape_of(X.shape[1], image_shape)
             self.settings, self.taps = augmentation.settings(self.shape), augmentation.taps(self.shape)
 
     def block(self, order, epoch):
         """The inputs of samples X[order] in epoch `epoch` (a view of the buffer)."""
+        if len(order) > len(self.buffer):
+            self.buffer = empty((len(order), self.X.shape[1]), self.buffer.dtype)
         out = self.buffer[:len(order)]
         if self.augmentation is None:
             pixels.pixel_rows(self.X, order, 0, out)

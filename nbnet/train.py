@@ -228,7 +228,7 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
     """
     state = state or RunState.start(config)
     X_train, y_train = _checked(net, split.X_train, split.y_train)
-    rows = _training_rows(net, X_train, split, config, slices)
+    rows = _training_rows(net, X_train, split, config)
     X_test, y_test = _checked(net, split.X_test, split.y_test)
     X_held, y_held = _checked(net, split.X_validation, split.y_validation)
     validating = X_held is not None
@@ -310,14 +310,12 @@ def _divergence(epoch, which, cost, guessing, config):
     return f"training is diverging in epoch {epoch}: {what}; try a smaller learning rate than {config.lr:g}"
 
 
-def _training_rows(net, X, split, config, slices):
+def _training_rows(net, X, split, config):
     """The augment.TrainingRows that make the inputs of each slice of an epoch, when they are
     not rows of X as they are (pixel bytes, or --augment); else None."""
     if X.dtype != np.uint8 and not config.augment:
         return None
-    n_batches = -(-X.shape[0] // config.batch_size)
-    rows = min(X.shape[0], max(1, n_batches // slices) * config.batch_size)  # a slice of _train_epoch
-    return TrainingRows(X, rows, net.dtype, config.augmentation, split.image_shape, config.seed)
+    return TrainingRows(X, net.dtype, config.augmentation, split.image_shape, config.seed)
 
 
 def _train_epoch(net, X, y, config, state, epoch, on_progress, slices=50, rows=None):

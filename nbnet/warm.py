@@ -74,7 +74,7 @@ def warm_pixels(dtype, pixel_bytes, augment):
     """Call the kernels of nbnet.pixels that a run with pixel bytes (uint8 inputs) and/or
     augmentation calls, with the argument types it passes (augment.TrainingRows)."""
     X = np.zeros((1, 4), dtype=np.uint8 if pixel_bytes else dtype)
-    rows = TrainingRows(X, 1, dtype, Augmentation() if augment else None, (2, 2))
+    rows = TrainingRows(X, dtype, Augmentation() if augment else None, (2, 2))
     rows.block(np.zeros(1, dtype=np.int64), 1)
 
 

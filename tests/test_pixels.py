@@ -104,10 +104,10 @@ def test_the_same_bits_on_one_thread_or_two():
 
 def test_training_rows_scale_bytes_or_distort_blocks():
     X = digit_like(10, 8)
-    rows = TrainingRows(X, 4, np.float32)
+    rows = TrainingRows(X, np.float32)
     order = np.array([7, 2, 5], dtype=np.int64)
     np.testing.assert_array_equal(rows.block(order, 1), pixels.inputs(X, np.float32)[order])
-    rows = TrainingRows(X, 4, np.float32, SIMARD, (8, 8), seed=3)
+    rows = TrainingRows(X, np.float32, SIMARD, (8, 8), seed=3)
     np.testing.assert_array_equal(rows.block(order, 2), distorted(X, SIMARD, (8, 8))[order])
 
 

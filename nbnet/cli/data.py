@@ -67,9 +67,9 @@ def augment_preview_command(data_dir, images, versions, output_path, **options):
                                  param_hint="--dataset")
     picked = np.random.default_rng(config.seed).choice(len(data.X_train), min(images, len(data.X_train)),
                                                        replace=False)
-    rows = TrainingRows(data.X_train, len(picked), np.float32, config.augmentation, data.image_shape, config.seed)
+    rows = TrainingRows(data.X_train, np.float32, config.augmentation, data.image_shape, config.seed)
     distorted = np.stack([rows.block(picked, epoch).copy() for epoch in range(1, versions + 1)], axis=1)
-    originals = TrainingRows(data.X_train, len(picked), np.float32).block(picked, 1) \
+    originals = TrainingRows(data.X_train, np.float32).block(picked, 1) \
         if data.X_train.dtype == np.uint8 else data.X_train[picked]
     output_path = output_path or Path("plots") / f"{Path(config.dataset).stem}-augment.png"
     try:
