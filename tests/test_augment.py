@@ -106,6 +106,9 @@ def test_augment_on_a_table_is_a_one_line_error(tmp_path):
     result = invoke("train", "--dataset", tmp_path / "t.npz", "--augment", "--plot", tmp_path / "p.png")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--augment distorts images" in result.output.strip().splitlines()[-1]
+    result = invoke("augment-preview", "--dataset", tmp_path / "t.npz", "-o", tmp_path / "a.png")
+    assert result.exit_code == 2 and "--augment distorts images" in result.output.strip().splitlines()[-1]
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_the_pixel_loops_run_as_plain_python():

@@ -11,7 +11,7 @@ from ..options import TrainConfig
 from ..plots import OutputError, plot_augmentation, plot_metrics, read_metrics
 from .group import fail, main
 from .options import config_options
-from .train import download_progress, load_data
+from .train import download_progress, load_data, require_images
 
 STRENGTHS = ("rotate", "scale", "shear", "shift", "elastic_alpha", "elastic_sigma")
 
@@ -62,9 +62,7 @@ def augment_preview_command(data_dir, images, versions, output_path, **options):
     same strengths and --seed) trains on in its first epochs."""
     config = TrainConfig(augment=True, **options)
     data = load_data(config, data_dir, download=False, quiet=True)
-    if data.image_shape is None:
-        raise click.BadParameter(f"--augment distorts images, and {config.dataset} is a table of features",
-                                 param_hint="--dataset")
+    require_images(config, data, "--dataset")
     picked = np.random.default_rng(config.seed).choice(len(data.X_train), min(images, len(data.X_train)),
                                                        replace=False)
     rows = TrainingRows(data.X_train, np.float32, config.augmentation, data.image_shape, config.seed)

@@ -62,9 +62,8 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
                       save_path=save_path, checkpoint_every=checkpoint_every)
     data = load_data(config, files["data_dir"], download, quiet)
     files["data_dir"] = files["data_dir"] or (default_data_dir(config.dataset) if config.dataset in IDX_SETS else None)
-    if config.augment and data.image_shape is None:
-        raise click.BadParameter(f"--augment distorts images, and {config.dataset} is a table of features",
-                                 param_hint="--augment")
+    if config.augment:
+        require_images(config, data, "--augment")
     split = training_split(data, config)
     net = net or config.network(data.n_inputs, data.n_classes)
     if (net.sizes[0], net.sizes[-1]) != (data.n_inputs, data.n_classes):
@@ -172,6 +171,13 @@ def load_data(config, data_dir, download, quiet):
                                 config.label_column, config.targets)
     except DataError as error:
         fail(str(error))
+
+
+def require_images(config, data, param_hint):
+    """A usage error unless the data set is one of images (what --augment distorts)."""
+    if data.image_shape is None:
+        raise click.BadParameter(f"--augment distorts images, and {config.dataset} is a table of features",
+                                 param_hint=param_hint)
 
 
 def training_split(data, config):
