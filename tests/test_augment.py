@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import nbnet.cli.train
 from nbnet import Network
 from nbnet.cli import main
 from nbnet.data import Split, load_digits
 from nbnet.options import TrainConfig
 from nbnet.train import train
 
+from interrupts import ctrl_c_in_epoch
 from test_pixels import digit_like
 
 
@@ -82,18 +82,11 @@ def test_augment_needs_images():
 def test_an_augmented_run_resumed_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     common = ["--epochs", 3, "--batch-size", 16, "--hidden", 12, "--augment", "--rotate", 15, "-q"]
     assert invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png").exit_code == 0
-    real_write = nbnet.cli.train.write_metrics
-
-    def interrupt_in_epoch_2(rows, path):
-        if len(rows) == 2:
-            raise KeyboardInterrupt
-        return real_write(rows, path)
-
-    monkeypatch.setattr(nbnet.cli.train, "write_metrics", interrupt_in_epoch_2)
+    ctrl_c_in_epoch(monkeypatch, 2)
     result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
                     "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
     assert result.exit_code == 130
-    monkeypatch.setattr(nbnet.cli.train, "write_metrics", real_write)
+    ctrl_c_in_epoch(monkeypatch, None)
     result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
                     "--plot", tmp_path / "c.png", "-q")
     assert result.exit_code == 0, result.output

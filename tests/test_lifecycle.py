@@ -18,6 +18,8 @@ from nbnet.cli import main
 from nbnet.files import OutputError, atomic_write
 from nbnet.model_file import ModelError
 
+from interrupts import ctrl_c_in_epoch
+
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
@@ -56,20 +58,13 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path, monkeypa
     common = ["--epochs", 4, "--batch-size", 7, "--l2", 0.5, "--hidden", 12, "-q"]
     assert invoke("train", *common, "--save", tmp_path / "straight.npz", "--plot", tmp_path / "a.png").exit_code == 0
 
-    real_write = nbnet.cli.train.write_metrics
-
-    def interrupt_in_epoch_3(rows, path):
-        if len(rows) == 3:
-            raise KeyboardInterrupt  # as if Ctrl-C arrived during epoch 3, before its checkpoint
-        return real_write(rows, path)
-
-    monkeypatch.setattr(nbnet.cli.train, "write_metrics", interrupt_in_epoch_3)
+    ctrl_c_in_epoch(monkeypatch, 3)  # as if Ctrl-C arrived during epoch 3, before its checkpoint
     result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
                     "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
     assert result.exit_code == 130
     assert "--resume" in result.output
     assert Network.load_with_metadata(tmp_path / "run.npz")[1]["checkpoint"]["epoch"] == 2
-    monkeypatch.setattr(nbnet.cli.train, "write_metrics", real_write)
+    ctrl_c_in_epoch(monkeypatch, None)
 
     result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
                     "--plot", tmp_path / "c.png", "-q")
@@ -139,20 +134,13 @@ def test_resumed_early_stopping_stops_and_keeps_what_the_uninterrupted_run_does(
     best = min(rows, key=lambda row: row["validation_cost"])["epoch"]
     assert best == stop - 2 and stop < 60
 
-    real_write = nbnet.cli.train.write_metrics
-
-    def interrupt_in_last_epoch(rows, path):  # the last checkpoint is then epoch stop - 1, after the best
-        if len(rows) == stop:
-            raise KeyboardInterrupt
-        return real_write(rows, path)
-
-    monkeypatch.setattr(nbnet.cli.train, "write_metrics", interrupt_in_last_epoch)
+    ctrl_c_in_epoch(monkeypatch, stop)  # the last checkpoint is then epoch stop - 1, after the best
     result = invoke("train", *common, "--save", tmp_path / "run.npz", "--checkpoint-every", 1,
                     "--metrics", tmp_path / "m.csv", "--plot", tmp_path / "b.png")
     assert result.exit_code == 130
     checkpoint = Network.load_with_metadata(tmp_path / "run.npz")[1]["checkpoint"]
     assert checkpoint["epoch"] == stop - 1 and checkpoint["best_epoch"] == best
-    monkeypatch.setattr(nbnet.cli.train, "write_metrics", real_write)
+    ctrl_c_in_epoch(monkeypatch, None)
 
     result = invoke("train", "--resume", tmp_path / "run.npz", "--save", tmp_path / "resumed.npz",
                     "--plot", tmp_path / "c.png")
