@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numba
@@ -140,9 +141,10 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
 
 def compile_run(settings):
     """warm_up(**settings), on a cold start of a training run with a helper process for the
-    backward half, under the compile lock (processes that start together compile one at a
-    time: see cache.compile_lock). True when a helper compiled."""
-    with compile_lock():
+    backward half, under the compile lock when the run's driver is not in the disk cache
+    (processes that start together compile one at a time: see cache.compile_lock; a process
+    that only loads does not wait for another's compile). True when a helper compiled."""
+    with compile_lock() if not run_cached(settings) else nullcontext():
         helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
             if helper is not None:
@@ -175,6 +177,14 @@ def helper_pays(settings):
     the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
     return (usable_cores() >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
             and cache_saves_locked() and cache_dir_writable(kernel_cache_dir()) and not training_compiled(settings))
+
+
+def run_cached(settings):
+    """True when the disk cache holds the driver warm_up(**settings) ends with (training's, or
+    Network.forward's for a run that only evaluates): the rest of a run's code is compiled with it."""
+    if settings["optimizer"] is None:
+        return in_disk_cache(passes.variant(kernels.forward, settings["parallel_evaluation"]))
+    return training_compiled(settings)
 
 
 def usable_cores():
