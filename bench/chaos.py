@@ -39,9 +39,11 @@ main(sys.argv[1:], prog_name="nbnet")
 
 
 def run_to_completion(train_args, path, kills, rng, slow, window, log=print):
-    """Start `nbnet train *train_args --save path --checkpoint-every 1`, kill it `kills` times
-    at random moments (each within `window` seconds of training starting), resuming with
-    `--resume path` alone after each kill; then let it finish. Returns the tally."""
+    """Start `nbnet train *train_args --save path --checkpoint-every 1`, kill it up to `kills`
+    times at random moments, resuming with `--resume path` alone after each kill; then let it
+    finish. A kill lands after 0, 1 or 2 of the run's epoch rows (a row is printed before its
+    epoch's checkpoint is written, so a kill after two rows always finds one) and a random
+    further wait of up to `window` seconds. Returns the tally."""
     env = dict(os.environ, NBNET_CHAOS_SLOW=str(slow))
     tally = dict(kills=0, unloadable=0, resumed=0, restarted=0)
     first = ["train", *train_args, "--save", str(path), "--checkpoint-every", "1", "-q"]
@@ -49,30 +51,41 @@ def run_to_completion(train_args, path, kills, rng, slow, window, log=print):
     for attempt in range(kills + 1):
         child = subprocess.Popen([sys.executable, "-c", CHILD, *command], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env=env, cwd=path.parent)
-        if attempt < kills:
-            for line in child.stdout:  # the header line: kernels are loaded, training starts now
-                if line.lstrip().startswith("epoch"):
-                    break
+        if attempt < kills and rows_read(child.stdout, rng.randrange(3)):
             time.sleep(rng.uniform(0, window))
             child.send_signal(signal.SIGKILL)
-            child.wait()
-            tally["kills"] += 1
-        else:
-            output = child.communicate()[0]
-            if child.returncode != 0:
-                raise RuntimeError(f"the last run failed ({child.returncode}):\n{output}")
-        if path.exists():
-            if not loadable(path):
-                tally["unloadable"] += 1
-                log(f"kill {attempt + 1}: {path} is not loadable")
-                command = first
-                continue
-            command = ["train", "--resume", str(path), "-q"]
-            tally["resumed"] += attempt < kills
-        else:
+        output = child.communicate()[0]  # (the last run, or one that ended before its kill: all of it)
+        killed = child.returncode == -signal.SIGKILL
+        if child.returncode not in (0, -signal.SIGKILL):
+            raise RuntimeError(f"a run failed ({child.returncode}):\n{output}")
+        tally["kills"] += killed
+        if not path.exists():
             command = first  # killed before the first checkpoint: start again
-            tally["restarted"] += attempt < kills
-    return tally
+            tally["restarted"] += killed
+        elif not loadable(path):
+            tally["unloadable"] += 1
+            log(f"run {attempt + 1}: {path} is not loadable")
+            command = first
+        else:
+            command = ["train", "--resume", str(path), "-q"]
+            tally["resumed"] += killed
+        if not killed:
+            return tally
+    raise AssertionError("unreachable: the last run is never killed")
+
+
+def rows_read(stdout, rows):
+    """Read the run's output up to its header (kernels loaded, training starts) and `rows`
+    epoch rows after it; False when the run ended first."""
+    started = False
+    for line in stdout:
+        if line.lstrip().startswith("epoch"):
+            started = True
+        elif started and line.lstrip()[:1].isdigit():
+            rows -= 1
+        if started and rows <= 0:
+            return True
+    return False
 
 
 def loadable(path):

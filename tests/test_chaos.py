@@ -14,14 +14,14 @@ from click.testing import CliRunner  # noqa: E402
 from nbnet.cli import main  # noqa: E402
 
 
-def test_five_random_kills_lose_nothing(tmp_path):
-    train_args = ["--epochs", "4", "--hidden", "12", "--batch-size", "7"]
+def test_random_kills_lose_nothing(tmp_path):
+    train_args = ["--epochs", "6", "--hidden", "12", "--batch-size", "7"]
     straight = tmp_path / "straight.npz"  # (in this process: its kernels are loaded already)
     result = CliRunner().invoke(main, ["train", *train_args, "--save", str(straight), "-q", "--plot",
                                        str(tmp_path / "straight.png")])
     assert result.exit_code == 0, result.output
     tally = run_to_completion(train_args, tmp_path / "chaos.npz", 5, random.Random(4), slow=0.1, window=0.8)
-    assert tally["kills"] == 5 and tally["unloadable"] == 0, tally
-    assert tally["resumed"] >= 1, tally  # (some kills land after a checkpoint)
+    assert tally["kills"] >= 2 and tally["unloadable"] == 0, tally  # (a kill can come after the run ended)
+    assert tally["resumed"] >= 1, tally  # (the second kill comes after two epoch rows: after a checkpoint)
     assert same_weights(straight, tmp_path / "chaos.npz")
     assert not list(tmp_path.glob(".chaos.npz.*"))  # what killed writes left, the later writes removed
