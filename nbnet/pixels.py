@@ -233,7 +233,7 @@ def distorted_rows(X, order, start, H, W, pixel_max, seed, epoch, settings, taps
     (`padded_warp`). One thread owns each block of BLOCK samples, and its scratch images
     (allocated once per block, not per sample). The steps are calls, not inlined: one image's
     work is enough to pay for a call, and inlining them made this kernel 1.5 s slower to
-    compile and no faster (0.41 s against 0.37 s a 60,000-image epoch on two cores)."""
+    compile and slower to run (0.41 s against 0.37 s for 60,000 images on two cores)."""
     R, dtype = taps.shape[0] // 2, x_out.dtype
     for block in prange((x_out.shape[0] + BLOCK - 1) // BLOCK):
         u, columns = np.zeros((2, (H + 2 * R) * W), dtype), np.zeros((W + 2 * R) * H, dtype)
