@@ -1,5 +1,6 @@
-"""The on-disk kernel cache moved aside when the package is read-only. (Fresh against cached
-kernels: tests/test_compile.py, which compiles them in a cache of its own.)"""
+"""The on-disk kernel cache moved aside when the package is read-only; the compile lock held
+only by runs that compile. (Fresh against cached kernels: tests/test_compile.py, which
+compiles them in a cache of its own.)"""
 
 import os
 import shutil
@@ -44,3 +45,22 @@ def test_read_only_package_caches_in_user_cache_dir(tmp_path):
     finally:
         for path in [copy, *copy.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def test_a_run_whose_code_is_cached_does_not_wait_for_another_compile():
+    """Another process holding the compile lock (compiling its own kernels) does not hold up a
+    run that only loads: with the lock held here, prepare_kernels of a cached run returns."""
+    import threading
+
+    from nbnet import Network
+    from nbnet.cache import compile_lock
+    from nbnet.warm import prepare_kernels
+
+    net = Network([64, 12, 10], seed=0)
+    prepare_kernels(net, 10)  # (compiled or loaded: now in the disk cache)
+    done = []
+    with compile_lock():  # (a second open of the lock file: flock makes even this process wait)
+        loader = threading.Thread(target=lambda: done.append(prepare_kernels(net, 10)), daemon=True)
+        loader.start()
+        loader.join(timeout=120)
+    assert done and done[0][1] is False  # returned, having compiled nothing
