@@ -144,9 +144,8 @@ def compile_run(settings):
     backward half, under the compile lock when the run's driver is not in the disk cache
     (processes that start together compile one at a time: see cache.compile_lock; a process
     that only loads does not wait for another's compile). True when a helper compiled."""
-    cached = run_cached(settings)
-    with compile_lock() if not cached else nullcontext():
-        helper = start_helper(settings) if settings["optimizer"] and not cached and helper_pays(settings) else None
+    with compile_lock() if not run_cached(settings) else nullcontext():
+        helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
             if helper is not None:
                 warm_up(**settings, half="forward")
