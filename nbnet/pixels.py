@@ -49,8 +49,8 @@ def pixel_kernel(fn):
 
 
 def pixel_loop(fn):
-    """A plain loop of this module, for one thread, with the kernels' flags (the same bits for
-    the same sums)."""
+    """A one-thread function of this module (a plain loop, or a step distorted_rows calls per
+    image), with the kernels' flags (the same bits for the same sums)."""
     return serial(fn, PIXEL_FASTMATH)
 
 
