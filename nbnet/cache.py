@@ -1,6 +1,7 @@
 """Where Numba keeps nbnet's compiled kernels, whether a cache directory can be written, and
-the lock that makes processes starting together compile one after the other."""
+the lock that makes processes starting the same run together compile it once."""
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -24,17 +25,22 @@ def kernel_cache_dir():
 
 
 @contextmanager
-def compile_lock():
-    """Hold an exclusive lock (nbnet-compile.lock in the kernel cache directory) while compiling.
+def compile_lock(run=""):
+    """Hold an exclusive lock on compiling `run` (a description of what is compiled, such as
+    warm.run_settings' dict as JSON): the file nbnet-compile-HASH.lock in the kernel cache
+    directory, one per run.
 
-    Processes that start together on a cold cache (a sweep's workers, two terminals) would
-    otherwise all compile the same kernels at once, each paying the full compile time on
-    shared cores. Under this lock they compile one at a time, and the later ones load what the
-    first one wrote. (That concurrent saves keep every cache entry is another lock's work:
+    Processes that start the same run together on a cold cache (a sweep's workers, two
+    terminals) would otherwise all compile the same kernels at once, each paying the full
+    compile time on shared cores. Under this lock they compile one at a time, and the later
+    ones load what the first one wrote. Runs that differ (another depth, dtype or optimiser:
+    mostly other code) hold other locks and compile at the same time, each on a core of its
+    own. (That concurrent saves keep every cache entry is another lock's work:
     config.lock_numba_cache_index.) Does nothing where flock or the directory is not available."""
+    name = f"nbnet-compile-{hashlib.sha256(run.encode()).hexdigest()[:12]}.lock"
     try:
         import fcntl
-        handle = open(os.path.join(kernel_cache_dir(), "nbnet-compile.lock"), "a")
+        handle = open(os.path.join(kernel_cache_dir(), name), "a")
     except (ImportError, OSError):
         yield
         return

@@ -141,10 +141,10 @@ def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_met
 
 def compile_run(settings):
     """warm_up(**settings), on a cold start of a training run with a helper process for the
-    backward half, under the compile lock when the run's driver is not in the disk cache
-    (processes that start together compile one at a time: see cache.compile_lock; a process
-    that only loads does not wait for another's compile). True when a helper compiled."""
-    with compile_lock() if not run_cached(settings) else nullcontext():
+    backward half, under the run's compile lock when its driver is not in the disk cache
+    (processes that start the same run together compile it once: see cache.compile_lock; a
+    process that only loads does not wait for another's compile). True when a helper compiled."""
+    with compile_lock(json.dumps(settings, sort_keys=True)) if not run_cached(settings) else nullcontext():
         helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
             if helper is not None:

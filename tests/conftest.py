@@ -13,6 +13,12 @@ import tempfile
 if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("NUMBA_CACHE_DIR"):
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"nbnet-numba-cache-{os.getppid()}")
 
+# No compile helper process (nbnet/warm.py) for runs in tests: the suite's two workers already keep
+# both cores busy, so a helper there only adds a process start (~2 s of CPU each, about 35 s in
+# all) to work this process would do anyway. tests/test_compile.py turns it back on for the runs
+# that check it.
+os.environ.setdefault("NBNET_COMPILE_HELPER", "0")
+
 # The tests that compile in child processes with caches of their own (tens of seconds each):
 # run first, so that the other worker takes the many short tests and neither is left with a
 # long one at the end. (Not tests that compile into the shared cache: run first, they would

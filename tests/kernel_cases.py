@@ -205,12 +205,13 @@ def check_loops(rng, dtype, n_samples, n_in, n_out):
         assert got.dtype == dtype
 
 
-def check_all(shapes, seed=0):
+def check_all(shapes, seed=0, loops=True):
+    """Every kernel variant (and, with `loops`, every plain loop) on each of `shapes`."""
     rng = np.random.default_rng(seed)
     for dtype, variant in VARIANTS:
         for n_samples, n_in, n_out in shapes:
             check_layer(rng, dtype, n_samples, n_in, n_out, variant)
-    for dtype in (np.float32, np.float64):
+    for dtype in (np.float32, np.float64) if loops else ():
         for n_samples, n_in, n_out in shapes:
             check_loops(rng, dtype, n_samples, n_in, n_out)
 

@@ -2,6 +2,7 @@
 only by runs that compile. (Fresh against cached kernels: tests/test_compile.py, which
 compiles them in a cache of its own.)"""
 
+import json
 import os
 import shutil
 import stat
@@ -54,13 +55,36 @@ def test_a_run_whose_code_is_cached_does_not_wait_for_another_compile():
 
     from nbnet import Network
     from nbnet.cache import compile_lock
-    from nbnet.warm import prepare_kernels
+    from nbnet.warm import prepare_kernels, run_settings
 
     net = Network([64, 12, 10], seed=0)
     prepare_kernels(net, 10)  # (compiled or loaded: now in the disk cache)
     done = []
-    with compile_lock():  # (a second open of the lock file: flock makes even this process wait)
+    with compile_lock(json.dumps(run_settings(net, 10), sort_keys=True)):  # (its own run's lock: a second
+        # open of the lock file, on which flock makes even this process wait)
         loader = threading.Thread(target=lambda: done.append(prepare_kernels(net, 10)), daemon=True)
         loader.start()
         loader.join(timeout=120)
     assert done and done[0][1] is False  # returned, having compiled nothing
+
+
+def test_the_same_run_compiles_once_and_other_runs_do_not_wait():
+    """compile_lock is one lock per run: a process starting the run another is compiling waits
+    for it (then loads); a process compiling another run goes ahead on its own core."""
+    import threading
+
+    from nbnet.cache import compile_lock
+
+    def acquire(run, got):
+        with compile_lock(run):
+            got.append(run)
+
+    got = []
+    with compile_lock("run A"):
+        same, other = (threading.Thread(target=acquire, args=(run, got), daemon=True) for run in ("run A", "run B"))
+        same.start(), other.start()
+        other.join(timeout=60)
+        same.join(timeout=0.5)
+        assert got == ["run B"] and same.is_alive()
+    same.join(timeout=60)
+    assert got == ["run B", "run A"]

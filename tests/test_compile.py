@@ -25,10 +25,10 @@ import sys, hashlib, numpy as np
 from nbnet import Network
 from nbnet.data import load_digits
 from nbnet.train import train_epoch, prepare_kernels, set_threads
-def digests(models, dtype="float32"):
+def digests(models):
     d, found = load_digits(), []
     for hidden, batch in models:
-        net = Network([64, *hidden, 10], seed=0, dtype=dtype)
+        net = Network([64, *hidden, 10], seed=0)
         X, y = net.as_inputs(d.X_train), net.as_labels(d.y_train, len(d.X_train))
         train_epoch(net, X, y, np.random.default_rng(0).permutation(len(X)), batch, 0.3, 0.001)
         found.append(hashlib.sha256(b"".join(w.tobytes() for w in net.weights + net.biases)).hexdigest()[:12])
@@ -65,14 +65,14 @@ print(prepare_kernels(net, 10, Optimizer(kernels="loops"))[1], loaded(*loops.LOO
 
 TRAIN = DIGESTS + """
 set_threads(1)
-print(prepare_kernels(Network([64, 30, 10], dtype=sys.argv[1]), 16)[1])
-print(digests(SMALL, sys.argv[1]))
-if sys.argv[2:] == ["check"]:  # nothing to compile: the digits (sgd, adam, float64), MNIST (train, evaluate)
+hidden = tuple(int(size) for size in sys.argv[1].split(","))  # one hidden layer, or two
+print(prepare_kernels(Network([64, *hidden, 10]), 16)[1])
+print(digests([(hidden, 1), (hidden, 16)]))
+if sys.argv[2:] == ["check"]:  # nothing to compile: the digits (sgd, adam), MNIST (train, evaluate)
     from nbnet.optimizers import Optimizer
     digits, mnist = Network([64, 20, 10]), Network([784, 100, 10])
     print(prepare_kernels(digits, 10)[1], prepare_kernels(digits, 10, Optimizer("adam"))[1],
-          prepare_kernels(Network([64, 20, 10], dtype="float64"), 10)[1], prepare_kernels(mnist, 10)[1],
-          prepare_kernels(mnist)[1])
+          prepare_kernels(mnist, 10)[1], prepare_kernels(mnist)[1])
 """
 
 
@@ -85,7 +85,7 @@ def run(args, env):
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2 or usable_cores() < 2,
                     reason="needs two threads and two cores (the compile helper's)")
 def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NBNET_COMPILE_HELPER="1")
     # the digits' default run compiles no parallel kernel, no optimiser or dropout code
     lazy = run(["-c", LAZY], env).split("\n")
     # (on two cores, a helper process compiles the backward half of the training step: this
@@ -96,8 +96,10 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
         "[False, False, False, False, False, False, False, False]", "1",
         "True", "[True, False, False] 2", "[True, True] 1", "False", "False"]
     # Three processes start together (a sweep's workers, two terminals) on a cache without the
-    # float64 drivers: one compiles them, the other two wait for it and load; all train the same.
-    together = [subprocess.Popen([sys.executable, "-c", TRAIN, "float64"], env=env, stdout=subprocess.PIPE,
+    # drivers of a network with two hidden layers: one compiles them, the other two wait for it
+    # and load; all train the same. (Drivers of another depth over the kernels compiled above:
+    # float64 ones would compile every kernel again, ~10 s of CPU, for no other path checked.)
+    together = [subprocess.Popen([sys.executable, "-c", TRAIN, "30,20"], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outputs = [child.communicate(timeout=600) for child in together]
     assert [child.returncode for child in together] == [0] * 3, [stderr for _, stderr in outputs]
@@ -112,12 +114,12 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     job = dict(config=dict(hidden=[20], optimizer="adam"), data_dir=None, threads=1)
     run(["-c", f"from nbnet.sweep import prepare; prepare([{job!r}])"], env)
     # Later processes load everything and train what the fresh kernels trained, bit for bit
-    # (compiler choices that reorder sums would break this): float32 as the first process above
-    # compiled it, float64 as one of the three did.
-    cached = [run(["-c", TRAIN, dtype, *check], env).split("\n")[:3]
-              for dtype, check in (("float32", ["check"]), ("float64", []))]
+    # (compiler choices that reorder sums would break this): one hidden layer as the first
+    # process above compiled it, two as one of the three did.
+    cached = [run(["-c", TRAIN, hidden, *check], env).split("\n")[:3]
+              for hidden, check in (("30", ["check"]), ("30,20", []))]
     assert [compiled for compiled, *_ in cached] == ["False", "False"]
-    assert cached[0][2].split() == ["False"] * 5
+    assert cached[0][2].split() == ["False"] * 4
     assert cached[0][1] == lazy[11] and cached[1][1] == started[0][1]
     assert lazy[12] == "True [True, True, True, True, True, True]"
 
@@ -175,6 +177,7 @@ def test_the_compile_helper_runs_only_for_cold_training_code(monkeypatch):
     assert not helper_pays(run_settings(net, 10))
     monkeypatch.setattr("nbnet.warm.in_disk_cache", lambda dispatcher, args=None: False)  # as on a cold start
     monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 2)
+    monkeypatch.delenv("NBNET_COMPILE_HELPER")  # (tests/conftest.py turns it off for the suite)
     assert helper_pays(run_settings(net, 10)) and helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "0")
     assert not helper_pays(run_settings(net, 10))

@@ -23,15 +23,20 @@ SHAPES = [(1, 1, 1), (1, 7, 3), (3, 13, 1), (7, 33, 10), (13, 17, 31), (64, 129,
 
 
 @pytest.mark.parametrize("dtype,variant", VARIANTS)
-@pytest.mark.parametrize("n_samples,n_in,n_out", SHAPES)
-def test_each_kernel_matches_its_numpy_twin(dtype, n_samples, n_in, n_out, variant):
-    check_layer(np.random.default_rng(n_samples * 1000 + n_in), dtype, n_samples, n_in, n_out, variant)
+def test_each_kernel_matches_its_numpy_twin(dtype, variant):
+    """Every shape in one test: a variant's kernels are compiled once, by one worker (one test
+    per shape let CI's two workers compile the same kernels at the same time). A failure names
+    its shape."""
+    for n_samples, n_in, n_out in SHAPES:
+        check_layer(np.random.default_rng(n_samples * 1000 + n_in), dtype, n_samples, n_in, n_out, variant)
 
 
 def test_random_shapes_match_numpy_twin():
     rng = np.random.default_rng(42)
     shapes = [tuple(int(v) for v in rng.integers(1, 70, 3)) for _ in range(8)]
-    check_all(shapes, seed=1)
+    # (the plain loops: tests/test_loops.py, on odd shapes too; compiling them here as well cost
+    # CI ~8 s of CPU when the two tests ran on different workers)
+    check_all(shapes, seed=1, loops=False)
 
 
 def test_kernels_as_plain_python_match_numpy_twin():

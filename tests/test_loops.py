@@ -22,9 +22,10 @@ SHAPES = [(1, 1, 1), (3, 13, 1), (7, 33, 10), (13, 17, 31), (10, 784, 100)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_samples,n_in,n_out", SHAPES)
-def test_each_loop_matches_its_numpy_twin_and_its_fast_kernel(dtype, n_samples, n_in, n_out):
-    check_loops(np.random.default_rng(n_samples * 1000 + n_in), dtype, n_samples, n_in, n_out)
+def test_each_loop_matches_its_numpy_twin_and_its_fast_kernel(dtype):
+    """Every shape in one test (compiled once, by one worker; a failure names its shape)."""
+    for n_samples, n_in, n_out in SHAPES:
+        check_loops(np.random.default_rng(n_samples * 1000 + n_in), dtype, n_samples, n_in, n_out)
 
 
 def test_each_equation_is_one_short_plain_function():

@@ -66,8 +66,13 @@ def test_distortions_keep_the_ink_roughly():
 
 
 @pytest.mark.parametrize("inputs", [np.uint8, np.float64])  # pixel bytes into float32; float64 inputs, as the estimator's
-@pytest.mark.parametrize("shape", [(28, 28), (8, 8), (5, 9)])
-def test_the_kernel_matches_its_plain_loops_and_its_numpy_twin(inputs, shape):
+def test_the_kernel_matches_its_plain_loops_and_its_numpy_twin(inputs):
+    """Every image shape in one test (the kernel is compiled once per input type, by one worker)."""
+    for shape in [(28, 28), (8, 8), (5, 9)]:
+        kernel_plain_loops_and_twin_agree(inputs, shape)
+
+
+def kernel_plain_loops_and_twin_agree(inputs, shape):
     X = digit_like(6, shape[0])[:, :shape[0] * shape[1]] if shape[0] == shape[1] else \
         np.random.default_rng(1).integers(0, 256, (6, shape[0] * shape[1]), dtype=np.uint8)
     dtype, pixel_max = (np.float32, 255) if inputs == np.uint8 else (np.float64, 1)
@@ -75,10 +80,11 @@ def test_the_kernel_matches_its_plain_loops_and_its_numpy_twin(inputs, shape):
     for augmentation in (SIMARD, Augmentation(rotate=30, scale=0.3, shear=0.5, shift=4, elastic_alpha=0),
                          Augmentation(0, 0, 0, 0, elastic_alpha=60, elastic_sigma=3)):
         fast = distorted(X, augmentation, shape, dtype)
-        np.testing.assert_allclose(fast, distorted(X, augmentation, shape, dtype, naive=True), atol=2e-5)
+        np.testing.assert_allclose(fast, distorted(X, augmentation, shape, dtype, naive=True), atol=2e-5,
+                                   err_msg=f"plain loops, {shape}")
         twin = R.distort(X, np.arange(len(X)), *shape, pixel_max, 3, 2, augmentation.settings(shape),
                          augmentation.taps(shape), dtype)
-        np.testing.assert_allclose(fast, twin, atol=1e-4 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(fast, twin, atol=1e-4 if dtype == np.float32 else 1e-12, err_msg=f"twin, {shape}")
 
 
 def test_a_sample_is_distorted_by_its_seed_epoch_and_index_only():
