@@ -152,7 +152,10 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
 
 def check_loops(rng, dtype, n_samples, n_in, n_out):
     """Every plain loop of nbnet.loops once on one random layer, against its NumPy twin and
-    against the fast kernel of the same equation (both up to rounding)."""
+    against the fast kernel of the same equation (both up to rounding): the parallel kernel in
+    float32, in float64 its one-thread twin, as VARIANTS checks float64 (the parallel float64
+    kernels, the same bodies, compiled here alone cost CI ~12 s of CPU)."""
+    K = globals()["K"] if dtype == np.float32 else Serial()
     W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
     shape = f"loops {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
 
