@@ -67,7 +67,8 @@ def test_distortions_keep_the_ink_roughly():
 
 @pytest.mark.parametrize("inputs", [np.uint8, np.float64])  # pixel bytes into float32; float64 inputs, as the estimator's
 def test_the_kernel_matches_its_plain_loops_and_its_numpy_twin(inputs):
-    """Every image shape in one test (the kernel is compiled once per input type, by one worker)."""
+    """Every image shape in one test (the kernel is compiled once per input type, by one worker);
+    the plain loops on pixel bytes (in float64 the NumPy twin agrees to 1e-12)."""
     for shape in [(28, 28), (8, 8), (5, 9)]:
         kernel_plain_loops_and_twin_agree(inputs, shape)
 
@@ -80,8 +81,9 @@ def kernel_plain_loops_and_twin_agree(inputs, shape):
     for augmentation in (SIMARD, Augmentation(rotate=30, scale=0.3, shear=0.5, shift=4, elastic_alpha=0),
                          Augmentation(0, 0, 0, 0, elastic_alpha=60, elastic_sigma=3)):
         fast = distorted(X, augmentation, shape, dtype)
-        np.testing.assert_allclose(fast, distorted(X, augmentation, shape, dtype, naive=True), atol=2e-5,
-                                   err_msg=f"plain loops, {shape}")
+        if inputs == np.uint8:  # (the plain loops in one type: they are the reader's, not training's)
+            np.testing.assert_allclose(fast, distorted(X, augmentation, shape, dtype, naive=True), atol=2e-5,
+                                       err_msg=f"plain loops, {shape}")
         twin = R.distort(X, np.arange(len(X)), *shape, pixel_max, 3, 2, augmentation.settings(shape),
                          augmentation.taps(shape), dtype)
         np.testing.assert_allclose(fast, twin, atol=1e-4 if dtype == np.float32 else 1e-12, err_msg=f"twin, {shape}")
