@@ -25,7 +25,7 @@ def kernel_cache_dir():
 
 
 @contextmanager
-def compile_lock(run=""):
+def compile_lock(run):
     """Hold an exclusive lock on compiling `run` (a description of what is compiled, such as
     warm.run_settings' dict as JSON): the file nbnet-compile-HASH.lock in the kernel cache
     directory, one per run.
