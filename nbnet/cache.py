@@ -2,6 +2,7 @@
 the lock that makes processes starting the same run together compile it once."""
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -26,8 +27,8 @@ def kernel_cache_dir():
 
 @contextmanager
 def compile_lock(run):
-    """Hold an exclusive lock on compiling `run` (a description of what is compiled, such as
-    warm.run_settings' dict as JSON): the file nbnet-compile-HASH.lock in the kernel cache
+    """Hold an exclusive lock on compiling `run` (what is compiled, as something JSON can write,
+    such as warm.run_settings' dict): the file nbnet-compile-HASH.lock in the kernel cache
     directory, one per run.
 
     Processes that start the same run together on a cold cache (a sweep's workers, two
@@ -37,7 +38,7 @@ def compile_lock(run):
     mostly other code) hold other locks and compile at the same time, each on a core of its
     own. (That concurrent saves keep every cache entry is another lock's work:
     config.lock_numba_cache_index.) Does nothing where flock or the directory is not available."""
-    name = f"nbnet-compile-{hashlib.sha256(run.encode()).hexdigest()[:12]}.lock"
+    name = f"nbnet-compile-{hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:12]}.lock"
     try:
         import fcntl
         handle = open(os.path.join(kernel_cache_dir(), name), "a")

@@ -144,7 +144,7 @@ def compile_run(settings):
     backward half, under the run's compile lock when its driver is not in the disk cache
     (processes that start the same run together compile it once: see cache.compile_lock; a
     process that only loads does not wait for another's compile). True when a helper compiled."""
-    with compile_lock(json.dumps(settings, sort_keys=True)) if not run_cached(settings) else nullcontext():
+    with compile_lock(settings) if not run_cached(settings) else nullcontext():
         helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
             if helper is not None:

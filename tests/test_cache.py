@@ -2,7 +2,6 @@
 only by runs that compile. (Fresh against cached kernels: tests/test_compile.py, which
 compiles them in a cache of its own.)"""
 
-import json
 import os
 import shutil
 import stat
@@ -60,8 +59,8 @@ def test_a_run_whose_code_is_cached_does_not_wait_for_another_compile():
     net = Network([64, 12, 10], seed=0)
     prepare_kernels(net, 10)  # (compiled or loaded: now in the disk cache)
     done = []
-    with compile_lock(json.dumps(run_settings(net, 10), sort_keys=True)):  # (its own run's lock: a second
-        # open of the lock file, on which flock makes even this process wait)
+    with compile_lock(run_settings(net, 10)):  # (its own run's lock: a second open of the lock file, on
+        # which flock makes even this process wait)
         loader = threading.Thread(target=lambda: done.append(prepare_kernels(net, 10)), daemon=True)
         loader.start()
         loader.join(timeout=120)
