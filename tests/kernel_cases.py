@@ -53,12 +53,17 @@ class Serial:
         return getattr(getattr(K, name), self.twin, None) or getattr(K, name)
 
 
+def kernels_of(variant):
+    """nbnet.kernels itself ("parallel"), or with its one-thread twins ("serial": see Serial)."""
+    return K if variant == "parallel" else Serial()
+
+
 def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
     """Every kernel once on one random layer of the given shape (variant: parallel or serial,
     the one-thread twin); returns every output, for comparing the variants bit for bit."""
     W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
     shape = f"{variant} {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
-    K = globals()["K"] if variant == "parallel" else Serial()
+    K = kernels_of(variant)
     outputs = []  # everything the kernels computed, in order
 
     def close(actual, expected, dtype, what):
@@ -155,7 +160,7 @@ def check_loops(rng, dtype, n_samples, n_in, n_out):
     against the fast kernel of the same equation (both up to rounding): the parallel kernel in
     float32, in float64 its one-thread twin, as VARIANTS checks float64 (the parallel float64
     kernels, the same bodies, compiled here alone cost CI ~12 s of CPU)."""
-    K = globals()["K"] if dtype == np.float32 else Serial()
+    K = kernels_of("parallel" if dtype == np.float32 else "serial")
     W, b, a_prev = random_layer(rng, dtype, n_samples, n_in, n_out)
     shape = f"loops {dtype.__name__} S={n_samples} in={n_in} out={n_out}"
 

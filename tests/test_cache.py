@@ -81,7 +81,8 @@ def test_the_same_run_compiles_once_and_other_runs_do_not_wait():
     got = []
     with compile_lock("run A"):
         same, other = (threading.Thread(target=acquire, args=(run, got), daemon=True) for run in ("run A", "run B"))
-        same.start(), other.start()
+        same.start()
+        other.start()
         other.join(timeout=60)
         same.join(timeout=0.5)
         assert got == ["run B"] and same.is_alive()
