@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from nbnet import Network
+from nbnet import reference as R
 from nbnet.data import Split, load_digits
 from nbnet.options import TrainConfig
 from nbnet.train import set_threads, train, train_epoch
@@ -157,6 +158,13 @@ def test_public_api_shapes():
     assert net.predict(X).shape == (5,)
     grads_W, grads_b = net.gradients(X, np.arange(5))
     assert [g.shape for g in grads_W] == [(100, 784), (10, 100)] and grads_b[0].dtype == np.float32
+    # (100 x 784 weights on two threads: the parallel backward driver, which no other test runs) the
+    # gradients of the NumPy reference, up to float32 rounding
+    x = net.as_inputs(X)
+    zs, activations = R.forward(net.weights, net.biases, net.acts, x)
+    want_W, want_b = R.backward(net.weights, net.acts, net.cost_function.code, x, np.arange(5), 0.0, zs, activations)
+    for got, want in zip(grads_W + grads_b, want_W + want_b):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     # weights ~ N(0, 1/n_in)
     assert abs(net.weights[0].std() - 1 / np.sqrt(784)) < 0.002
 
