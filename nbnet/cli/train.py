@@ -1,6 +1,7 @@
 """`nbnet train`: build the run's TrainConfig from the options (or from a checkpoint), train,
 report each epoch, and write the plot, the metrics CSV and the model file."""
 
+import contextlib
 import os
 import sys
 import time
@@ -80,11 +81,15 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     files["plot_path"] = files["plot_path"] or Path("plots") / f"{config.dataset}-cost.png"
     report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, files)
     title, targets = plot_title(config, net, len(split.X_train)), data.targets
-    run_epochs(ctx, net, split, config, state, report, show_bar=not quiet and sys.stderr.isatty())
+    with ending_cleanly(ctx, report, config):
+        run_epochs(net, split, config, state, report, show_bar=not quiet and sys.stderr.isatty())
     # What follows needs only the history and the weights: the images go back to the system before matplotlib
     # loads for the plot, which would otherwise add its ~40 MB to the run's peak memory on top of theirs.
     del data, split
-    save_and_plot(report, config, title)
+    with ending_cleanly(ctx, report, config):
+        if report.save_path:
+            report.save(config.epochs)
+        plot_metrics(report.history, report.files["plot_path"], title)
     scored = [m for m in history if m.test_accuracy is not None]
     best = max(scored, key=lambda m: m.test_accuracy) if scored and not targets else None
     note((f"Best test accuracy {best.test_accuracy:.2%} at epoch {best.epoch}. " if best else "")
@@ -238,19 +243,25 @@ class Report:
                       state={**state.optimizer.state_arrays(), **best.arrays()})
 
 
-def run_epochs(ctx, net, split, config, state, report, show_bar):
-    """Train what remains of the run; a divergence or Ctrl-C ends it with the last good checkpoint kept."""
+def run_epochs(net, split, config, state, report, show_bar):
+    """Train what remains of the run (its epoch lines, metrics and checkpoints)."""
     report.header()
+    if state.first_epoch <= config.epochs:
+        with warnings.catch_warnings():  # a DivergenceWarning as one line between the epochs' lines
+            warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
+            train(net, split, config, on_epoch=report,
+                  on_progress=EpochProgressBar(config.epochs, config.batch_size) if show_bar else None, state=state)
+        if report.validating:
+            report_held_out(report.history, config)
+            report.write_metrics()
+
+
+@contextlib.contextmanager
+def ending_cleanly(ctx, report, config):
+    """A divergence, Ctrl-C or an output that cannot be written ends the run with one line, the
+    last good checkpoint kept."""
     try:
-        if state.first_epoch <= config.epochs:
-            with warnings.catch_warnings():  # a DivergenceWarning as one line between the epochs' lines
-                warnings.showwarning = lambda message, *_: click.echo(f"Warning: {message}", err=True)
-                train(net, split, config, on_epoch=report,
-                      on_progress=EpochProgressBar(config.epochs, config.batch_size) if show_bar else None,
-                      state=state)
-            if report.validating:
-                report_held_out(report.history, config)
-                report.write_metrics()
+        yield
     except Diverged as error:
         report.write_metrics()
         save_path, metrics_path = report.save_path, report.metrics_path
@@ -262,16 +273,6 @@ def run_epochs(ctx, net, split, config, state, report, show_bar):
             if report.checkpoint_every and report.save_path.exists() else ""
         click.echo(f"Interrupted{last}", err=True)
         ctx.exit(130)
-    except (OutputError, ValueError) as error:
-        fail(str(error))
-
-
-def save_and_plot(report, config, title):
-    """After the last epoch: the model (--save) and the plot of train vs test cost."""
-    try:
-        if report.save_path:
-            report.save(config.epochs)
-        plot_metrics(report.history, report.files["plot_path"], title)
     except (OutputError, ValueError) as error:
         fail(str(error))
 
