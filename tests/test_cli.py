@@ -72,6 +72,15 @@ def test_the_images_are_released_before_the_plot(tmp_path, monkeypatch):
     assert alive_at_plot == [False, False]
 
 
+def test_ctrl_c_while_the_plot_is_drawn_ends_the_run_as_interrupted(tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nbnet.cli.train.plot_metrics", interrupted)
+    result = invoke("train", "--epochs", 1, "-q", "--plot", tmp_path / "p.png")
+    assert result.exit_code == 130 and "Interrupted" in result.output and "Traceback" not in result.output
+
+
 def test_train_defaults_plot_under_plots(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("train", "--epochs", 1, "--quiet")
