@@ -2,7 +2,6 @@ import csv
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

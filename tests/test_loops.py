@@ -3,7 +3,6 @@ training runs through them against the fast kernels, and the same bits for any t
 (tests/test_kernels.py also runs them as plain Python, under NUMBA_DISABLE_JIT=1.)"""
 
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest

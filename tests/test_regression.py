@@ -28,8 +28,6 @@ def numeric(tmp_path_factory):
 
 def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path, monkeypatch):
     """The README's command as written (its data file and model in a test folder)."""
-    from pathlib import Path
-
     folder, X, y = numeric
     readme = documented()
     command = next(line for line in readme.splitlines() if line.startswith("nbnet train --dataset heights.csv"))

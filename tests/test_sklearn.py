@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from nbnet.data import Split, load_digits  # noqa: E402
+from nbnet.data import load_digits  # noqa: E402
 from nbnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 from nbnet.train import train  # noqa: E402
 from documents import documented  # noqa: E402
@@ -180,8 +180,6 @@ def test_bad_settings_are_clear_errors(digits):
 
 def test_the_readme_example_runs_as_written(digits):
     """The README's scikit-learn example, on the digits (then what a user does next: predict)."""
-    from pathlib import Path
-
     readme = documented()
     example = readme.split("## scikit-learn estimator", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     X_train, y_train, X_test, y_test = digits

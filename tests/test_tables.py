@@ -94,7 +94,6 @@ def test_npz_errors_and_a_model_for_other_inputs(tmp_path):
 
 def test_the_readme_commands_run_as_written(tmp_path, monkeypatch):
     import shlex
-    from pathlib import Path
 
     readme = documented()
     block = readme.split("## Any labelled data", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
