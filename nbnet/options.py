@@ -8,6 +8,7 @@ recipes of bench/accuracy.py are written as one. Where the data live, how many t
 and where outputs go are not part of it: they change how a run is done, not what it computes.
 """
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .activations import HIDDEN, NUMERIC_OUTPUTS, OUTPUT
@@ -181,6 +182,8 @@ def check(spec, value):
             raise ValueError(f"{spec.name} must be one of {', '.join(meta['choices'])}{files}, got {item!r}")
         if meta["low"] is None and meta["high"] is None:
             continue
+        if not math.isfinite(item):  # (NaN passes every comparison below)
+            raise ValueError(f"{spec.name} must be a finite number in {interval(meta)}, got {item}")
         below = item <= meta["low"] if meta["low_open"] else item < meta["low"]
         above = meta["high"] is not None and (item >= meta["high"] if meta["high_open"] else item > meta["high"])
         if below or above:

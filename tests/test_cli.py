@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from nbnet import data as data_module
 from nbnet.cli import main
+from nbnet.options import TrainConfig
 from nbnet.train import METRIC_COLUMNS
 
 from idx_files import idx_bytes, write_mnist
@@ -108,11 +109,25 @@ def test_train_size_and_threads_and_dtype(tmp_path):
     (["--threads", "999"], "--threads"),
     (["--train-size", "999999"], "--train-size"),
     (["--no-such-option"], "No such option"),
+    (["--lr", "nan"], "'nan' is not a finite number"),  # (nan passes every range comparison)
+    (["--lr", "inf"], "'inf' is not a finite number"),
+    (["--l2", "inf"], "--l2"),
+    (["--optimizer", "momentum", "--momentum", "nan"], "--momentum"),
+    (["--dropout", "nan"], "--dropout"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, args, fragment):
     result = invoke("train", "--epochs", 1, "--plot", tmp_path / "p.png", *args)
     assert_one_line_error(result, 2, fragment)
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("name", ["lr", "l2", "momentum", "dropout", "validation", "elastic_sigma"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_train_config_refuses_numbers_that_are_not_finite(name, value):
+    """The same check for Python callers (and sweeps, model files): one ValueError naming the
+    option, before any training."""
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number in "):
+        TrainConfig(**{name: value})
 
 
 def test_missing_mnist_is_a_one_line_error(tmp_path):

@@ -174,8 +174,10 @@ def test_unwritable_outputs_are_one_line_errors(digits_model, tmp_path):
     (["gradcheck", "--hidden", "0"], "--hidden"),
     (["gradcheck", "--cost", "hinge"], "--cost"),
     (["evaluate", "m.npz", "--dataset", "cifar"], "--dataset"),
+    (["gradcheck", "--l2", "nan"], "--l2"),
+    (["sweep", "--lr", "0.1", "--lr", "inf"], "--lr"),
 ])
-def test_non_positive_sizes_and_unknown_names_are_usage_errors(args, fragment):
+def test_bad_numbers_and_unknown_names_are_usage_errors(args, fragment):
     assert_one_line_error(invoke(*args), 2, fragment)
 
 

@@ -26,6 +26,7 @@ from ..train import set_threads
 from ..warm import prepare_kernels
 from ..version import __version__
 from .group import fail, main
+from .options import FiniteFloatRange
 
 
 def open_model(path):
@@ -156,7 +157,7 @@ def predict_command(model, images, invert, top_k):
 @click.option("--activation", type=click.Choice(HIDDEN), default="sigmoid", show_default=True)
 @click.option("--output", type=click.Choice(OUTPUT), default="softmax", show_default=True)
 @click.option("--cost", type=click.Choice(tuple(COSTS)), default="cross-entropy", show_default=True)
-@click.option("--l2", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--l2", type=FiniteFloatRange(min=0), default=0.0, show_default=True)
 @click.option("--samples", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def gradcheck_command(hidden, inputs, outputs, activation, output, cost, l2, samples, seed):

@@ -1,6 +1,7 @@
 """Click options made from the fields of nbnet.options.TrainConfig, so `nbnet train` and
 `nbnet sweep` accept the same options with the same defaults, help and checks."""
 
+import math
 from dataclasses import fields
 
 import click
@@ -39,6 +40,16 @@ class ChoiceOrFile(click.ParamType):
                   f"{' or '.join(self.suffixes)} file", param, ctx)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (which pass its comparisons, or its open end)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def click_type(spec):
     """The click type that accepts what the TrainConfig field `spec` accepts."""
     meta = spec.metadata
@@ -51,7 +62,7 @@ def click_type(spec):
     kind = spec.type if spec.type in (int, float) else type(spec.default)
     if meta["low"] is None and meta["high"] is None:
         return kind
-    ranged = click.IntRange if kind is int else click.FloatRange
+    ranged = click.IntRange if kind is int else FiniteFloatRange
     return ranged(meta["low"], meta["high"], min_open=meta["low_open"], max_open=meta["high_open"])
 
 
