@@ -39,9 +39,10 @@ class Network:
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", cost="cross-entropy",
                  dtype="float32", seed=0, init=None):
-        sizes = [int(n) for n in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes must list at least two positive layer sizes, got {sizes}")
+        given = list(sizes)
+        sizes = [int(n) for n in given]
+        if len(sizes) < 2 or min(sizes) < 1 or sizes != given:  # (4.5 is not a size, nor truncated to 4)
+            raise ValueError(f"sizes must list at least two positive whole layer sizes, got {given}")
         _check_choice("activation", activation, HIDDEN)
         _check_choice("output", output, OUTPUT)
         _check_choice("cost", cost, tuple(COSTS))

@@ -138,6 +138,9 @@ def test_network_validates_its_inputs():
         Network([2, 2], dtype="int8")
     with pytest.raises(ValueError, match="sizes"):
         Network([2, 0, 2])
+    with pytest.raises(ValueError, match="whole layer sizes, got \\[4.5, 3, 2\\]"):
+        Network([4.5, 3, 2])  # (not truncated to 4)
+    assert Network(np.array([4, 3, 2])).sizes == Network([4.0, 3, 2]).sizes == [4, 3, 2]
     net = Network([3, 2])
     with pytest.raises(ValueError, match="shape"):
         net.forward(np.zeros((2, 4)))
