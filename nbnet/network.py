@@ -42,7 +42,8 @@ class Network:
         given = list(sizes)
         sizes = [int(n) for n in given]
         if len(sizes) < 2 or min(sizes) < 1 or sizes != given:  # (4.5 is not a size, nor truncated to 4)
-            raise ValueError(f"sizes must list at least two positive whole layer sizes, got {given}")
+            written = ", ".join(map(str, given))  # (NumPy integers as plain numbers)
+            raise ValueError(f"sizes must list at least two positive whole layer sizes, got [{written}]")
         _check_choice("activation", activation, HIDDEN)
         _check_choice("output", output, OUTPUT)
         _check_choice("cost", cost, tuple(COSTS))

@@ -136,8 +136,8 @@ def test_network_validates_its_inputs():
         Network([2, 2], activation="swish")
     with pytest.raises(ValueError, match="dtype"):
         Network([2, 2], dtype="int8")
-    with pytest.raises(ValueError, match="sizes"):
-        Network([2, 0, 2])
+    with pytest.raises(ValueError, match="sizes, got \\[2, 0, 2\\]"):
+        Network(np.array([2, 0, 2]))  # (NumPy integers written as numbers)
     with pytest.raises(ValueError, match="whole layer sizes, got \\[4.5, 3, 2\\]"):
         Network([4.5, 3, 2])  # (not truncated to 4)
     assert Network(np.array([4, 3, 2])).sizes == Network([4.0, 3, 2]).sizes == [4, 3, 2]
