@@ -1,12 +1,12 @@
 """Where Numba keeps nbnet's compiled kernels, whether a cache directory can be written, and
-the lock that makes processes starting the same run together compile it once."""
+the lock that makes processes starting the same run together compile it once. (How nbnet
+adjusts Numba's use of the cache: nbnet.numba_cache.)"""
 
 import hashlib
 import json
 import os
 import tempfile
 from contextlib import contextmanager
-
 
 def cache_dir_writable(directory):
     """True when compiled kernels can be written to `directory` (created if missing)."""
@@ -37,7 +37,7 @@ def compile_lock(run):
     ones load what the first one wrote. Runs that differ (another depth, dtype or optimiser:
     mostly other code) hold other locks and compile at the same time, each on a core of its
     own. (That concurrent saves keep every cache entry is another lock's work:
-    config.lock_numba_cache_index.) Does nothing where flock or the directory is not available."""
+    numba_cache.lock_numba_cache_index.) Does nothing where flock or the directory is not available."""
     name = f"nbnet-compile-{hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()[:12]}.lock"
     try:
         import fcntl
@@ -51,4 +51,3 @@ def compile_lock(run):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-

@@ -14,17 +14,18 @@ builds each kernel with the first two. All share:
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
 * cache=True (except `inlined`, which has no machine code of its own): compiled machine
-  code is written to disk and reused by later processes
-  (its index is updated under a lock: see lock_numba_cache_index).
-  Numba puts it in `nbnet/__pycache__` when that is writable, otherwise in the user-wide
-  cache directory (`~/.cache/numba`, or `$NUMBA_CACHE_DIR` when set). Numba notices edits
-  to kernels.py but not to this file: after changing an option here, delete
-  nbnet/__pycache__ (or the cache directory) so every kernel is compiled again.
+  code is written to disk and reused by later processes. Numba puts it in `nbnet/__pycache__`
+  when that is writable, otherwise in the user-wide cache directory (`~/.cache/numba`, or
+  `$NUMBA_CACHE_DIR` when set). nbnet.numba_cache adjusts how Numba uses it (patch_numba_cache):
+  an edit to any file of compiled code, this one included, makes every kernel compile again;
+  concurrent saves are locked; loading does not wait for Numba's compiler to set up.
 """
 
 import types
 
 from numba import njit
+
+from .numba_cache import patch_numba_cache
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 KERNEL_FASTMATH = FASTMATH - {"reassoc", "contract"}  # the flags outside the loop nests: see kernels.kernel
@@ -48,6 +49,19 @@ GATHER_ROWS = 256
 SAMPLE_TILE = 256
 # Samples per tile when evaluating a whole data set (kernels.evaluate_tiles).
 EVALUATION_TILE = 1024
+
+# A network with at most this many weights runs nbnet.narrow's passes (the samples in SIMD
+# lanes), a larger one nbnet.kernels' (the inputs of a neuron in SIMD lanes): nbnet.passes.
+NARROW_MAX_WEIGHTS = 20_000
+# nbnet.narrow: a chunk of samples is a whole number of LANE_PAD bytes wide (32 float32 or 16
+# float64 samples: whole SIMD registers, so that no vector loop has a scalar remainder) and at
+# most NARROW_ROW_BYTES (512 float32 or 256 float64 samples: each row still a few cache lines);
+# at most NARROW_CHUNK_BUFFERS chunks are in memory at once. A pass of NARROW_PARALLEL_WORK
+# multiply-adds (forward) or more is cut into at least two chunks, which the threads share.
+LANE_PAD = 128
+NARROW_ROW_BYTES = 2048
+NARROW_CHUNK_BUFFERS = 64
+NARROW_PARALLEL_WORK = 50_000
 
 
 def loop_nest(fn):
@@ -103,53 +117,4 @@ def parallel(fn, fastmath=KERNEL_FASTMATH):
     return njit(parallel=True, fastmath=set(fastmath), **JIT_OPTIONS)(fn)
 
 
-def lock_numba_cache_index():
-    """Make Numba's cache-entry save atomic across processes.
-
-    Numba (0.59-0.68) saves an entry by reading a function's cache index, adding the key,
-    writing the index back, then writing the data file, with no lock: two processes saving
-    different signatures of one function at once each drop the other's entry, and a reader
-    can see the new key before its data file exists. This replaces that save by the same
-    steps under an exclusive flock on INDEX.lock, data file first, so that processes sharing
-    a cache (the test suite's two workers, a sweep's workers, a cluster) never lose or
-    mis-pair an entry. Left as it is when Numba's internals differ from what it expects."""
-    try:
-        import fcntl
-        import itertools
-
-        from numba.core.caching import IndexDataCacheFile
-    except ImportError:
-        return
-    if cache_saves_locked() or not all(
-            hasattr(IndexDataCacheFile, name) for name in ("_load_index", "_save_index", "_save_data", "_data_name")):
-        return
-
-    def save(self, key, data):
-        with open(self._index_path + ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                overloads = self._load_index()  # as it is now, under the lock
-                data_name = overloads.get(key)
-                if data_name is None:
-                    existing = set(overloads.values())
-                    data_name = next(name for name in map(self._data_name, itertools.count(1))
-                                     if name not in existing)
-                self._save_data(data_name, data)  # the data first: a reader never finds a key without it
-                if overloads.get(key) != data_name:
-                    overloads[key] = data_name
-                    self._save_index(overloads)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    save.nbnet_locked = True
-    IndexDataCacheFile.save = save
-
-
-def cache_saves_locked():
-    """True when lock_numba_cache_index is in place."""
-    from numba.core.caching import IndexDataCacheFile
-
-    return getattr(IndexDataCacheFile.save, "nbnet_locked", False)
-
-
-lock_numba_cache_index()  # before anything is compiled
+patch_numba_cache()  # before anything is compiled (nbnet.numba_cache)

@@ -19,14 +19,14 @@ file that holds a function.
 import inspect
 
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.extending import intrinsic, overload
+from numba import prange
+from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
 from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, inlined, inlined_nests, loop_nest, parallel,
                      renamed, serial)
+from .vecmath import exp, log, log1p, tanh
 
 
 # NAME.auto (see `kernel`): the parallel kernel when the call has enough work. Written out for
@@ -92,58 +92,10 @@ TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
 
 
 # ----------------------------------------------------------------------------- element-wise
-def exp(x):
-    """e^x. Compiled: libm's exp for float64; for float32 `exp_float32`, which LLVM can turn into
-    SIMD instructions (libm's expf is a call per element: a sigmoid layer spent 7 % of an
-    epoch in it). Run as plain Python (NUMBA_DISABLE_JIT=1): np.exp."""
-    return np.exp(x)
-
-
-@intrinsic
-def float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bit pattern is the int32 `bits` (a register move, no arithmetic)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """a * b + c for float32 in one rounding (LLVM's llvm.fma), written out because the kernels
-    leave the `contract` flag off (see kernel): the same bits in every variant, fresh or cached."""
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-    return types.float32(types.float32, types.float32, types.float32), codegen
-
-
-EXP_LOW, EXP_HIGH = np.float32(-87.3), np.float32(88.37)  # 2^n stays a normal float32
+# exp, log, log1p and tanh are nbnet.vecmath's: plain arithmetic that LLVM vectorises (libm's
+# are a call per element), within 1-2 ulp of the exact values.
 HALF = np.float32(0.5)
 FLUSH_BELOW, SQUARE_FLUSH_BELOW = np.float32(1e-30), np.float32(1e-15)  # see flushed
-LOG2_E, LN2_HIGH, LN2_LOW = np.float32(1.44269504), np.float32(0.693359375), np.float32(-2.12194440e-4)
-EXP_POLY = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-                                         1.6666665459e-1, 5.0000001201e-1))
-
-
-@serial(inline="always")
-def exp_float32(x):
-    """e^x for float32 (Cephes' expf, relative error about 1e-7): x = n ln 2 + r with |r| <= ln2/2,
-    e^r by a degree-7 polynomial, and 2^n written straight into the exponent bits. Arguments
-    outside [-87.3, 88.37] are clamped (e^x then rounds to 1e-38 or 2.6e38 instead of 0 or inf,
-    which the sigmoid and the softmax turn into the same outputs up to float32 rounding)."""
-    x = min(max(x, EXP_LOW), EXP_HIGH)
-    n = np.floor(fma(x, LOG2_E, HALF))  # x log2(e) + 1/2
-    r = fma(-n, LN2_LOW, fma(-n, LN2_HIGH, x))  # (x - n ln2_high) - n ln2_low
-    c0, c1, c2, c3, c4, c5 = EXP_POLY
-    p = fma(fma(fma(fma(fma(c0, r, c1), r, c2), r, c3), r, c4), r, c5)  # Horner
-    p = fma(p * r, r, r) + ONE  # p r^2 + r + 1
-    return p * float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
-
-
-@overload(exp, inline="always")
-def _exp_compiled(x):
-    if x == types.float32:
-        return lambda x: exp_float32(x)
-    return lambda x: np.exp(x)
 
 
 @serial(inline="always")
@@ -152,11 +104,11 @@ def f(x, act):
     if act == SIGMOID:
         return ONE / (ONE + exp(-x))
     if act == TANH:
-        return np.tanh(x)
+        return tanh(x)
     if act == IDENTITY:
         return x
     if act == EXP:
-        return np.exp(x)  # (libm's: the clamped exp_float32 would cap a Poisson mean at 2.6e38)
+        return exp(x)
     return x if x > ZERO else x * ZERO  # relu (x * 0 keeps the dtype of x)
 
 
@@ -324,7 +276,7 @@ def weighted_sum(W, b, a_prev, z):
 @kernel(work=lambda z, act, a: z.size)
 def activate(z, act, a):
     """a^m = f(z^m): element-wise, or a row-wise softmax a[s, j] = exp(z[s, j]) / sum_i exp(z[s, i]).
-    Plain loop: loops.activate (this one differs only by its float32 exp, kernels.exp)."""
+    Plain loop: loops.activate (this one differs only by its exp and tanh, nbnet.vecmath's)."""
     for s in prange(z.shape[0]):
         if act == SOFTMAX:
             top = z[s, 0]  # subtract the row maximum so exp cannot overflow
@@ -705,16 +657,16 @@ def output_cost(z, a, y, act, cost, J, correct):
                 top = max(top, z[s, j])
             for j in range(z.shape[1]):
                 total += exp(z[s, j] - top)
-            J[s] = np.log(total) + top - target_dot(y, s, z)
+            J[s] = log(total) + top - target_dot(y, s, z)
         elif cost == CROSS_ENTROPY:  # log(1 + e^x) = log(1 + e^-|x|) + max(x, 0), which cannot overflow
             for j in range(z.shape[1]):
                 x = z[s, j]
-                total += np.log1p(exp(-abs(x))) + max(x, ZERO) - target(y, s, j) * x
+                total += log1p(exp(-abs(x))) + max(x, ZERO) - target(y, s, j) * x
             J[s] = total
         elif cost == POISSON:
             for j in range(z.shape[1]):
                 t = target(y, s, j)
-                total += a[s, j] - t * z[s, j] + (t * np.log(t) - t if t > ZERO else t * ZERO)
+                total += a[s, j] - t * z[s, j] + (t * log(t) - t if t > ZERO else t * ZERO)
             J[s] = total
         else:
             for j in range(a.shape[1]):

@@ -19,7 +19,7 @@ import contextlib
 
 import numpy as np
 
-from . import kernels, passes
+from . import kernels, narrow, passes
 
 
 def one_blas_thread():
@@ -46,6 +46,10 @@ class FullBatch:
         self.l2, self.n_train = float(l2), n_train or X.shape[0]
         self.theta = net.flat_parameters()
         self.gradient = np.empty_like(self.theta)
+        self.calls = 0
+        if passes.narrow_pays(net.weights):
+            self._narrow_objective()
+            return
         self.grads_W, self.grads_b = (tuple(views) for views in net.parameter_views(self.gradient))
         self.weights, self.biases = tuple(net.weights), tuple(net.biases)  # (views of theta: made once)
         self.zs, self.activations, self.deltas = (passes.layer_buffers(self.weights, self.n) for _ in range(3))
@@ -53,7 +57,23 @@ class FullBatch:
         parallel = passes.parallel_pays(self.weights, self.n)
         self.forward, self.add_costs, self.backward = (passes.variant(driver, parallel) for driver in
                                                        (kernels.forward, kernels.add_costs, kernels.backward))
-        self.calls = 0
+
+    def _narrow_objective(self):
+        """`objective` for a narrow network: one call of nbnet.narrow's objective, which reads
+        SciPy's point and writes the float64 gradient it hands back, into buffers made once."""
+        net, weights = self.net, tuple(self.net.weights)
+        driver = passes.variant(narrow.objective, passes.narrow_parallel(weights, self.n))
+        arguments = (passes.sizes_of(weights), net.acts, net.cost_function.code, self.theta, self.X, self.y,
+                     np.arange(self.n), self.l2 / self.n_train, passes.narrow_buffers(weights, self.n, self.y),
+                     self.gradient, np.zeros(2))
+        gradient_out = np.empty(self.theta.size)
+
+        def objective(theta):
+            self.calls += 1
+            theta = theta if theta.dtype == np.float64 else theta.astype(np.float64)
+            return driver(theta, *arguments, gradient_out), gradient_out  # (SciPy copies the gradient it keeps)
+
+        self.objective = objective
 
     def objective(self, theta):
         """(J, dJ/dtheta) at theta (float64 for SciPy, whatever the network's dtype)."""

@@ -194,7 +194,7 @@ class Network:
     # ------------------------------------------------------------------ compiled passes
     def _parallel(self):
         """Whether a whole-data-set pass runs the drivers' parallel variant (nbnet.passes)."""
-        return passes.parallel_pays(self.weights, 1)
+        return passes.evaluation_parallel(self.weights)
 
     def _forward(self, X):
         weights, biases = tuple(self.weights), tuple(self.biases)
@@ -204,7 +204,10 @@ class Network:
 
     def forward(self, X):
         """Output activations a^L, shape (n_samples, n_out)."""
-        return self._forward(self.as_inputs(X))[2][-1]
+        X = self.as_inputs(X)
+        if passes.narrow_pays(self.weights):
+            return passes.narrow_forward(tuple(self.weights), tuple(self.biases), self.acts, X, self._parallel())
+        return self._forward(X)[2][-1]
 
     def predict(self, X):
         """Class ids: the index of the largest output activation."""
@@ -243,11 +246,14 @@ class Network:
         """(grads_W, grads_b): the gradients of `cost(X, y, l2, n_train)`, shaped like weights/biases."""
         X = self.as_inputs(X)
         y = self.as_labels(y, X.shape[0])
+        l2_over_n = float(l2) / (n_train or X.shape[0])
+        if passes.narrow_pays(self.weights):
+            return passes.narrow_gradients(tuple(self.weights), tuple(self.biases), self.acts, self.cost_function.code, X,
+                                           y, l2_over_n, self._parallel())[:2]
         weights, zs, activations = self._forward(X)
         deltas = passes.layer_buffers(weights, X.shape[0])
         grads_W = tuple(np.empty_like(W) for W in self.weights)
         grads_b = tuple(np.empty_like(b) for b in self.biases)
-        l2_over_n = float(l2) / (n_train or X.shape[0])
         passes.variant(kernels.backward, self._parallel())(
             weights, self.acts, self.cost_function.code, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b,
             None, None)  # no dropout

@@ -9,8 +9,8 @@ adaptive scaling (AdamW, Loshchilov & Hutter 2019).
 
 import numpy as np
 
-from . import kernels, passes
-from .aligned import aligned, zeros
+from . import kernels, narrow, passes
+from .aligned import aligned, empty, zeros
 from .codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "rmsprop": RMSPROP, "adam": ADAM}
@@ -39,12 +39,15 @@ class Optimizer:
         self.gradient_sums, self.tracked_steps = None, 0
         self.step = 0
         self.state = None  # [s1_W, s1_b, s2_W, s2_b], each a list of arrays shaped like the parameters
+        # nbnet.narrow's passes (True) or nbnet.kernels' (False); None: as passes.narrow_pays says for the network
+        self.narrow = None
         self._workspace_key = self._workspace_buffers = None
 
     def attach(self, net):
         """Zero state for `net` (unless state for it was loaded from a checkpoint); plain SGD
         keeps arrays too, unused, so that every optimiser runs through the same kernels."""
-        if self.state is None:
+        shapes = [P.shape for P in net.weights + net.biases] * 2
+        if self.state is None or [a.shape for arrays in self.state for a in arrays] != shapes:
             self.state = [[zeros(P.shape, P.dtype) for P in params]
                           for params in (net.weights, net.biases, net.weights, net.biases)]
         return self
@@ -73,12 +76,13 @@ class Optimizer:
         return list(means[0]), list(means[1])
 
     def run(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0, parallel=None,
-            totals=None):
+            totals=None, run_batch_size=None):
         """Batches first..stop-1 of `order` (all of batch_size samples), with dropout when
         keep < 1 (masks from `seed`). Plain SGD takes the fused path unless gradients are
         tracked (which needs them whole). `parallel` picks the drivers' variant (default: by
         passes.parallel_pays); each minibatch's cost sum and correct count are added to
-        totals[0] and totals[1] when `totals` is given."""
+        totals[0] and totals[1] when `totals` is given. run_batch_size: the batch size of the run
+        when this is its short last batch (nbnet.narrow cuts it into the run's chunks)."""
         if self.kernels == "loops":
             from . import loops  # (imported, and so compiled, only when asked for)
 
@@ -87,7 +91,7 @@ class Optimizer:
             self.tracked_steps += stop - first
             return
         driver, args = self.compiled_call(net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed,
-                                          parallel, totals)
+                                          parallel, totals, run_batch_size)
         steps = driver(*args)
         if not self.fused:
             self.step = int(steps)
@@ -96,19 +100,31 @@ class Optimizer:
     @property
     def fused(self):
         """True when the steps take the fused path (kernels.train_batches: plain SGD whose
-        gradients are not tracked), else kernels.train_batches_with."""
-        return self.name == "sgd" and not self.track_gradients
+        gradients are not tracked), else kernels.train_batches_with or narrow.train_batches."""
+        return self.name == "sgd" and not self.track_gradients and not self.narrow
+
+    def takes_narrow_steps(self, net, dropout):
+        """Whether run() trains `net` through nbnet.narrow (the network is narrow, passes.narrow_pays,
+        and nothing asks for what only nbnet.kernels' steps do: dropout, tracked gradients); sets
+        self.narrow so."""
+        self.narrow = passes.narrow_pays(net.weights) and not dropout and not self.track_gradients
+        return self.narrow
 
     def compiled_call(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0, parallel=None,
-                      totals=None):
+                      totals=None, run_batch_size=None):
         """(driver, arguments) of `run`'s compiled call (nbnet.kernels): train_batches when
         `fused`, else train_batches_with, in the variant `parallel` picks."""
         weights, biases = tuple(net.weights), tuple(net.biases)
         self._count_gradients(net)
+        if self.narrow is None:
+            self.takes_narrow_steps(net, keep < 1.0)
+        totals = np.zeros(0) if totals is None else totals  # (empty: not counted; see kernels.train_batches)
+        if self.narrow:
+            return self._narrow_call(net, X, y, order, batch_size, first, stop, lr, l2_over_n, parallel, totals,
+                                     run_batch_size or batch_size)
         if parallel is None:
             parallel = passes.parallel_pays(weights, batch_size)
         buffers, masks, kept, x_chunks, y_chunks, J, correct = self._workspace(weights, X, y, batch_size, keep < 1.0)
-        totals = np.zeros(0) if totals is None else totals  # (empty: not counted; see kernels.train_batches)
         if self.fused:
             return passes.variant(kernels.train_batches, parallel), (
                 weights, biases, net.acts, net.cost_function.code, X, y, order, batch_size, first, stop, float(lr),
@@ -121,6 +137,31 @@ class Optimizer:
             self.code, self.settings(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,
             net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
             float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals)
+
+    def _narrow_call(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, parallel, totals, run_batch_size):
+        """compiled_call's (driver, arguments) for nbnet.narrow's train_batches, in the variant
+        `parallel` picks (None: as passes.narrow_parallel says)."""
+        weights, biases = tuple(net.weights), tuple(net.biases)
+        state = tuple(tuple(arrays) for arrays in self.attach(net).state)
+        buffers, params, gradient = self.narrow_workspace(net, y, run_batch_size)
+        threads = passes.narrow_parallel(weights, run_batch_size) if parallel is None else parallel
+        gradient_l2 = 0.0 if self.decoupled else l2_over_n
+        return passes.variant(narrow.train_batches, threads), (
+            self.code, self.settings(lr, l2_over_n, net.dtype), self.step, weights, biases, state,
+            passes.sizes_of(weights), net.acts, net.cost_function.code, X, y, order, batch_size, first, stop,
+            float(gradient_l2), buffers, params, gradient, totals)
+
+    def narrow_workspace(self, net, y, batch_size):
+        """(buffers, params, gradient) of nbnet.narrow's steps for minibatches of batch_size samples
+        (a short last batch uses its run's), kept while the shapes stay the same."""
+        weights = net.weights
+        key = ("narrow", tuple(W.shape for W in weights), y.shape[1:], y.dtype, batch_size)
+        if self._workspace_key != key:
+            self._workspace_key = key
+            n_params = sum(W.size + b.size for W, b in zip(weights, net.biases))
+            self._workspace_buffers = (passes.narrow_buffers(weights, batch_size, y), empty(n_params, net.dtype),
+                                       empty(n_params, net.dtype))
+        return self._workspace_buffers
 
     def _workspace(self, weights, X, y, batch_size, dropout):
         """The buffers the compiled steps write into, kept from one call to the next while the

@@ -1,18 +1,21 @@
-"""Calling the compiled passes (the drivers at the end of kernels.py) from Python: the
-buffers they write into, and which variant of them a call runs.
+"""Calling the compiled passes (the drivers at the end of kernels.py and narrow.py) from Python:
+which passes suit a network, the buffers they write into, and which variant of them a call runs.
 
-Every driver has a parallel variant (NAME: each kernel call runs on several threads when it
-has enough work) and a one-thread variant (NAME.serial). Both compute the same numbers; the
-one-thread variant is chosen when several threads would not pay, and then the parallel
-kernels are never compiled (a cold start saves most of its compile time).
+A network of at most NARROW_MAX_WEIGHTS weights runs nbnet.narrow's passes (the samples in SIMD
+lanes), a larger one nbnet.kernels' (the inputs of a neuron in SIMD lanes): `narrow_pays`.
+Every driver has a parallel variant (NAME: its work shared among the threads when it has
+enough) and a one-thread variant (NAME.serial). Both compute the same numbers; the one-thread
+variant is chosen when several threads would not pay, and then the parallel code is never
+compiled (a cold start saves most of its compile time).
 """
 
 import numba
 import numpy as np
 
-from . import kernels, pixels
+from . import kernels, narrow, pixels
 from .aligned import empty
-from .config import EVALUATION_TILE, GATHER_ROWS, PARALLEL_RUN_WORK
+from .config import (EVALUATION_TILE, GATHER_ROWS, LANE_PAD, NARROW_CHUNK_BUFFERS, NARROW_MAX_WEIGHTS, NARROW_PARALLEL_WORK,
+                     NARROW_ROW_BYTES, PARALLEL_RUN_WORK)
 
 # Pixel bytes scaled at a time for an evaluation: one tile (3 MB of float32 MNIST inputs).
 BYTES_BLOCK = EVALUATION_TILE
@@ -22,6 +25,32 @@ def parallel_pays(weights, samples):
     """True when more than one thread is allowed and a pass over `samples` samples at a time
     (a minibatch; 1 for evaluation) through these weights has PARALLEL_RUN_WORK multiply-adds."""
     return numba.get_num_threads() > 1 and samples * sum(W.size for W in weights) >= PARALLEL_RUN_WORK
+
+
+def narrow_pays(weights):
+    """True when the network runs nbnet.narrow's passes: it has at most NARROW_MAX_WEIGHTS weights."""
+    return sum(W.size for W in weights) <= NARROW_MAX_WEIGHTS
+
+
+def narrow_parallel(weights, samples):
+    """True when nbnet.narrow's passes over `samples` samples at a time share their chunks among
+    the threads: more than one thread is allowed, the samples make more than one chunk, and
+    their forward pass has NARROW_PARALLEL_WORK multiply-adds."""
+    return (numba.get_num_threads() > 1 and samples > chunk_width(weights, samples)
+            and samples * sum(W.size for W in weights) >= NARROW_PARALLEL_WORK)
+
+
+def evaluation_parallel(weights):
+    """Whether evaluating, predicting and full-batch gradients run a driver's parallel variant: when
+    the network has PARALLEL_RUN_WORK weights (parallel_pays), so never for a narrow network. A
+    property of the network alone, so a run compiles one variant, whatever it evaluates."""
+    return parallel_pays(weights, 1)  # (a narrow network evaluates on one thread: its passes are fast)
+
+
+def steps_parallel(weights, batch_size, narrow_steps):
+    """Whether minibatch steps of batch_size samples run their driver's parallel variant, through
+    nbnet.narrow (narrow_steps) or nbnet.kernels."""
+    return (narrow_parallel if narrow_steps else parallel_pays)(weights, batch_size)
 
 
 def variant(driver, parallel):
@@ -58,21 +87,32 @@ def cost_buffers(n_samples, dtype):
     return np.empty(n_samples, dtype=dtype), np.empty(n_samples, dtype=np.int64)
 
 
-def evaluate(weights, biases, acts, cost, X, y, parallel):
-    """(sum of the costs, number classified correctly) over X, y, in tiles (kernels.evaluate_tiles).
-    Pixel bytes (uint8 X) are scaled to inputs a block of tiles at a time (nbnet.pixels), and
-    give the same figures as their float inputs."""
+def evaluate(weights, biases, acts, cost, X, y, parallel, narrow_passes=None):
+    """(sum of the costs, number classified correctly) over X, y, in tiles (kernels.evaluate_tiles),
+    or by nbnet.narrow's evaluate (narrow_passes; None: as narrow_pays says). Pixel bytes (uint8 X)
+    are scaled to inputs a block of tiles at a time (nbnet.pixels), and give the same figures as
+    their float inputs."""
     totals = np.zeros(2)
+    narrow_passes = narrow_pays(weights) if narrow_passes is None else narrow_passes
+    add = _add_narrow if narrow_passes else _add_tiles
     if X.dtype != np.uint8:
-        _add_tiles(weights, biases, acts, cost, X, y, parallel, totals)
+        add(weights, biases, acts, cost, X, y, parallel, totals)
         return totals[0], int(totals[1])
     block = min(BYTES_BLOCK, X.shape[0])
     inputs, order = empty((block, X.shape[1]), weights[0].dtype), np.arange(X.shape[0])
     for first in range(0, X.shape[0], block):
         x = inputs[:min(block, X.shape[0] - first)]
         pixels.pixel_rows(X, order, first, x)
-        _add_tiles(weights, biases, acts, cost, x, y[first:first + x.shape[0]], parallel, totals)
+        add(weights, biases, acts, cost, x, y[first:first + x.shape[0]], parallel, totals)
     return totals[0], int(totals[1])
+
+
+def _add_narrow(weights, biases, acts, cost, X, y, parallel, totals):
+    """totals += (sum of the costs, number correct) over X, by nbnet.narrow's evaluate."""
+    n = X.shape[0]
+    buffers = narrow_buffers(weights, min(n, EVALUATION_TILE), y)
+    variant(narrow.evaluate, parallel)(
+        sizes_of(weights), acts, cost, flat(weights, biases), X, y, np.arange(n), buffers, totals)
 
 
 def _add_tiles(weights, biases, acts, cost, X, y, parallel, totals):
@@ -85,3 +125,76 @@ def _add_tiles(weights, biases, acts, cost, X, y, parallel, totals):
             variant(kernels.evaluate_tiles, parallel)(
                 weights, biases, acts, cost, X[first:stop], y[first:stop], layer_buffers(weights, rows),
                 layer_buffers(weights, rows), *cost_buffers(rows, X.dtype), totals)
+
+
+# ----------------------------------------------------------------------------- nbnet.narrow
+def chunk_width(weights, n_samples):
+    """Samples per chunk of nbnet.narrow's passes: as many as fit NARROW_ROW_BYTES per row (a wider
+    chunk spreads each kernel's per-row costs over more samples), split in two when the pass has
+    NARROW_PARALLEL_WORK multiply-adds (so that two threads can share it), rounded up to a whole
+    number of SIMD registers (LANE_PAD). From the network and the number of samples alone, never
+    from the thread count (the result does not depend on it)."""
+    itemsize = weights[0].dtype.itemsize
+    pad, widest = LANE_PAD // itemsize, NARROW_ROW_BYTES // itemsize
+    n_chunks = -(-n_samples // widest)
+    if n_chunks == 1 and n_samples * sum(W.size for W in weights) >= NARROW_PARALLEL_WORK and n_samples >= 2 * pad:
+        n_chunks = 2
+    return _round_up(-(-n_samples // n_chunks), pad)
+
+
+def sizes_of(weights):
+    """The layer sizes n_0 .. n_L of these weights, as nbnet.narrow's passes take them."""
+    return np.array([weights[0].shape[1]] + [W.shape[0] for W in weights], dtype=np.int64)
+
+
+def flat(weights, biases):
+    """Every W^m by rows, then every b^m, in one vector (Network.flat_parameters' layout)."""
+    return np.concatenate([W.ravel() for W in weights] + list(biases))
+
+
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def narrow_buffers(weights, n_samples, y):
+    """The buffers of nbnet.narrow's passes over n_samples samples at a time (one minibatch, or a
+    data set in rounds) whose targets look like y (class ids, or rows of a target matrix):
+    (xs, ts, zs, activations, deltas, scratch, grads, chunk_totals), each with one entry per
+    chunk held in memory at once (see nbnet.narrow)."""
+    width = chunk_width(weights, n_samples)
+    n_buffers = min(NARROW_CHUNK_BUFFERS, -(-n_samples // width))
+    dtype, neurons = weights[0].dtype, sum(W.shape[0] for W in weights)
+    n_params = sum(W.size + W.shape[0] for W in weights)
+    ts = np.zeros((n_buffers, width), np.int64) if np.ndim(y) == 1 else empty((n_buffers, y.shape[1], width), dtype)
+    return (empty((n_buffers, weights[0].shape[1], width), dtype), ts,
+            *(empty((n_buffers, neurons, width), dtype) for _ in range(3)), empty((n_buffers, 4, width), dtype),
+            empty((n_buffers, n_params), dtype), np.zeros((n_buffers, 2)))
+
+
+def narrow_forward(weights, biases, acts, X, parallel):
+    """The output activations a^L of X, (n_samples, n_out), by nbnet.narrow's forward_rows."""
+    n = X.shape[0]
+    no_targets = np.zeros(1, np.int64)
+    out = empty((n, weights[-1].shape[0]), weights[0].dtype)
+    variant(narrow.forward_rows, parallel)(
+        sizes_of(weights), acts, flat(weights, biases), X, no_targets, narrow_buffers(weights, min(n, EVALUATION_TILE),
+                                                                                      no_targets), out)
+    return out
+
+
+def narrow_gradients(weights, biases, acts, cost, X, y, l2_over_n, parallel):
+    """(grads_W, grads_b, sum of the costs) of the mean cost over X, y plus the L2 term, by
+    nbnet.narrow's gradient_and_cost."""
+    n = X.shape[0]
+    gradient, totals = np.empty(sum(W.size + b.size for W, b in zip(weights, biases)), weights[0].dtype), np.zeros(2)
+    variant(narrow.gradient_and_cost, parallel)(
+        sizes_of(weights), acts, cost, flat(weights, biases), X, y, np.arange(n), float(l2_over_n),
+        narrow_buffers(weights, min(n, EVALUATION_TILE), y), gradient, totals)
+    grads_W, grads_b, offset = [], [], 0
+    for W in weights:
+        grads_W.append(gradient[offset:offset + W.size].reshape(W.shape))
+        offset += W.size
+    for b in biases:
+        grads_b.append(gradient[offset:offset + b.size])
+        offset += b.size
+    return grads_W, grads_b, totals[0]

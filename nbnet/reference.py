@@ -8,7 +8,7 @@ import numpy as np
 
 from .activations import f, f_prime
 from .costs import BY_CODE, correct, targets
-from .codes import MOMENTUM, NESTEROV, RMSPROP
+from .codes import MOMENTUM, NESTEROV, RMSPROP, SGD
 
 
 def weighted_sum(W, b, a_prev):
@@ -157,6 +157,8 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
 def optimizer_change(code, g, s1, s2, settings, c1, c2):
     """(change, new s1, new s2) for whole arrays; see kernels.optimizer_element."""
     alpha, h1, h2, eps, decay = settings
+    if code == SGD:
+        return alpha * g, s1, s2
     if code in (MOMENTUM, NESTEROV):
         v = h1 * s1 - alpha * g
         return (-(h1 * v - alpha * g) if code == NESTEROV else -v), v, s2

@@ -53,7 +53,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import lbfgs
+from . import lbfgs, stochastic
 from .augment import Augmentation
 from .data import Split
 from .network import Network
@@ -295,6 +295,9 @@ class _BaseMLP(BaseEstimator):
         state.learning_rate = self._optimizer.learning_rate
         self.n_iter_ = 0
         epochs = 1 if incremental else self.max_iter
+        if stochastic.compiled_epochs_fit(net, config, self.dropout == 0):
+            self._fit_compiled_epochs(X, y, X_val, y_val, w_val, config, state, epochs, incremental)
+            return
         best = None
 
         def after_epoch(metrics):
@@ -335,6 +338,33 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and best is not None:  # keep the weights of the best validation score
             for P, kept in zip(net.weights + net.biases, best):
                 P[...] = kept
+
+    def _fit_compiled_epochs(self, X, y, X_val, y_val, w_val, config, state, epochs, incremental):
+        """_fit_stochastic for a narrow network: its epochs in compiled code (nbnet.stochastic),
+        the same weights as the epoch-by-epoch path below."""
+        net = self._network
+        validation = None
+        if self.early_stopping:
+            kind, targets = self._validation_targets(y_val)
+            validation = stochastic.Validation(net, kind, X_val, targets, w_val)
+        loss_outputs = self.n_outputs_ if self.out_activation_ == "identity" else 1  # (_sklearn_loss)
+        schedule = (self._optimizer.lr_schedule, self._optimizer.learning_rate_init, self._optimizer.power_t)
+        outcome = stochastic.fit(self, net, X, y, state, config, schedule, validation, epochs, incremental,
+                                 bool(self.verbose), loss_outputs)
+        if outcome.status == stochastic.DIVERGED:  # as the epoch-by-epoch path: nbnet stops at the first non-finite weight
+            self.loss_curve_.append(np.nan)
+            if self.early_stopping:
+                self.validation_scores_.append(np.nan)
+            self.__dict__.pop("_state", None)
+
+    def _validation_targets(self, y_val):
+        """(score kind, targets) of nbnet.epochs' validation score for the held-out labels or targets."""
+        if not is_classifier(self):
+            return stochastic.R2, np.asarray(y_val, dtype=np.float64).reshape(len(y_val), -1)
+        Y = self._binarizer().transform(y_val)
+        if self.out_activation_ == "softmax":
+            return stochastic.ACCURACY_IDS, np.argmax(Y, axis=1).astype(np.float64)[:, None]
+        return stochastic.ACCURACY_LABELS, Y.astype(np.float64)
 
     def _update_no_improvement_count(self, X_val, y_val, w_val):
         """scikit-learn's rule, after each epoch; True when the validation score is a new best."""

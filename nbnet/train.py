@@ -20,8 +20,6 @@ from .optimizers import Optimizer
 from .schedules import adaptive_rate, learning_rate
 from .warm import prepare_kernels
 
-PLAIN_SGD = Optimizer("sgd")
-
 METRIC_COLUMNS = ("epoch", "train_cost", "test_cost", "train_accuracy", "test_accuracy", "seconds")
 VALIDATION_COLUMNS = ("validation_cost", "validation_accuracy")
 
@@ -151,16 +149,17 @@ def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optim
     """Batches first..stop-1; a short last batch (when len(order) is not a multiple of the
     batch size) runs as a one-batch call of its own size (with its own dropout stream). The
     run's batch size chooses the drivers' variant, the short batch included."""
-    optimizer = optimizer or PLAIN_SGD
+    optimizer = optimizer or Optimizer("sgd")  # (a fresh one: it keeps state and buffers for the network it trains)
     keep = 1.0 - dropout
     full = len(order) // batch_size
-    parallel = passes.parallel_pays(net.weights, batch_size)
+    parallel = passes.steps_parallel(net.weights, batch_size, optimizer.takes_narrow_steps(net, dropout > 0))
     if first < min(stop, full):
         optimizer.run(net, X, y, order, int(batch_size), int(first), int(min(stop, full)), lr, l2_over_n, keep,
                       dropout_seed, parallel, totals)
     if stop > full and full * batch_size < len(order):
         rest = order[full * batch_size:]
-        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n, keep, dropout_seed + 1, parallel, totals)
+        optimizer.run(net, X, y, rest, len(rest), 0, 1, lr, l2_over_n, keep, dropout_seed + 1, parallel, totals,
+                      batch_size)
 
 
 class RunState:

@@ -11,7 +11,7 @@ the helper's part from the cache (bench/startup.py: an MNIST run starts training
 the helper compiles the plain loops, which a Python driver calls, while this process
 compiles the evaluation pass.
 
-The helper only adds entries to the cache (under config.lock_numba_cache_index's lock): if
+The helper only adds entries to the cache (under numba_cache.lock_numba_cache_index's lock): if
 it cannot start, fails or is disabled (NBNET_COMPILE_HELPER=0), this process compiles what is
 missing itself, so the model is the same whichever process compiled what. An exception or
 Ctrl-C here kills the helper; if this process is killed outright, the helper finishes its
@@ -30,37 +30,46 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import kernels, passes
+from . import kernels, narrow, passes
 from .augment import Augmentation, TrainingRows
 from .cache import cache_dir_writable, compile_lock, kernel_cache_dir
-from .config import cache_saves_locked
+from .numba_cache import cache_saves_locked
 from .network import Network
 from .optimizers import Optimizer
 
 
 def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=None, track_gradients=False,
             dropout=False, running=False, kernel_set="fast", half="both", targets="ids", pixel_bytes=False,
-            augment=False):
+            augment=False, narrow=False, narrow_steps=False):
     """Run once, on a tiny network of `layers` layers and `dtype`, the compiled drivers that a
     run with these settings calls (same variants and argument types): evaluation, and
     training with `optimizer` through `kernel_set` ("fast" or "loops") unless it is None (else
     Network.forward, for evaluate and predict). half="forward" or "backward" compiles only
     that half of the fast training step (see training_halves), "both" everything. targets:
     "ids" (class ids) or "matrix" (a target matrix: nbnet.costs.targets), the form of y.
-    pixel_bytes: the inputs are uint8 pixel bytes; augment: training distorts them (nbnet.pixels)."""
+    pixel_bytes: the inputs are uint8 pixel bytes; augment: training distorts them (nbnet.pixels).
+    narrow: the run's network evaluates through nbnet.narrow; narrow_steps: it trains through it."""
     tiny, X, y = tiny_data(layers, dtype, targets)
     weights, biases = tuple(tiny.weights), tuple(tiny.biases)
     if half != "backward" and (pixel_bytes or augment):
         warm_pixels(dtype, pixel_bytes, augment and optimizer is not None)
     if half != "backward":
-        passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation)
+        passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation, narrow)
     if optimizer is None:
+        if narrow:
+            passes.narrow_forward(weights, biases, tiny.acts, X, parallel_evaluation)
+            return
         passes.variant(kernels.forward, parallel_evaluation)(weights, biases, tiny.acts, X,
                                                              passes.layer_buffers(weights, 4),
                                                              passes.layer_buffers(weights, 4))
         return
     same = Optimizer(optimizer, track_gradients=track_gradients, kernels=kernel_set)
+    same.narrow = narrow_steps
     steps = tiny_steps(X, y, dropout, running, parallel_training)
+    if narrow_steps:  # (one chunk pass serves evaluation and training: no halves to share)
+        if half != "backward":
+            same.run(tiny, *steps)
+        return
     if half == "both" or (kernel_set == "loops" and half == "backward"):
         same.run(tiny, *steps)  # (the plain loops are called from Python: the helper compiles them all)
         return
@@ -163,19 +172,23 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
     """warm_up's arguments for a run of `net` with these settings (prepare_kernels' parameters)."""
     optimizer = optimizer or Optimizer("sgd")
     train = batch_size is not None
-    return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.parallel_pays(net.weights, 1),
-                parallel_training=train and passes.parallel_pays(net.weights, batch_size),
+    narrow = passes.narrow_pays(net.weights)
+    narrow_steps = train and narrow and dropout == 0 and not optimizer.track_gradients and optimizer.kernels == "fast"
+    return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.evaluation_parallel(net.weights),
+                parallel_training=train and passes.steps_parallel(net.weights, batch_size, narrow_steps),
                 optimizer=optimizer.name if train else None, track_gradients=optimizer.track_gradients,
                 dropout=dropout > 0, running=train_metrics == "running", kernel_set=optimizer.kernels,
-                targets=targets, pixel_bytes=bool(pixel_bytes), augment=bool(augment))
+                targets=targets, pixel_bytes=bool(pixel_bytes), augment=bool(augment), narrow=narrow,
+                narrow_steps=narrow_steps)
 
 
 def helper_pays(settings):
     """True when a helper process would compile the backward half of warm_up(**settings): its
     training code is not in the disk cache, two cores are usable, the two processes' cache saves
-    are locked (config.lock_numba_cache_index: not where flock is missing, as on Windows) and
+    are locked (numba_cache.lock_numba_cache_index: not where flock is missing, as on Windows) and
     the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
     return (usable_cores() >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
+            and not settings.get("narrow_steps")  # (nbnet.narrow's evaluation and steps share their chunk pass)
             and cache_saves_locked() and cache_dir_writable(kernel_cache_dir()) and not training_compiled(settings))
 
 
@@ -183,7 +196,8 @@ def run_cached(settings):
     """True when the disk cache holds the driver warm_up(**settings) ends with (training's, or
     Network.forward's for a run that only evaluates): the rest of a run's code is compiled with it."""
     if settings["optimizer"] is None:
-        return in_disk_cache(passes.variant(kernels.forward, settings["parallel_evaluation"]))
+        forward = narrow.forward_rows if settings.get("narrow") else kernels.forward
+        return in_disk_cache(passes.variant(forward, settings["parallel_evaluation"]))
     return training_compiled(settings)
 
 
@@ -201,6 +215,7 @@ def training_compiled(settings):
         return all(in_disk_cache(loop) for loop in loops.LOOPS)
     tiny, X, y = tiny_data(settings["layers"], settings["dtype"], settings.get("targets", "ids"))
     same = Optimizer(settings["optimizer"], track_gradients=settings["track_gradients"])
+    same.narrow = settings.get("narrow_steps", False)
     return in_disk_cache(*same.compiled_call(tiny, *tiny_steps(X, y, settings["dropout"], settings["running"],
                                                                  settings["parallel_training"])))
 
@@ -234,7 +249,8 @@ def start_helper(settings):
 
 def cache_misses():
     """How many times nbnet's compiled drivers were compiled in this process (not loaded from the cache)."""
-    drivers = (kernels.train_batches, kernels.train_batches_with, kernels.evaluate_tiles, kernels.forward)
+    drivers = (kernels.train_batches, kernels.train_batches_with, kernels.evaluate_tiles, kernels.forward,
+               narrow.train_batches, narrow.evaluate, narrow.forward_rows, narrow.gradient_and_cost)
     misses = sum(sum(d.stats.cache_misses.values()) for driver in drivers for d in (driver, driver.serial))
     loops = sys.modules.get("nbnet.loops")  # (imported only by runs that train through the plain loops)
     return misses + (sum(sum(loop.stats.cache_misses.values()) for loop in loops.LOOPS) if loops else 0)

@@ -3,7 +3,7 @@
 The tests run in two worker processes (`-n 2` in pyproject.toml) that share one kernel cache
 (and so compile each kernel once, not once per worker): Numba's cache-index update, a
 read-modify-write, runs under a file lock in every process that imports nbnet
-(nbnet.config.lock_numba_cache_index), so concurrent saves neither lose nor mis-pair an
+(nbnet.numba_cache.lock_numba_cache_index), so concurrent saves neither lose nor mis-pair an
 entry. This runs before any test imports Numba.
 """
 

@@ -37,7 +37,7 @@ SMALL = [((30,), 1), ((30,), 16)]  # small: the one-thread drivers, whatever the
 """
 
 LAZY = DIGESTS + """
-from nbnet import kernels as K
+from nbnet import kernels as K, narrow as N
 from nbnet.optimizers import Optimizer
 from nbnet.warm import helper_pays, run_settings
 set_threads(2)
@@ -46,14 +46,15 @@ def compiled(*functions):
 def loaded(*functions):  # compiled by prepare_kernels' helper process: loaded here, not compiled
     return [sum(f.stats.cache_hits.values()) > 0 and not sum(f.stats.cache_misses.values()) for f in functions]
 net = Network([64, 30, 10])
-print(helper_pays(run_settings(net, 10)))  # a cold start, two cores: the helper compiles the backward half
-print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: small, so one thread
-print(loaded(K.backpropagate.serial, K.gradient_steps.serial), helper_pays(run_settings(net, 10)))
-print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.sum_rows, K.gradient_steps.serial))
-print(compiled(K.train_batches, K.weighted_sum, K.gradient_step, K.train_batches_with.serial, K.optimizer_step,
-               K.dropout, K.forward.serial, K.output_cost))
-print(len(K.forward_layers.serial.signatures))  # one, shared by training and evaluation: no dropout
-print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
+print(helper_pays(run_settings(net, 10)))  # a narrow network: one chunk pass serves both halves, no helper
+print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: nbnet.narrow, one thread
+print(compiled(N.train_batches.serial, N.evaluate.serial, N.chunk_pass, N.weighted_sum))
+print(compiled(N.train_batches, N.evaluate, N.forward_rows.serial, K.train_batches.serial,
+               K.train_batches_with.serial, K.evaluate_tiles.serial, K.dropout, K.optimizer_step))
+print(len(N.chunk_pass.signatures))  # one, shared by training and evaluation
+print(prepare_kernels(net, 10, Optimizer("adam"))[1])  # the optimiser is a code the narrow steps take: nothing new
+print(helper_pays(run_settings(net, 10, Optimizer("adam"), 0.2)))  # dropout trains through nbnet.kernels...
+print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # ...compiled on first use, half by the helper
 print(compiled(K.train_batches_with.serial, K.optimizer_step, K.dropout), len(K.forward_layers.serial.signatures))
 print(loaded(K.backward.serial, K.optimizer_steps.serial), len(K.gathered_batch.serial.signatures))
 print(prepare_kernels(net, 10)[1])  # nothing new
@@ -86,15 +87,14 @@ def run(args, env):
                     reason="needs two threads and two cores (the compile helper's)")
 def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NBNET_COMPILE_HELPER="1")
-    # the digits' default run compiles no parallel kernel, no optimiser or dropout code
+    # the digits' default run compiles nbnet.narrow's one-thread passes and nothing else
     lazy = run(["-c", LAZY], env).split("\n")
-    # (on two cores, a helper process compiles the backward half of the training step: this
-    # process loads it, and compiles no other signature of the driver's callees than its own
-    # forward half did: one gathered_batch, one forward_layers without dropout)
-    assert lazy[:11] == [
-        "True", "True", "[True, True] False", "[True, True, True, True]",
-        "[False, False, False, False, False, False, False, False]", "1",
-        "True", "[True, False, False] 2", "[True, True] 1", "False", "False"]
+    # (dropout trains through nbnet.kernels; on two cores a helper process compiles the backward
+    # half of its training step: this process loads it, and compiles no other signature of the
+    # driver's callees than its own forward half did: one gathered_batch, one forward_layers)
+    assert lazy[:12] == [
+        "False", "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]", "1",
+        "False", "True", "True", "[True, False, False] 1", "[True, True] 1", "False", "False"]
     # Three processes start together (a sweep's workers, two terminals) on a cache without the
     # drivers of a network with two hidden layers: one compiles them, the other two wait for it
     # and load; all train the same. (Drivers of another depth over the kernels compiled above:
@@ -120,8 +120,8 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
               for hidden, check in (("30", ["check"]), ("30,20", []))]
     assert [compiled for compiled, *_ in cached] == ["False", "False"]
     assert cached[0][2].split() == ["False"] * 4
-    assert cached[0][1] == lazy[11] and cached[1][1] == started[0][1]
-    assert lazy[12] == "True [True, True, True, True, True, True]"
+    assert cached[0][1] == lazy[12] and cached[1][1] == started[0][1]
+    assert lazy[13] == "True [True, True, True, True, True, True]"
 
 
 def helper_standing_in(monkeypatch, code):
@@ -148,7 +148,7 @@ def test_a_failing_compile_helper_costs_only_time(monkeypatch):
     from nbnet.warm import prepare_kernels
 
     started = helper_standing_in(monkeypatch, "raise SystemExit(3)")
-    prepare_kernels(Network([64, 12, 10], seed=0), 10)
+    prepare_kernels(Network([64, 12, 10], seed=0), 10, None, 0.2)  # (dropout: nbnet.kernels' steps, which the helper halves)
     assert [helper.returncode for helper in started] == [3]
     assert K.train_batches.serial.signatures  # (compiled here, or loaded)
 
@@ -163,7 +163,7 @@ def test_the_compile_helper_ends_with_its_run(monkeypatch):
     started = helper_standing_in(monkeypatch, "import time; time.sleep(60)")
     monkeypatch.setattr(warm, "warm_up", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        warm.prepare_kernels(Network([64, 12, 10], seed=0), 10)
+        warm.prepare_kernels(Network([64, 12, 10], seed=0), 10, None, 0.2)
     assert started[0].poll() is not None
 
 
@@ -173,14 +173,15 @@ def test_the_compile_helper_runs_only_for_cold_training_code(monkeypatch):
     from nbnet.warm import helper_pays, prepare_kernels, run_settings
 
     net = Network([64, 12, 10], seed=0)
-    prepare_kernels(net, 10)  # (compiled or loaded: now in the cache)
-    assert not helper_pays(run_settings(net, 10))
+    prepare_kernels(net, 10, None, 0.2)  # (compiled or loaded: now in the cache)
+    assert not helper_pays(run_settings(net, 10, None, 0.2))
     monkeypatch.setattr("nbnet.warm.in_disk_cache", lambda dispatcher, args=None: False)  # as on a cold start
     monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 2)
     monkeypatch.delenv("NBNET_COMPILE_HELPER")  # (tests/conftest.py turns it off for the suite)
-    assert helper_pays(run_settings(net, 10)) and helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
+    assert helper_pays(run_settings(net, 10, None, 0.2)) and helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
+    assert not helper_pays(run_settings(net, 10))  # nbnet.narrow's steps: one chunk pass, nothing to halve
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "0")
-    assert not helper_pays(run_settings(net, 10))
+    assert not helper_pays(run_settings(net, 10, None, 0.2))
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "1")
     monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 1)
-    assert not helper_pays(run_settings(net, 10))
+    assert not helper_pays(run_settings(net, 10, None, 0.2))

@@ -168,30 +168,6 @@ def test_forward_matches_numpy_forward():
     np.testing.assert_allclose(net.forward(X), activations[-1], rtol=1e-12)
 
 
-def test_compiled_exp_is_accurate_in_float32_and_numpy_exp_in_float64():
-    """kernels.exp: float32 within 2 units in the last place of e^x over the whole range where
-    e^x is a normal float32, clamped outside it (never 0, inf or NaN); float64 is libm's exp."""
-    @njit
-    def exp_each(x, out):
-        for i in range(x.size):
-            out[i] = K.exp(x[i])
-
-    x = np.linspace(-87.3, 88.37, 400_001).astype(np.float32)
-    got = np.empty_like(x)
-    exp_each(x, got)
-    exact = np.exp(x.astype(np.float64))
-    assert got.dtype == np.float32
-    assert np.max(np.abs(got - exact) / exact) < 2 * 2.0 ** -24
-    far = np.array([-1e4, -200, 200, 1e4], dtype=np.float32)
-    clamped = np.empty_like(far)
-    exp_each(far, clamped)
-    assert np.all(np.isfinite(clamped)) and clamped[0] == clamped[1] > 0 and clamped[2] == clamped[3] > 1e38
-    x64 = np.linspace(-700, 700, 1001)
-    got64 = np.empty_like(x64)
-    exp_each(x64, got64)
-    np.testing.assert_allclose(got64, np.exp(x64), rtol=4e-16)  # libm's exp, not a polynomial
-
-
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
 @pytest.mark.parametrize("shape", [(37, 50, 23), (300, 64, 130), (1, 784, 100)])
 def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):

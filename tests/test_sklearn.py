@@ -82,35 +82,46 @@ def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits, tm
     np.testing.assert_allclose(again.predict_proba(X[:3]), 0.1)
 
 
-def test_fit_trains_what_nbnet_train_trains(digits, monkeypatch):
+@pytest.mark.parametrize("hidden", [30, 330], ids=["narrow-compiled-epochs", "wide-epoch-by-epoch"])
+def test_fit_trains_what_nbnet_train_trains(digits, monkeypatch, hidden):
     """The estimator adds no maths of its own: its weights equal those of nbnet.train run on the
-    network, config and run state it hands over, bit for bit; the initial weights are drawn as
-    scikit-learn draws them (Glorot's uniform from random_state); alpha is scikit-learn's
-    (lambda = alpha n / B)."""
+    network, inputs, config and run state it hands over, bit for bit, whether its epochs ran in
+    compiled code (a narrow network: nbnet.stochastic) or epoch by epoch through train() itself;
+    the initial weights are drawn as scikit-learn draws them (Glorot's uniform from
+    random_state); alpha is scikit-learn's (lambda = alpha n / B)."""
     import copy
 
     import nbnet.sklearn
+    import nbnet.stochastic
+    from nbnet.data import Split
 
     calls = []
 
-    def recording(net, split, config, on_epoch=None, state=None, slices=50):
-        calls.append((copy.deepcopy(net), split, config, copy.deepcopy(state)))
+    def recording_train(net, split, config, on_epoch=None, state=None, slices=50):
+        calls.append((copy.deepcopy(net), split.X_train, split.y_train, config, copy.deepcopy(state)))
         return train(net, split, config, on_epoch=on_epoch, state=state, slices=slices)
 
-    monkeypatch.setattr(nbnet.sklearn, "train", recording)
+    fit = nbnet.stochastic.fit
+
+    def recording_fit(estimator, net, X, y, state, config, *rest):
+        calls.append((copy.deepcopy(net), X, y, config.but(epochs=rest[2]), copy.deepcopy(state)))
+        return fit(estimator, net, X, y, state, config, *rest)
+
+    monkeypatch.setattr(nbnet.sklearn, "train", recording_train)
+    monkeypatch.setattr(nbnet.stochastic, "fit", recording_fit)
     X, y = digits[0] / 16, digits[1]
-    model = MLPClassifier(hidden_layer_sizes=(30,), solver="sgd", learning_rate_init=0.1, alpha=0.01,
-                          batch_size=32, max_iter=4, tol=0, random_state=5, threads=1)
+    model = MLPClassifier(hidden_layer_sizes=(hidden,), solver="sgd", learning_rate_init=0.1, alpha=0.01,
+                          batch_size=32, max_iter=4 if hidden == 30 else 2, tol=0, random_state=5, threads=1)
     with pytest.warns(sklearn.exceptions.ConvergenceWarning):
         model.fit(X, y)
-    (net, split, config, state), = calls
+    (net, X_train, y_train, config, state), = calls
     assert config.l2 == pytest.approx(0.01 * len(X) / 32) and config.optimizer == "nesterov" and config.shuffle
-    bound = np.sqrt(6 / (64 + 30))
-    np.testing.assert_array_equal(net.weights[0].T, np.random.RandomState(5).uniform(-bound, bound, (64, 30)))
+    bound = np.sqrt(6 / (64 + hidden))
+    np.testing.assert_array_equal(net.weights[0].T, np.random.RandomState(5).uniform(-bound, bound, (64, hidden)))
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # as the estimator ran (the variants agree bit for bit anyway)
     try:
-        train(net, split, config, state=state)
+        train(net, Split(X_train, y_train, None, None), config, state=state)
     finally:
         numba.set_num_threads(threads)
     for W, coef in zip(net.weights, model.coefs_):

@@ -208,10 +208,11 @@ def compile_command(dtype, hidden_layers, optimizers, dropout, threads):
     """Compile the kernels into the disk cache ahead of time (for a container image or cluster
     workers), so that the first `nbnet train` loads them instead of compiling.
 
-    Covers training, evaluation and prediction with the given settings, in both variants:
-    one thread (small networks, --threads 1) and parallel. Each run compiles only what it
-    uses anyway; this only moves that time to when you choose. (With two cores, a helper
-    process compiles the backward half of each training path meanwhile, as `nbnet train` does.)"""
+    Covers training, evaluation and prediction with the given settings, for narrow networks
+    (nbnet.narrow: up to 20,000 weights) and wide ones, in both variants: one thread (small
+    networks, --threads 1) and parallel. Each run compiles only what it uses anyway; this only
+    moves that time to when you choose. (With two cores, a helper process compiles the backward
+    half of each wide training path meanwhile, as `nbnet train` does.)"""
     from itertools import product
 
     from ..warm import compile_run
@@ -219,14 +220,22 @@ def compile_command(dtype, hidden_layers, optimizers, dropout, threads):
     set_threads(None)
     start = time.perf_counter()
     variants = (False,) if threads == 1 else (False, True)  # (parallel?)
-    networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), variants))
+    networks = list(product(DTYPES if dtype == "all" else (dtype,), sorted(set(hidden_layers)), ("narrow", "wide"),
+                            variants))
     paths = list(product(("sgd", "adam") if optimizers == "all" else ("sgd",), (False, True) if dropout else (False,)))
-    for (name, layers, parallel), (optimizer, dropped) in product(networks, [*paths, (None, False)]):
+    for (name, layers, family, parallel), (optimizer, dropped) in product(networks, [*paths, (None, False)]):
+        if family == "narrow" and dropped:
+            continue  # (a narrow network with dropout trains through the wide passes)
+        narrow = family == "narrow"
+        if narrow and optimizer == "adam":
+            continue  # (nbnet.narrow's steps take every optimiser: compiled with sgd's)
         began = time.perf_counter()
-        compile_run(dict(layers=layers + 1, dtype=name, parallel_evaluation=parallel, parallel_training=parallel,
-                         optimizer=optimizer, track_gradients=False, dropout=dropped, running=False, kernel_set="fast"))
-        what = ("evaluate and predict" if optimizer is None else "train, " + ("sgd" if optimizer == "sgd" else
-                "momentum, nesterov, rmsprop, adam") + (", dropout" if dropped else ""))
-        click.echo(f"{name}, {layers} hidden layer(s), {'parallel' if parallel else 'one thread'}: {what}: "
-                   f"{time.perf_counter() - began:.1f} s")
+        compile_run(dict(layers=layers + 1, dtype=name, parallel_evaluation=parallel and not narrow,
+                         parallel_training=parallel, optimizer=optimizer, track_gradients=False, dropout=dropped,
+                         running=False, kernel_set="fast", narrow=narrow, narrow_steps=narrow and optimizer is not None))
+        what = ("evaluate and predict" if optimizer is None else "train, " + (
+            "every optimiser" if narrow else "sgd" if optimizer == "sgd" else "momentum, nesterov, rmsprop, adam")
+            + (", dropout" if dropped else ""))
+        click.echo(f"{name}, {layers} hidden layer(s), {family} network, {'parallel' if parallel else 'one thread'}: "
+                   f"{what}: {time.perf_counter() - began:.1f} s")
     click.echo(f"Compiled in {time.perf_counter() - start:.1f} s into {kernel_cache_dir()}")

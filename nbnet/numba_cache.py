@@ -1,0 +1,157 @@
+"""How nbnet adjusts Numba's disk cache (patch_numba_cache), before anything is compiled: nbnet.config
+calls it. This module imports nothing of nbnet's, so that config can.
+"""
+
+import functools
+import hashlib
+from pathlib import Path
+
+# The files whose code ends up inside compiled functions: the kernels, the functions they
+# inline or call (vecmath, codes' constants, config's sizes) and the passes that chain them.
+COMPILED_SOURCES = ("codes.py", "config.py", "vecmath.py", "kernels.py", "narrow.py", "epochs.py", "loops.py",
+                    "pixels.py")
+PACKAGE = Path(__file__).resolve().parent
+
+
+def patch_numba_cache():
+    """Adjust Numba's disk cache for nbnet, before anything is compiled (nbnet.config calls this):
+
+    * stamp_with_compiled_sources: an edit to any of COMPILED_SOURCES makes every nbnet function
+      compile again (Numba notices only edits to a function's own file, but a driver holds
+      the code of the kernels it calls, from other files);
+    * lock_numba_cache_index: concurrent saves of one function's entries keep them all;
+    * load_without_refresh: loading machine code from the cache does not first set up Numba's
+      compiler (0.1-0.2 s in a fresh process).
+
+    Each is left out, and Numba behaves as it does, when its internals differ from what the
+    patch expects."""
+    stamp_with_compiled_sources()
+    lock_numba_cache_index()
+    load_without_refresh()
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_sources_digest():
+    """A SHA-256 of the files named in COMPILED_SOURCES, as they are on disk now."""
+    digest = hashlib.sha256()
+    for name in COMPILED_SOURCES:
+        path = PACKAGE / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"") + b"\0")
+    return digest.hexdigest()
+
+
+class _CompiledSourcesLocator:
+    """Numba's own cache locator for a function of nbnet, with a source stamp that also covers
+    every file of COMPILED_SOURCES: Numba drops a function's cache entries when the stamp it
+    saved with them differs from the current one."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):  # get_cache_path, get_disambiguator, ensure_cache_path, _py_file...
+        return getattr(self._inner, name)
+
+    def get_source_stamp(self):
+        return (self._inner.get_source_stamp(), compiled_sources_digest())
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if Path(py_file).resolve().parent != PACKAGE:
+            return None
+        for other in _cache_impl()._locator_classes:
+            inner = None if other is cls else other.from_function(py_func, py_file)
+            if inner is not None:
+                return cls(inner)
+        return None
+
+
+def _cache_impl():
+    """Numba's CacheImpl class (_CacheImpl before Numba 0.61), or None."""
+    from numba.core import caching
+
+    return getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+
+
+def stamp_with_compiled_sources():
+    """Put _CompiledSourcesLocator first among the locators Numba tries (unless the user chose
+    the locators with NUMBA_CACHE_LOCATOR_CLASSES)."""
+    locators = getattr(_cache_impl(), "_locator_classes", None)
+    if isinstance(locators, list) and _CompiledSourcesLocator not in locators:
+        locators.insert(0, _CompiledSourcesLocator)
+
+
+def load_without_refresh():
+    """Load cached machine code without Numba's `refresh` of its compiler first.
+
+    Numba's Cache.load_overload refreshes the target context before every load; the first
+    refresh in a process imports and registers every implementation Numba has (NumPy's
+    functions, typed containers, the random generators...): 0.1-0.2 s, needed to compile a
+    function but not to load machine code compiled before. This loads with only the runtime
+    that the machine code calls (the NRT) set up, and the generator types nbnet's compiled
+    epochs take as arguments registered. A function that is not in the cache is compiled as
+    before: Numba's compiler refreshes first."""
+    try:
+        from numba.core.caching import Cache
+        from numba.core.runtime import rtsys
+    except ImportError:
+        return
+    if getattr(Cache.load_overload, "nbnet_unrefreshed", False) or not all(
+            hasattr(Cache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors")):
+        return
+
+    def load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    load_overload.nbnet_unrefreshed = True
+    Cache.load_overload = load_overload
+
+
+def lock_numba_cache_index():
+    """Make Numba's cache-entry save atomic across processes.
+
+    Numba (0.59-0.68) saves an entry by reading a function's cache index, adding the key,
+    writing the index back, then writing the data file, with no lock: two processes saving
+    different signatures of one function at once each drop the other's entry, and a reader
+    can see the new key before its data file exists. This replaces that save by the same
+    steps under an exclusive flock on INDEX.lock, data file first, so that processes sharing
+    a cache (the test suite's two workers, a sweep's workers, a cluster) never lose or
+    mis-pair an entry. Left as it is when Numba's internals differ from what it expects."""
+    try:
+        import fcntl
+        import itertools
+
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:
+        return
+    if cache_saves_locked() or not all(
+            hasattr(IndexDataCacheFile, name) for name in ("_load_index", "_save_index", "_save_data", "_data_name")):
+        return
+
+    def save(self, key, data):
+        with open(self._index_path + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                overloads = self._load_index()  # as it is now, under the lock
+                data_name = overloads.get(key)
+                if data_name is None:
+                    existing = set(overloads.values())
+                    data_name = next(name for name in map(self._data_name, itertools.count(1))
+                                     if name not in existing)
+                self._save_data(data_name, data)  # the data first: a reader never finds a key without it
+                if overloads.get(key) != data_name:
+                    overloads[key] = data_name
+                    self._save_index(overloads)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    save.nbnet_locked = True
+    IndexDataCacheFile.save = save
+
+
+def cache_saves_locked():
+    """True when lock_numba_cache_index is in place."""
+    from numba.core.caching import IndexDataCacheFile
+
+    return getattr(IndexDataCacheFile.save, "nbnet_locked", False)
