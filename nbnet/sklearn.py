@@ -161,6 +161,8 @@ class _BaseMLP(BaseEstimator):
                 self._fit_stochastic(X, Y, sample_weight, incremental)
         if not self._network.parameters_finite():
             raise ValueError(NON_FINITE)
+        with _threads(self.threads):  # (loads the forward pass that predict runs: a script's first predict does not wait)
+            self._network.forward(X[:1])
         return self
 
     def _initialize(self, Y, layer_units, dtype):

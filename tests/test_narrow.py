@@ -70,7 +70,8 @@ def test_chunk_widths():
         weights = tuple(W.astype(dtype) for W in small)
         pad, widest = LANE_PAD // np.dtype(dtype).itemsize, NARROW_ROW_BYTES // np.dtype(dtype).itemsize
         assert passes.chunk_width(weights, 5) == pad  # one padded chunk
-        assert passes.chunk_width(weights, 112) == -(-56 // pad) * pad  # 112 x 700 multiply-adds: two chunks
+        assert passes.chunk_width(weights, 112) == -(-112 // pad) * pad  # 112 x 700 multiply-adds: one chunk
+        assert passes.chunk_width(weights, 500) == -(-250 // pad) * pad  # 500 x 700: worth two threads, two chunks
         assert passes.chunk_width(weights, 100_000) == widest
     tiny = (np.zeros((2, 3)), np.zeros((1, 2)))
     assert passes.chunk_width(tiny, 200) == 208  # little work: one chunk, 200 float64 samples padded to 16s
