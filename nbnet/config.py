@@ -50,9 +50,13 @@ SAMPLE_TILE = 256
 # Samples per tile when evaluating a whole data set (kernels.evaluate_tiles).
 EVALUATION_TILE = 1024
 
-# A network with at most this many weights runs nbnet.narrow's passes (the samples in SIMD
-# lanes), a larger one nbnet.kernels' (the inputs of a neuron in SIMD lanes): nbnet.passes.
+# A network whose layers have at most NARROW_MAX_INPUTS inputs each and NARROW_MAX_WEIGHTS weights
+# in all runs nbnet.narrow's passes (the samples in SIMD lanes), a wider one nbnet.kernels' (the
+# inputs of a neuron in SIMD lanes); training does so from NARROW_MIN_BATCH samples a minibatch
+# (half that for layers of at most NARROW_MIN_BATCH // 2 inputs): nbnet.passes.narrow_pays.
+NARROW_MAX_INPUTS = 128
 NARROW_MAX_WEIGHTS = 20_000
+NARROW_MIN_BATCH = 64
 # nbnet.narrow: a chunk of samples is a whole number of LANE_PAD bytes wide (32 float32 or 16
 # float64 samples: whole SIMD registers, so that no vector loop has a scalar remainder) and at
 # most NARROW_ROW_BYTES (512 float32 or 256 float64 samples: each row still a few cache lines);

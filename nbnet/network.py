@@ -225,12 +225,14 @@ class Network:
         X = self.as_inputs(X, keep_bytes=True)
         return self.evaluate_checked(X, self.as_labels(y, X.shape[0]), l2, n_train)
 
-    def evaluate_checked(self, X, y, l2=0.0, n_train=None):
+    def evaluate_checked(self, X, y, l2=0.0, n_train=None, narrow=None):
         """`evaluate` for inputs and labels already made by as_inputs and as_labels, without
         checking them again (train() evaluates the same arrays after every epoch; checking
-        60,000 MNIST images for NaN took a quarter of each evaluation)."""
+        60,000 MNIST images for NaN took a quarter of each evaluation). `narrow`: whether through
+        nbnet.narrow's passes (None: as passes.narrow_pays says; a training run passes the family
+        its steps use, so that it compiles one)."""
         cost_sum, correct = passes.evaluate(tuple(self.weights), tuple(self.biases), self.acts, self.cost_function.code,
-                                            X, y, self._parallel())
+                                            X, y, self._parallel(), narrow)
         cost = cost_sum / X.shape[0] + self.l2_penalty(l2, n_train or X.shape[0])
         return cost, correct / X.shape[0]
 

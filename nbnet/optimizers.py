@@ -103,11 +103,12 @@ class Optimizer:
         gradients are not tracked), else kernels.train_batches_with or narrow.train_batches."""
         return self.name == "sgd" and not self.track_gradients and not self.narrow
 
-    def takes_narrow_steps(self, net, dropout):
-        """Whether run() trains `net` through nbnet.narrow (the network is narrow, passes.narrow_pays,
-        and nothing asks for what only nbnet.kernels' steps do: dropout, tracked gradients); sets
-        self.narrow so."""
-        self.narrow = passes.narrow_pays(net.weights) and not dropout and not self.track_gradients
+    def takes_narrow_steps(self, net, dropout, batch_size):
+        """Whether run() trains `net` through nbnet.narrow (passes.narrow_pays for the network and
+        the batch size, and nothing asks for what only nbnet.kernels' steps do: dropout, tracked
+        gradients, the plain loops); sets self.narrow so."""
+        self.narrow = (passes.narrow_pays(net.weights, batch_size) and not dropout and not self.track_gradients
+                       and self.kernels == "fast")
         return self.narrow
 
     def compiled_call(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0, parallel=None,
@@ -117,7 +118,7 @@ class Optimizer:
         weights, biases = tuple(net.weights), tuple(net.biases)
         self._count_gradients(net)
         if self.narrow is None:
-            self.takes_narrow_steps(net, keep < 1.0)
+            self.takes_narrow_steps(net, keep < 1.0, run_batch_size or batch_size)
         totals = np.zeros(0) if totals is None else totals  # (empty: not counted; see kernels.train_batches)
         if self.narrow:
             return self._narrow_call(net, X, y, order, batch_size, first, stop, lr, l2_over_n, parallel, totals,

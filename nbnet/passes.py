@@ -1,8 +1,10 @@
 """Calling the compiled passes (the drivers at the end of kernels.py and narrow.py) from Python:
 which passes suit a network, the buffers they write into, and which variant of them a call runs.
 
-A network of at most NARROW_MAX_WEIGHTS weights runs nbnet.narrow's passes (the samples in SIMD
-lanes), a larger one nbnet.kernels' (the inputs of a neuron in SIMD lanes): `narrow_pays`.
+A narrow network (few inputs per layer, few weights) runs nbnet.narrow's passes (the samples in SIMD
+lanes), a wide one nbnet.kernels' (the inputs of a neuron in SIMD lanes); so do minibatches too
+small to fill SIMD lanes with samples: `narrow_pays`. A training run evaluates through the
+passes it trains with, so it compiles one family.
 Every driver has a parallel variant (NAME: its work shared among the threads when it has
 enough) and a one-thread variant (NAME.serial). Both compute the same numbers; the one-thread
 variant is chosen when several threads would not pay, and then the parallel code is never
@@ -14,8 +16,8 @@ import numpy as np
 
 from . import kernels, narrow, pixels
 from .aligned import empty
-from .config import (EVALUATION_TILE, GATHER_ROWS, LANE_PAD, NARROW_CHUNK_BUFFERS, NARROW_MAX_WEIGHTS, NARROW_PARALLEL_WORK,
-                     NARROW_ROW_BYTES, PARALLEL_RUN_WORK)
+from .config import (EVALUATION_TILE, GATHER_ROWS, LANE_PAD, NARROW_CHUNK_BUFFERS, NARROW_MAX_INPUTS, NARROW_MAX_WEIGHTS,
+                     NARROW_MIN_BATCH, NARROW_PARALLEL_WORK, NARROW_ROW_BYTES, PARALLEL_RUN_WORK)
 
 # Pixel bytes scaled at a time for an evaluation: one tile (3 MB of float32 MNIST inputs).
 BYTES_BLOCK = EVALUATION_TILE
@@ -27,9 +29,16 @@ def parallel_pays(weights, samples):
     return numba.get_num_threads() > 1 and samples * sum(W.size for W in weights) >= PARALLEL_RUN_WORK
 
 
-def narrow_pays(weights):
-    """True when the network runs nbnet.narrow's passes: it has at most NARROW_MAX_WEIGHTS weights."""
-    return sum(W.size for W in weights) <= NARROW_MAX_WEIGHTS
+def narrow_pays(weights, batch_size=None):
+    """True when nbnet.narrow's passes suit the network (at most NARROW_MAX_INPUTS inputs to any layer and
+    NARROW_MAX_WEIGHTS weights) and, for training, its minibatches: at least NARROW_MIN_BATCH samples,
+    half that when no layer has more than NARROW_MIN_BATCH // 2 inputs (bench/small.py's step
+    times: below these, nbnet.kernels' steps are faster)."""
+    inputs = max(W.shape[1] for W in weights)
+    if inputs > NARROW_MAX_INPUTS or sum(W.size for W in weights) > NARROW_MAX_WEIGHTS:
+        return False
+    return batch_size is None or batch_size >= (NARROW_MIN_BATCH // 2 if inputs <= NARROW_MIN_BATCH // 2 else
+                                                NARROW_MIN_BATCH)
 
 
 def narrow_parallel(weights, samples):

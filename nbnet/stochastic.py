@@ -23,10 +23,11 @@ SCHEDULES = {"constant": CONSTANT, "invscaling": INVSCALING, "adaptive": ADAPTIV
 
 
 def compiled_epochs_fit(net, config, dropout_free):
-    """True when nbnet.epochs can run the fit: a narrow network (passes.narrow_pays), the fast
-    kernels, no dropout and no augmentation (those run epoch by epoch through nbnet.train)."""
-    return (passes.narrow_pays(net.weights) and config.kernels == "fast" and dropout_free and not config.augment
-            and not config.track_gradients)
+    """True when nbnet.epochs can run the fit: nbnet.narrow's steps suit the network and the batch
+    size (passes.narrow_pays), the fast kernels, no dropout and no augmentation (those run epoch
+    by epoch through nbnet.train)."""
+    return (passes.narrow_pays(net.weights, config.batch_size) and config.kernels == "fast" and dropout_free
+            and not config.augment and not config.track_gradients)
 
 
 class Validation:

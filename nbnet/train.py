@@ -152,7 +152,7 @@ def _train_steps(net, X, y, order, batch_size, first, stop, lr, l2_over_n, optim
     optimizer = optimizer or Optimizer("sgd")  # (a fresh one: it keeps state and buffers for the network it trains)
     keep = 1.0 - dropout
     full = len(order) // batch_size
-    parallel = passes.steps_parallel(net.weights, batch_size, optimizer.takes_narrow_steps(net, dropout > 0))
+    parallel = passes.steps_parallel(net.weights, batch_size, optimizer.takes_narrow_steps(net, dropout > 0, batch_size))
     if first < min(stop, full):
         optimizer.run(net, X, y, order, int(batch_size), int(first), int(min(stop, full)), lr, l2_over_n, keep,
                       dropout_seed, parallel, totals)
@@ -246,11 +246,12 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
     patience = config.patience if config.early_stopping else None
     n = X_train.shape[0]
     history, far_above = [], DIVERGENCE_FACTOR * guessing_cost(net, y_train if y_held is None else y_held)
+    family = state.optimizer.takes_narrow_steps(net, config.dropout > 0, config.batch_size)  # (evaluations too)
     for epoch in range(state.first_epoch, config.epochs + 1):
         seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress, slices, rows)
-        train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running)
+        train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running, family)
         held_cost, held_accuracy = (None, None) if X_held is None else net.evaluate_checked(X_held, y_held,
-                                                                                             config.l2, n)
+                                                                                             config.l2, n, family)
         watched, which = (held_cost, "held-out") if held_cost is not None else (train_cost, "train")
         if not all(np.isfinite(cost) for cost in (train_cost, held_cost) if cost is not None):
             raise Diverged(epoch, f"the cost is {train_cost} (train) and {held_cost} (held out)")
@@ -281,7 +282,7 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
             state.best.restore(net)
         kept = state.best.metrics if patience else history[-1]
         if X_test is not None:
-            kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n)
+            kept.test_cost, kept.test_accuracy = net.evaluate_checked(X_test, y_test, config.l2, n, family)
     return history
 
 
@@ -351,11 +352,11 @@ def _train_epoch(net, X, y, config, state, epoch, on_progress, slices=50, rows=N
     return time.perf_counter() - start, running
 
 
-def _train_figures(net, X, y, config, running):
+def _train_figures(net, X, y, config, running, narrow):
     """(train cost, train accuracy) of an epoch as config.train_metrics asks (None, None for none)."""
     n = X.shape[0]
     if config.train_metrics == "full":
-        return net.evaluate_checked(X, y, config.l2, n)
+        return net.evaluate_checked(X, y, config.l2, n, narrow)
     if config.train_metrics == "running":
         return running[0] / n + net.l2_penalty(config.l2, n), running[1] / n
     return None, None

@@ -53,6 +53,9 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
     weights, biases = tuple(tiny.weights), tuple(tiny.biases)
     if half != "backward" and (pixel_bytes or augment):
         warm_pixels(dtype, pixel_bytes, augment and optimizer is not None)
+    if narrow_steps and half != "both":
+        warm_narrow_half(tiny, X, y, half, parallel_evaluation, (optimizer, parallel_training, dropout, running))
+        return
     if half != "backward":
         passes.evaluate(weights, biases, tiny.acts, tiny.cost_function.code, X, y, parallel_evaluation, narrow)
     if optimizer is None:
@@ -66,9 +69,8 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
     same = Optimizer(optimizer, track_gradients=track_gradients, kernels=kernel_set)
     same.narrow = narrow_steps
     steps = tiny_steps(X, y, dropout, running, parallel_training)
-    if narrow_steps:  # (one chunk pass serves evaluation and training: no halves to share)
-        if half != "backward":
-            same.run(tiny, *steps)
+    if narrow_steps:
+        same.run(tiny, *steps)
         return
     if half == "both" or (kernel_set == "loops" and half == "backward"):
         same.run(tiny, *steps)  # (the plain loops are called from Python: the helper compiles them all)
@@ -134,6 +136,76 @@ def training_halves(fused, parallel, driver, args):
     return {"forward": forward, "backward": backward}
 
 
+def narrow_halves(tiny, X, y):
+    """nbnet.narrow's compiled code of a run, in the order two processes compile it on a cold start,
+    as {part: [(dispatcher, arguments)]}, on tiny_data's network, inputs and targets, with the
+    argument types chunk_pass and train_batches pass (views of flat buffers, int64 counts):
+
+      "forward"   the kernels of the forward pass (this process)
+      "backward"  the costs and the kernels of the deltas, the gradients and the update (the
+                  helper, meanwhile)
+      "chunk"     chunk_pass, which links them all (this process, once the helper's are cached;
+                  the helper then compiles the training pass while this process compiles evaluation)
+
+    tests/test_compile.py checks that chunk_pass then compiles no new signature of a kernel."""
+    from . import narrow as N
+
+    weights, biases = tuple(tiny.weights), tuple(tiny.biases)
+    dtype, t, i64 = tiny.dtype, tiny.dtype.type, np.int64
+    xs, ts, zs, activations, deltas, scratch, grads, chunk_totals = buffers = passes.narrow_buffers(weights, 4, y)
+    sizes, params, order = passes.sizes_of(weights), passes.flat(weights, biases), np.arange(4)
+    W, b = weights[1], biases[1]
+    x, z, a, d, work, chunk_targets = xs[0], zs[0, :2], activations[0, :2], deltas[0, :2], scratch[0], ts[0]
+    flat, state = np.zeros_like(params), np.zeros(6, dtype)
+    return {
+        "forward": [(N.weighted_sum, (W, b, x[:2], z)),  # (first: add_products, which hidden_delta calls too)
+                    (N.gather_inputs, (X, order, i64(0), i64(4), x)),
+                    (N.gather_targets, (y, order, i64(0), i64(4), chunk_targets)),
+                    (N.activate, (z, i64(0), a, work))],
+        "backward": [(N.output_delta, (z, a, chunk_targets, i64(0), i64(0), i64(4), work, d)),
+                     (N.weight_gradient, (d, x[:2], np.zeros_like(W), np.zeros_like(b))),
+                     (N.add_into, (flat, params)),
+                     (N.mean_and_l2, (W, i64(4), 0.0, np.zeros_like(W), np.zeros_like(b))),
+                     (N.flatten, (weights, biases, flat)),
+                     (N.update, (i64(0), (t(0.1), t(0.9), t(0.9), t(1e-8), t(0)), t(1), t(1), state, state.copy(),
+                                 state.copy(), state.copy(), t(0))),
+                     (N.output_cost, (z, a, chunk_targets, i64(0), i64(0), i64(4), work, chunk_totals[0])),
+                     (N.hidden_delta, (W, d, z, a, i64(0), deltas[0, 2:4]))],  # (last: add_products is cached by then)
+        "chunk": [(N.chunk_pass, (sizes, tiny.acts, i64(tiny.cost_function.code), params, X, y, order, i64(0), i64(4),
+                                  *buffers, i64(0), np.bool_(True), np.bool_(True)))]}
+
+
+def warm_narrow_half(tiny, X, y, half, parallel_evaluation, steps):
+    """Compile one part of nbnet.narrow's code (narrow_halves): "forward" or "backward" kernels (the
+    helper: then, once the chunk pass is in the disk cache, the training pass), or "chunk": the
+    chunk pass and the evaluation pass."""
+    parts = narrow_halves(tiny, X, y)
+    if half == "chunk":
+        for dispatcher, arguments in parts["chunk"]:
+            dispatcher(*arguments)
+        passes.evaluate(tuple(tiny.weights), tuple(tiny.biases), tiny.acts, tiny.cost_function.code, X, y,
+                        parallel_evaluation, True)
+        return
+    for dispatcher, arguments in parts[half]:
+        dispatcher(*arguments)
+    if half == "backward" and wait_until_cached(parts["chunk"], lambda: False):
+        optimizer, parallel_training, dropout, running = steps
+        same = Optimizer(optimizer)
+        same.narrow = True
+        same.run(tiny, *tiny_steps(X, y, dropout, running, parallel_training))
+
+
+def wait_until_cached(calls, given_up, timeout=120.0):
+    """Wait until the disk cache holds every (dispatcher, arguments) of `calls` (True), or until
+    given_up() or the timeout (False)."""
+    end = time.perf_counter() + timeout
+    while not all(in_disk_cache(dispatcher, arguments) for dispatcher, arguments in calls):
+        if given_up() or time.perf_counter() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids",
                     pixel_bytes=False, augment=False):
     """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
@@ -158,6 +230,10 @@ def compile_run(settings):
         try:
             if helper is not None:
                 warm_up(**settings, half="forward")
+                if settings.get("narrow_steps"):  # the helper's kernels, then the chunk pass (see narrow_halves)
+                    tiny, X, y = tiny_data(settings["layers"], settings["dtype"], settings["targets"])
+                    wait_until_cached(narrow_halves(tiny, X, y)["backward"], lambda: helper.poll() is not None)
+                    warm_up(**settings, half="chunk")
                 helper.wait()
             warm_up(**settings)
         finally:
@@ -172,8 +248,9 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
     """warm_up's arguments for a run of `net` with these settings (prepare_kernels' parameters)."""
     optimizer = optimizer or Optimizer("sgd")
     train = batch_size is not None
-    narrow = passes.narrow_pays(net.weights)
-    narrow_steps = train and narrow and dropout == 0 and not optimizer.track_gradients and optimizer.kernels == "fast"
+    narrow_steps = (train and passes.narrow_pays(net.weights, batch_size) and dropout == 0
+                    and not optimizer.track_gradients and optimizer.kernels == "fast")
+    narrow = narrow_steps if train else passes.narrow_pays(net.weights)  # (a run evaluates with its steps' family)
     return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.evaluation_parallel(net.weights),
                 parallel_training=train and passes.steps_parallel(net.weights, batch_size, narrow_steps),
                 optimizer=optimizer.name if train else None, track_gradients=optimizer.track_gradients,
@@ -188,7 +265,6 @@ def helper_pays(settings):
     are locked (numba_cache.lock_numba_cache_index: not where flock is missing, as on Windows) and
     the helper is not disabled (NBNET_COMPILE_HELPER=0)."""
     return (usable_cores() >= 2 and os.environ.get("NBNET_COMPILE_HELPER") != "0" and not numba.config.DISABLE_JIT
-            and not settings.get("narrow_steps")  # (nbnet.narrow's evaluation and steps share their chunk pass)
             and cache_saves_locked() and cache_dir_writable(kernel_cache_dir()) and not training_compiled(settings))
 
 

@@ -46,17 +46,19 @@ def compiled(*functions):
 def loaded(*functions):  # compiled by prepare_kernels' helper process: loaded here, not compiled
     return [sum(f.stats.cache_hits.values()) > 0 and not sum(f.stats.cache_misses.values()) for f in functions]
 net = Network([64, 30, 10])
-print(helper_pays(run_settings(net, 10)))  # a narrow network: one chunk pass serves both halves, no helper
-print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: nbnet.narrow, one thread
-print(compiled(N.train_batches.serial, N.evaluate.serial, N.chunk_pass, N.weighted_sum))
-print(compiled(N.train_batches, N.evaluate, N.forward_rows.serial, K.train_batches.serial,
-               K.train_batches_with.serial, K.evaluate_tiles.serial, K.dropout, K.optimizer_step))
-print(len(N.chunk_pass.signatures))  # one, shared by training and evaluation
-print(prepare_kernels(net, 10, Optimizer("adam"))[1])  # the optimiser is a code the narrow steps take: nothing new
-print(helper_pays(run_settings(net, 10, Optimizer("adam"), 0.2)))  # dropout trains through nbnet.kernels...
-print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # ...compiled on first use, half by the helper
+print(helper_pays(run_settings(net, 10)))  # a cold start, two cores: the helper compiles the backward half
+print(prepare_kernels(net, 10)[1])  # the bundled digits' default run: minibatches of 10, nbnet.kernels' steps, one thread
+print(loaded(K.backpropagate.serial, K.gradient_steps.serial), helper_pays(run_settings(net, 10)))
+print(compiled(K.train_batches.serial, K.evaluate_tiles.serial, K.sum_rows, K.gradient_steps.serial))
+print(compiled(K.train_batches, K.weighted_sum, K.gradient_step, K.train_batches_with.serial, K.optimizer_step,
+               K.dropout, K.forward.serial, K.output_cost, N.chunk_pass, N.evaluate.serial, N.forward_rows.serial))
+print(len(K.forward_layers.serial.signatures))  # one, shared by training and evaluation: no dropout
+print(prepare_kernels(net, 10, Optimizer("adam"), 0.2)[1])  # another path compiles on first use
 print(compiled(K.train_batches_with.serial, K.optimizer_step, K.dropout), len(K.forward_layers.serial.signatures))
 print(loaded(K.backward.serial, K.optimizer_steps.serial), len(K.gathered_batch.serial.signatures))
+print(prepare_kernels(net, 64, Optimizer("adam"))[1])  # minibatches of 64: nbnet.narrow's steps, half by the helper
+print(compiled(N.chunk_pass, N.evaluate.serial, N.weighted_sum, N.train_batches, N.evaluate, N.forward_rows.serial))
+print(loaded(N.output_delta, N.hidden_delta, N.train_batches.serial), len(N.chunk_pass.signatures))
 print(prepare_kernels(net, 10)[1])  # nothing new
 print("nbnet.loops" in sys.modules)  # the plain loops (--kernels loops) are not even imported
 print(digests(SMALL))  # trained by the one-thread drivers this process compiled
@@ -87,14 +89,17 @@ def run(args, env):
                     reason="needs two threads and two cores (the compile helper's)")
 def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NBNET_COMPILE_HELPER="1")
-    # the digits' default run compiles nbnet.narrow's one-thread passes and nothing else
+    # the digits' default run compiles no parallel kernel, no optimiser, dropout or nbnet.narrow code
     lazy = run(["-c", LAZY], env).split("\n")
-    # (dropout trains through nbnet.kernels; on two cores a helper process compiles the backward
-    # half of its training step: this process loads it, and compiles no other signature of the
-    # driver's callees than its own forward half did: one gathered_batch, one forward_layers)
-    assert lazy[:12] == [
-        "False", "True", "[True, True, True, True]", "[False, False, False, False, False, False, False, False]", "1",
-        "False", "True", "True", "[True, False, False] 1", "[True, True] 1", "False", "False"]
+    # (on two cores, a helper process compiles the backward half of the training step: this
+    # process loads it, and compiles no other signature of the driver's callees than its own
+    # forward half did: one gathered_batch, one forward_layers without dropout; nbnet.narrow's
+    # steps share one chunk pass between training and evaluation)
+    assert lazy[:14] == [
+        "True", "True", "[True, True] False", "[True, True, True, True]",
+        "[False, False, False, False, False, False, False, False, False, False, False]", "1",
+        "True", "[True, False, False] 2", "[True, True] 1",
+        "True", "[True, True, True, False, False, False]", "[True, True, True] 1", "False", "False"]
     # Three processes start together (a sweep's workers, two terminals) on a cache without the
     # drivers of a network with two hidden layers: one compiles them, the other two wait for it
     # and load; all train the same. (Drivers of another depth over the kernels compiled above:
@@ -120,8 +125,8 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
               for hidden, check in (("30", ["check"]), ("30,20", []))]
     assert [compiled for compiled, *_ in cached] == ["False", "False"]
     assert cached[0][2].split() == ["False"] * 4
-    assert cached[0][1] == lazy[12] and cached[1][1] == started[0][1]
-    assert lazy[13] == "True [True, True, True, True, True, True]"
+    assert cached[0][1] == lazy[14] and cached[1][1] == started[0][1]
+    assert lazy[15] == "True [True, True, True, True, True, True]"
 
 
 def helper_standing_in(monkeypatch, code):
@@ -179,7 +184,7 @@ def test_the_compile_helper_runs_only_for_cold_training_code(monkeypatch):
     monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 2)
     monkeypatch.delenv("NBNET_COMPILE_HELPER")  # (tests/conftest.py turns it off for the suite)
     assert helper_pays(run_settings(net, 10, None, 0.2)) and helper_pays(run_settings(net, 10, Optimizer(kernels="loops")))
-    assert not helper_pays(run_settings(net, 10))  # nbnet.narrow's steps: one chunk pass, nothing to halve
+    assert helper_pays(run_settings(net, 10)) and helper_pays(run_settings(net, 64))  # (nbnet.narrow's: narrow_halves)
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "0")
     assert not helper_pays(run_settings(net, 10, None, 0.2))
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "1")

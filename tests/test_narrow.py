@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nbnet import narrow, passes
-from nbnet.config import LANE_PAD, NARROW_MAX_WEIGHTS, NARROW_ROW_BYTES
+from nbnet.config import LANE_PAD, NARROW_MAX_INPUTS, NARROW_MAX_WEIGHTS, NARROW_MIN_BATCH, NARROW_ROW_BYTES
 from nbnet.network import Network
 from nbnet.train import set_threads
 
@@ -80,5 +80,12 @@ def test_chunk_widths():
 def test_which_networks_take_the_narrow_passes():
     assert passes.narrow_pays(Network([64, 30, 10]).weights)
     assert not passes.narrow_pays(Network([784, 100, 10]).weights)
-    at_most = Network([NARROW_MAX_WEIGHTS // 10 - 1, 10]).weights
-    assert passes.narrow_pays(at_most) and not passes.narrow_pays(Network([NARROW_MAX_WEIGHTS // 10 + 1, 10]).weights)
+    assert passes.narrow_pays(Network([NARROW_MAX_INPUTS, 10]).weights)
+    assert not passes.narrow_pays(Network([NARROW_MAX_INPUTS + 1, 10]).weights)  # (inputs of a neuron in lanes pay)
+    at_most = Network([100, 100, NARROW_MAX_WEIGHTS // 100 - 100]).weights
+    assert sum(W.size for W in at_most) == NARROW_MAX_WEIGHTS and passes.narrow_pays(at_most)
+    assert not passes.narrow_pays(Network([100, 100, NARROW_MAX_WEIGHTS // 100 - 99]).weights)
+    # training: minibatches that fill SIMD lanes with samples
+    digits, tiny = Network([64, 30, 10]).weights, Network([4, 32, 16, 4]).weights
+    assert passes.narrow_pays(digits, NARROW_MIN_BATCH) and not passes.narrow_pays(digits, NARROW_MIN_BATCH - 1)
+    assert passes.narrow_pays(tiny, NARROW_MIN_BATCH // 2) and not passes.narrow_pays(tiny, NARROW_MIN_BATCH // 2 - 1)

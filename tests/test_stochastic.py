@@ -161,13 +161,20 @@ def test_validation_score_is_scikit_learns():
 
 
 def test_networks_the_compiled_epochs_take():
-    """Narrow networks with the fast kernels and no dropout; the others go epoch by epoch (train())."""
+    """Narrow networks on minibatches that fill SIMD lanes, with the fast kernels and no dropout;
+    the others go epoch by epoch (train())."""
     from nbnet.network import Network
     from nbnet.options import TrainConfig
 
-    narrow, wide = Network([64, 20, 10]), Network([64, 400, 10])
-    config = TrainConfig()
+    narrow, wide, tiny = Network([64, 20, 10]), Network([64, 400, 10]), Network([4, 32, 16, 4])
+    config = TrainConfig(batch_size=200)  # (scikit-learn's default)
     assert stochastic.compiled_epochs_fit(narrow, config, True)
+    assert not stochastic.compiled_epochs_fit(narrow, config.but(batch_size=10), True)  # nbnet train's default
+    assert stochastic.compiled_epochs_fit(narrow, config.but(batch_size=64), True)
+    assert not stochastic.compiled_epochs_fit(narrow, config.but(batch_size=63), True)
+    assert stochastic.compiled_epochs_fit(tiny, config.but(batch_size=32), True)  # (at most 32 inputs a layer)
+    assert not stochastic.compiled_epochs_fit(tiny, config.but(batch_size=31), True)
+    assert not stochastic.compiled_epochs_fit(Network([200, 10]), config, True)  # (more than 128 inputs)
     assert not stochastic.compiled_epochs_fit(narrow, config, False)  # dropout
     assert not stochastic.compiled_epochs_fit(narrow, config.but(kernels="loops"), True)
     assert not stochastic.compiled_epochs_fit(wide, config, True)
