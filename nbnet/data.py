@@ -36,6 +36,7 @@ class Dataset:
     image_shape: tuple  # None for a table of features (nbnet.tables)
     class_names: tuple = None  # the label of each class id; None: the digits 0..9
     targets: int = None  # a table of numeric targets (regression): how many per sample; y is then (n, targets)
+    columns: object = None  # a table file's nbnet.tables.Columns: how its feature columns became X
 
     def label(self, class_id):
         return str(class_id) if self.class_names is None else self.class_names[class_id]
@@ -54,10 +55,11 @@ class Dataset:
     def input_spec(self):
         """How inputs were made, stored with a model so `nbnet predict` can do the same (for
         images), and the names of its classes."""
+        columns = {} if self.columns is None else dict(columns=self.columns.as_dict())
         if self.targets is not None:
-            return dict(dataset=self.name, targets=self.targets)
+            return dict(dataset=self.name, targets=self.targets, **columns)
         if self.image_shape is None:
-            return dict(dataset=self.name, class_names=list(self.class_names))
+            return dict(dataset=self.name, class_names=list(self.class_names), **columns)
         names = {} if self.class_names is None else dict(class_names=list(self.class_names))
         return dict(dataset=self.name, image_shape=list(self.image_shape), **INPUTS[self.name], **names)
 

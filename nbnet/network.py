@@ -7,6 +7,7 @@ from .activations import CODES, HIDDEN, OUTPUT
 from .aligned import aligned
 from .costs import COSTS, OUTPUTS_OF
 from .model_file import ModelError, read_model_file, write_model_file
+from .scaling import Scaling
 
 DTYPES = ("float32", "float64")
 
@@ -35,6 +36,8 @@ class Network:
                 "he" W ~ N(0, 2/n_in), b = 0             (He et al.; default for relu)
 
     weights[m-1] is W^m with shape (n_out, n_in); biases[m-1] is b^m with shape (n_out,).
+    scaling (nbnet.scaling.Scaling, or None): how inputs and numeric targets are standardised
+    before they reach the network (a network trained on a table); saved with it.
     """
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", cost="cross-entropy",
@@ -67,6 +70,7 @@ class Network:
                        for n_out in sizes[1:]]
         self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
         self.cost_function = COSTS[cost]
+        self.scaling = None
 
     def save(self, path, history=(), inputs=None, checkpoint=None, state=None):
         """Write this network to `path` (.npz; see nbnet.model_file), with optional history rows,
@@ -74,7 +78,7 @@ class Network:
         metadata = dict(sizes=self.sizes, activation=self.activation, output=self.output, cost=self.cost_name,
                         dtype=self.dtype.name, init=self.init, inputs=inputs,
                         history=[row if isinstance(row, dict) else row.as_dict() for row in history],
-                        checkpoint=checkpoint)
+                        checkpoint=checkpoint, scaling=self.scaling.as_dict() if self.scaling else None)
         arrays = {f"W{m}": W for m, W in enumerate(self.weights, 1)}
         arrays.update({f"b{m}": b for m, b in enumerate(self.biases, 1)})
         return write_model_file(path, {**arrays, **(state or {})}, metadata)
@@ -109,6 +113,8 @@ class Network:
                     if not np.all(np.isfinite(array)):
                         raise ModelError(f"{path}: {name} holds NaN or infinite values")
                     like[...] = array
+            if metadata.get("scaling"):  # (older files have none)
+                net.scaling = Scaling.from_dict(metadata["scaling"], net.sizes[0], net.sizes[-1])
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"{path}: incomplete or inconsistent model ({error})") from None
         metadata["state"] = {name: array for name, array in arrays.items() if name.startswith(("optimizer_", "best_"))}
@@ -141,6 +147,7 @@ class Network:
         """Unpickled (joblib may hand back read-only memory maps): aligned, writeable arrays again,
         so that predicting neither compiles the kernels anew for read-only arrays nor fails to train."""
         self.__dict__.update(state)
+        self.__dict__.setdefault("scaling", None)  # (pickled before networks had one)
         self.weights = [aligned(W) for W in self.weights]
         self.biases = [aligned(b) for b in self.biases]
         self.acts = aligned(self.acts)
@@ -154,7 +161,8 @@ class Network:
         """X as a C-contiguous, aligned (nbnet.aligned) (n_samples, n_in) array of the network's
         dtype: X itself when it is one already. uint8 X are pixel bytes: the inputs are X / 255
         (nbnet.pixels); with keep_bytes they stay bytes, for the passes that scale them block
-        by block (training and evaluation), at a quarter of the memory."""
+        by block (training and evaluation), at a quarter of the memory. A network with a
+        scaling gets (X - mean) / std (nbnet.scaling)."""
         X = np.asarray(X)
         if X.ndim == 1 and X.shape[0] == self.sizes[0]:
             X = X[None, :]
@@ -165,15 +173,15 @@ class Network:
         if X.dtype == np.uint8:
             X = aligned(X)
             return X if keep_bytes else pixels.inputs(X, self.dtype)
-        X = aligned(X, self.dtype)
         if not np.all(np.isfinite(X)):
             raise ValueError("inputs contain NaN or infinite values")
-        return X
+        return aligned(X if self.scaling is None else self.scaling.inputs(X, self.dtype), self.dtype)
 
     def as_labels(self, y, n_samples):
         """y as the kernels' targets (nbnet.costs.targets): int64 class ids 0..n_out-1, one per
         sample; or a target matrix in the network's dtype, one row of n_out targets per sample,
-        optionally followed by a column of sample weights (positive; see nbnet.costs)."""
+        optionally followed by a column of sample weights (positive; see nbnet.costs). A network
+        whose scaling standardises targets gets them standardised (nbnet.scaling)."""
         y = np.asarray(y)
         n_out = self.sizes[-1]
         if y.ndim == 2 and y.shape[0] == n_samples and y.shape[1] in (n_out, n_out + 1):
@@ -182,6 +190,9 @@ class Network:
                 raise ValueError("targets contain NaN or infinite values")
             if y.shape[1] > n_out and not np.all(Y[:, n_out] >= 0):
                 raise ValueError("sample weights must not be negative")
+            if self.scaling is not None and self.scaling.target_mean is not None:
+                Y = Y.copy() if Y is y else Y
+                Y[:, :n_out] = self.scaling.targets(Y[:, :n_out], self.dtype)
             return Y
         if y.shape != (n_samples,) or not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"labels must be {n_samples} integer class ids (or a target matrix of shape "
@@ -203,11 +214,20 @@ class Network:
         return weights, zs, activations
 
     def forward(self, X):
-        """Output activations a^L, shape (n_samples, n_out)."""
+        """Output activations a^L, shape (n_samples, n_out) (for standardised targets, in the
+        targets' units: nbnet.scaling)."""
         X = self.as_inputs(X)
         if passes.narrow_pays(self.weights):
-            return passes.narrow_forward(tuple(self.weights), tuple(self.biases), self.acts, X, self._parallel())
-        return self._forward(X)[2][-1]
+            out = passes.narrow_forward(tuple(self.weights), tuple(self.biases), self.acts, X, self._parallel())
+        else:
+            out = self._forward(X)[2][-1]
+        return out if self.scaling is None else self.scaling.outputs(out)
+
+    @property
+    def cost_factor(self):
+        """What the network's costs and gradients are multiplied by to be in the targets' units:
+        std_y^2 for standardised targets (nbnet.scaling), else 1."""
+        return 1.0 if self.scaling is None else self.scaling.cost_factor
 
     def predict(self, X):
         """Class ids: the index of the largest output activation."""
@@ -234,10 +254,11 @@ class Network:
         cost_sum, correct = passes.evaluate(tuple(self.weights), tuple(self.biases), self.acts, self.cost_function.code,
                                             X, y, self._parallel(), narrow)
         cost = cost_sum / X.shape[0] + self.l2_penalty(l2, n_train or X.shape[0])
-        return cost, correct / X.shape[0]
+        return cost * self.cost_factor, correct / X.shape[0]
 
     def cost(self, X, y, l2=0.0, n_train=None):
-        """J_hat = mean_s J(x_s, y_s) + (lambda / 2n) sum W^2, with n = n_train or len(X)."""
+        """J_hat = mean_s J(x_s, y_s) + (lambda / 2n) sum W^2, with n = n_train or len(X) (times
+        cost_factor)."""
         return self.evaluate(X, y, l2, n_train)[0]
 
     def accuracy(self, X, y):
@@ -245,13 +266,15 @@ class Network:
         return self.evaluate(X, y)[1]
 
     def gradients(self, X, y, l2=0.0, n_train=None):
-        """(grads_W, grads_b): the gradients of `cost(X, y, l2, n_train)`, shaped like weights/biases."""
+        """(grads_W, grads_b): the gradients of `cost(X, y, l2, n_train)`, shaped like weights/biases
+        (backpropagation gives those of the cost of standardised targets: times cost_factor)."""
         X = self.as_inputs(X)
         y = self.as_labels(y, X.shape[0])
         l2_over_n = float(l2) / (n_train or X.shape[0])
         if passes.narrow_pays(self.weights):
-            return passes.narrow_gradients(tuple(self.weights), tuple(self.biases), self.acts, self.cost_function.code, X,
-                                           y, l2_over_n, self._parallel())[:2]
+            grads_W, grads_b = passes.narrow_gradients(tuple(self.weights), tuple(self.biases), self.acts,
+                                                       self.cost_function.code, X, y, l2_over_n, self._parallel())[:2]
+            return self._in_cost_units(grads_W, grads_b)
         weights, zs, activations = self._forward(X)
         deltas = passes.layer_buffers(weights, X.shape[0])
         grads_W = tuple(np.empty_like(W) for W in self.weights)
@@ -259,7 +282,14 @@ class Network:
         passes.variant(kernels.backward, self._parallel())(
             weights, self.acts, self.cost_function.code, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b,
             None, None)  # no dropout
-        return list(grads_W), list(grads_b)
+        return self._in_cost_units(grads_W, grads_b)
+
+    def _in_cost_units(self, grads_W, grads_b):
+        """Gradients as lists, times cost_factor."""
+        factor = self.cost_factor
+        if factor == 1.0:
+            return list(grads_W), list(grads_b)
+        return [G * G.dtype.type(factor) for G in grads_W], [g * g.dtype.type(factor) for g in grads_b]
 
 
 def _check_choice(what, value, choices):

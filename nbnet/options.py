@@ -44,6 +44,12 @@ class TrainConfig:
                                     "any labelled data.", choices=DATASETS,
                           files=(".npz", ".csv"))
     label_column: str = option("label", "The label column of a .csv --dataset (its header names it).")
+    categorical: tuple = option((), "A column of a .csv --dataset to one-hot encode as categories (repeatable; a "
+                                    "column of text is one anyway).")
+    standardize: bool = option(True, "Tables: standardise the numeric columns, and numeric targets of an identity "
+                                     "output, with the training split's mean and standard deviation, kept in the model "
+                                     "(--no-standardize: data already scaled). Images keep their pixel scale.",
+                               flag=True)
     hidden: tuple = option((30,), "Neurons in a hidden layer; repeat for more layers (--hidden 100 --hidden 30).",
                            low=1)
     activation: str = option("sigmoid", "Activation of the hidden layers.", choices=HIDDEN)
@@ -112,6 +118,7 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(n) for n in self.hidden))
+        object.__setattr__(self, "categorical", tuple(str(name) for name in self.categorical))
         for spec in fields(self):
             check(spec, getattr(self, spec.name))
         if self.output not in OUTPUTS_OF[self.cost]:
@@ -120,7 +127,7 @@ class TrainConfig:
     def as_dict(self):
         """Plain JSON-ready values (hidden as a list)."""
         values = asdict(self)
-        values["hidden"] = list(self.hidden)
+        values["hidden"], values["categorical"] = list(self.hidden), list(self.categorical)
         return values
 
     @classmethod

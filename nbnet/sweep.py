@@ -33,6 +33,7 @@ def run_one(job):
     (and, as `warning`, a divergence warning's message, for the parent to print as one line)."""
     import numba
 
+    from . import scaling
     from .data import split_for
     from .tables import load_any_dataset
     from .train import DivergenceWarning, train
@@ -40,9 +41,10 @@ def run_one(job):
     config = TrainConfig.from_dict(job["config"])
     numba.set_num_threads(min(job["threads"], numba.config.NUMBA_NUM_THREADS))
     data = load_any_dataset(config.dataset, job["data_dir"], config.test_fraction, config.seed, config.data_dtype,
-                            config.label_column, config.targets)
+                            config.label_column, config.targets, config.categorical)
     split = split_for(data, config.train_size, config.validation)
     net = config.network(data.n_inputs, data.n_classes)
+    net.scaling = scaling.for_run(data, split, config, net.output)  # (as nbnet train's)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
         history = train(net, split, config)
@@ -96,10 +98,10 @@ def data_shape(config, known):
 
     if config.dataset in N_INPUTS:
         return N_INPUTS[config.dataset], 10
-    key = (config.dataset, config.label_column, config.targets)
+    key = (config.dataset, config.label_column, config.targets, config.categorical)
     if key not in known:
         data = load_table(config.dataset, config.test_fraction, config.seed, config.data_dtype, config.label_column,
-                          config.targets)
+                          config.targets, config.categorical)
         known[key] = data.n_inputs, data.n_classes
     return known[key]
 

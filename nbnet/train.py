@@ -124,7 +124,7 @@ def guessing_cost(net, y):
     z = np.zeros((len(y), net.sizes[-1]))
     Y, w = targets(y, net.sizes[-1], z.dtype)
     J = net.cost_function.fn(z, f(z, net.acts[-1]), Y, net.acts[-1])
-    return float(np.mean(J if w is None else J * w))
+    return float(np.mean(J if w is None else J * w)) * net.cost_factor  # (y standardised: see nbnet.scaling)
 
 
 def set_threads(threads):
@@ -358,5 +358,5 @@ def _train_figures(net, X, y, config, running, narrow):
     if config.train_metrics == "full":
         return net.evaluate_checked(X, y, config.l2, n, narrow)
     if config.train_metrics == "running":
-        return running[0] / n + net.l2_penalty(config.l2, n), running[1] / n
+        return (running[0] / n + net.l2_penalty(config.l2, n)) * net.cost_factor, running[1] / n
     return None, None

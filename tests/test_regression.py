@@ -46,6 +46,11 @@ def test_train_on_numeric_targets_then_load_and_predict(numeric, tmp_path, monke
     report = CliRunner().invoke(main, evaluate.split("#")[0].split()[1:])  # the README's next command
     assert report.exit_code == 0, report.output
     assert "R^2" in report.output and float(report.output.split("R^2 ")[1].split(",")[0]) > 0.9
+    predict = next(line for line in readme.splitlines() if line.startswith("nbnet predict heights.npz"))
+    np.savetxt(tmp_path / "new-people.csv", X[:3], delimiter=",", header="a,b,c,d,e", comments="")
+    predicted = CliRunner().invoke(main, predict.split("#")[0].split()[1:])  # then: new rows
+    assert predicted.exit_code == 0, predicted.output
+    assert predicted.output.splitlines() == [f"row {i + 1}: {value:.6g}" for i, value in enumerate(prediction[:3])]
     npz_run = CliRunner().invoke(main, ["train", "--dataset", str(folder / "wave.npz"), "--output", "identity",
                                         "--cost", "quadratic", "--epochs", "2", "-q", "--plot", "npz.png"])
     assert npz_run.exit_code == 0, npz_run.output

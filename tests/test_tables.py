@@ -37,7 +37,7 @@ def test_train_on_an_npz_with_its_own_test_arrays_and_string_labels(tmp_path):
     assert net.sizes == [5, 8, 3] and metadata["inputs"]["class_names"] == list(names)
     assert metadata["history"][-1]["test_accuracy"] > 0.9
     result = invoke("evaluate", tmp_path / "m.npz", "--plot", tmp_path / "e.png")  # what a user does next
-    assert result.exit_code == 0 and "(60 images)" in result.output, result.output
+    assert result.exit_code == 0 and "(60 rows)" in result.output, result.output
     result = invoke("predict", tmp_path / "m.npz", tmp_path / "p.png")
     assert result.exit_code == 1 and "table of features" in result.output
 
@@ -59,7 +59,7 @@ def test_train_on_a_csv_split_by_test_fraction(tmp_path):
     known = {}
     config = TrainConfig(dataset=str(tmp_path / "d.csv"), label_column="kind")
     assert data_shape(config, known) == (4, 4) and data_shape(TrainConfig(dataset="mnist"), known) == (784, 10)
-    assert list(known) == [(str(tmp_path / "d.csv"), "kind", "classes")]  # read once
+    assert list(known) == [(str(tmp_path / "d.csv"), "kind", "classes", ())]  # read once
 
 
 @pytest.mark.parametrize("content,message", [
@@ -93,19 +93,35 @@ def test_npz_errors_and_a_model_for_other_inputs(tmp_path):
 
 
 def test_the_readme_commands_run_as_written(tmp_path, monkeypatch):
+    """The documented table workflow, as written: train, evaluate its test split and another
+    table, predict new rows into a CSV."""
     import shlex
 
     readme = documented()
     block = readme.split("## Any labelled data", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    X, y = blobs(features=4, classes=3, seed=2)
+    X, y = blobs(n=400, features=4, classes=3, seed=2)
+    X = X * [1000, 1, 0.01, 50] + [5000, 0, 0, -20]  # raw columns of very different scales
     species = np.array(["setosa", "versicolor", "virginica"])[y]
-    rows = ["sepal_length,sepal_width,species,petal_length,petal_width"]
-    rows += [f"{a},{b},{s},{c},{d}" for (a, b, c, d), s in zip(X, species)]
-    (tmp_path / "measurements.csv").write_text("\n".join(rows) + "\n")
+    header = "sepal_length,sepal_width,species,petal_length,petal_width"
+    rows = [f"{a},{b},{s},{c},{d}" for (a, b, c, d), s in zip(X, species)]
+    (tmp_path / "measurements.csv").write_text("\n".join([header] + rows[:300]) + "\n")
+    (tmp_path / "more-measurements.csv").write_text("\n".join([header] + rows[300:]) + "\n")
+    new = ["petal_width,petal_length,sepal_width,sepal_length"]  # (any order; no label column)
+    new += [f"{d},{c},{b},{a}" for a, b, c, d in X[300:]]
+    (tmp_path / "new-plants.csv").write_text("\n".join(new) + "\n")
     monkeypatch.chdir(tmp_path)
+    outputs = []
     for line in block.strip().splitlines():
         args = shlex.split(line.split("#")[0])
         assert args[0] == "nbnet"
         result = CliRunner().invoke(main, args[1:])
         assert result.exit_code == 0, (line, result.output)
-    assert "species" not in result.output and "accuracy" in result.output and (tmp_path / "eval.png").exists()
+        outputs.append(result.output)
+    assert "accuracy" in outputs[1] and (tmp_path / "eval.png").exists()
+    assert "more-measurements.csv (100 rows)" in outputs[2]
+    accuracy = float(outputs[2].split("accuracy ")[1].split("%")[0])
+    assert accuracy > 90
+    predicted = [line.split()[2] for line in outputs[3].splitlines() if line.startswith("row ")]
+    assert len(predicted) == 100 and np.mean(np.array(predicted) == species[300:]) == accuracy / 100
+    written = (tmp_path / "predicted.csv").read_text().splitlines()
+    assert written[0] == new[0] + ",predicted,probability" and written[1].split(",")[4] == predicted[0]

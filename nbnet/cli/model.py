@@ -1,5 +1,6 @@
 """`nbnet` commands that use a model or inspect nbnet: evaluate, predict, gradcheck, info, compile."""
 
+import csv
 import os
 import platform
 import time
@@ -14,9 +15,10 @@ from ..activations import HIDDEN, NUMERIC_OUTPUTS, OUTPUT
 from ..cache import kernel_cache_dir
 from ..config import FASTMATH
 from ..costs import COSTS
-from ..data import DataError
+from ..data import DataError, Dataset
 from ..options import DATASETS
-from ..tables import load_any_dataset
+from ..files import atomic_write
+from ..tables import SUFFIXES, Columns, is_table, load_any_dataset, read_rows
 from ..gradcheck import PASS_BELOW, VERDICTS, gradient_check, verdict
 from ..images import ImageError, fit_image, read_image
 from ..model_file import ModelError
@@ -26,7 +28,8 @@ from ..train import set_threads
 from ..warm import prepare_kernels
 from ..version import __version__
 from .group import fail, main
-from .options import FiniteFloatRange
+from .options import ChoiceOrFile, FiniteFloatRange
+from .train import saved_columns
 
 
 def open_model(path):
@@ -39,8 +42,9 @@ def open_model(path):
 # ----------------------------------------------------------------------------- evaluate
 @main.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="Data to evaluate on [default: the data set the model was trained on].")
+@click.option("--dataset", type=ChoiceOrFile(DATASETS, SUFFIXES), default=None,
+              help="Data to evaluate on [default: the data set the model was trained on, its test split]; another "
+                   ".csv or .npz table is scored whole, its columns and labels matched to the model's.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the IDX files are [default: where the model's run read them].")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the confusion matrix here (PNG), and beside it the most confidently wrong test "
@@ -55,21 +59,38 @@ def evaluate_command(model, dataset, data_dir, plot_path):
     if data_dir is None and dataset == inputs.get("dataset"):  # where the run that saved it read its data
         data_dir = ((metadata.get("checkpoint") or {}).get("files") or {}).get("data_dir")
     numeric = net.output in NUMERIC_OUTPUTS  # a model of numeric targets (regression)
-    try:  # the digits test split is the one the model was trained beside (same seed and fraction)
-        data = load_any_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
-                                net.dtype.name, options.get("label_column", "label"),
-                                "numbers" if numeric else "classes")
+    columns = saved_columns(inputs)
+    try:
+        if columns is not None and dataset != inputs.get("dataset"):  # another table: all of it
+            data, what = other_table(dataset, columns, inputs, numeric, net.dtype.name), dataset
+        else:  # the test split the model was trained beside (same seed and fraction)
+            data = load_any_dataset(dataset, data_dir, options.get("test_fraction", 0.2), options.get("seed", 0),
+                                    net.dtype.name, options.get("label_column", "label"),
+                                    "numbers" if numeric else "classes", columns=columns)
+            what = f"the {dataset} test set"
     except DataError as error:
         fail(str(error))
     if data.n_inputs != net.sizes[0]:
-        fail(f"{model} takes {net.sizes[0]} inputs but {dataset} images have {data.n_inputs} pixels")
+        fail(f"{model} takes {net.sizes[0]} inputs but {dataset} has {data.n_inputs} "
+             f"{'pixels' if data.image_shape else 'features'}")
     prepare_kernels(net, targets="matrix" if numeric else "ids")
-    l2, n_train = options.get("l2", 0.0), options.get("train_size") or len(data.X_train)
+    l2, n_train = options.get("l2", 0.0), options.get("train_size") or len(data.X_train) or 1
     cost, accuracy = net.evaluate(data.X_test, data.y_test, l2, n_train)
     if numeric:
-        report_numeric(model, dataset, net.forward(data.X_test), data.y_test, cost, plot_path)
+        report_numeric(model, what, net.forward(data.X_test), data.y_test, cost, plot_path)
     else:
-        report_classes(model, dataset, net, data, cost, accuracy, plot_path)
+        report_classes(model, what, net, data, cost, accuracy, plot_path)
+
+
+def other_table(path, columns, inputs, numeric, dtype):
+    """A Dataset whose test set is every row of the table `path`, read for a model of these
+    columns (and classes, or numeric targets)."""
+    class_names = None if numeric else inputs.get("class_names")
+    X, y = read_rows(path, columns, class_names, labels="required")
+    X = X.astype(dtype)
+    y = y.astype(dtype) if numeric else y
+    return Dataset(str(path), X[:0], y[:0], X, y, None, None if numeric else tuple(class_names),
+                   y.shape[1] if numeric else None, columns)
 
 
 def report_classes(model, dataset, net, data, cost, accuracy, plot_path):
@@ -79,8 +100,8 @@ def report_classes(model, dataset, net, data, cost, accuracy, plot_path):
     n_classes = net.sizes[-1]
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (data.y_test, predicted), 1)
-    click.echo(f"{model} on the {dataset} test set ({len(data.y_test)} images): cost {cost:.4f}, "
-               f"accuracy {accuracy:.2%}")
+    click.echo(f"{model} on {dataset} ({len(data.y_test)} {'images' if data.image_shape else 'rows'}): cost "
+               f"{cost:.4f}, accuracy {accuracy:.2%}")
     click.echo("per-class accuracy: " + "  ".join(
         f"{data.label(c)}: {confusion[c, c] / max(1, confusion[c].sum()):.1%}" for c in range(n_classes)))
     click.echo("confusion matrix (rows: true class, columns: predicted class)")
@@ -104,7 +125,7 @@ def report_numeric(model, dataset, prediction, Y, cost, plot_path):
     """evaluate's report for numeric targets: the cost, and R^2 and the mean |error| of each target."""
     residual = prediction - Y
     r2 = 1 - (residual ** 2).sum(axis=0) / np.maximum(((Y - Y.mean(axis=0)) ** 2).sum(axis=0), 1e-300)
-    click.echo(f"{model} on the {dataset} test set ({len(Y)} samples): cost {cost:.4f}, R^2 "
+    click.echo(f"{model} on {dataset} ({len(Y)} rows): cost {cost:.4f}, R^2 "
                + ", ".join(f"{value:.4f}" for value in r2) + ", mean |error| "
                + ", ".join(f"{value:.4g}" for value in np.abs(residual).mean(axis=0)))
     if plot_path:
@@ -114,22 +135,28 @@ def report_numeric(model, dataset, prediction, Y, cost, plot_path):
 # ----------------------------------------------------------------------------- predict
 @main.command("predict")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("images", type=click.Path(dir_okay=False, path_type=Path), nargs=-1, required=True)
+@click.argument("images", metavar="IMAGES|ROWS", type=click.Path(dir_okay=False, path_type=Path), nargs=-1,
+                required=True)
 @click.option("--invert", is_flag=True, help="The images are dark ink on light paper (MNIST is light on dark).")
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Print the K most probable digits per image.")
-def predict_command(model, images, invert, top_k):
-    """The digit in each image (PNG, JPEG, ... or a 2-D .npy array), with its probability.
+              help="Print the K most probable classes per image or row.")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Rows: also write them, each with its prediction, to this CSV file.")
+def predict_command(model, images, invert, top_k, output_path):
+    """The digit in each image (PNG, JPEG, ... or a 2-D .npy array), with its probability; or,
+    for a model trained on a table, the prediction for each row of a .csv or .npz file.
 
     Each image is converted to grayscale, its digit cropped, scaled and centred the way the
-    model's training images were, then classified."""
+    model's training images were, then classified. The rows of a table are matched to the
+    model's columns by name and encoded as its training rows were."""
     net, metadata = open_model(model)
     inputs = metadata.get("inputs")
-    if inputs and "class_names" in inputs and "image_shape" not in inputs:
-        fail(f"{model} was trained on a table of features ({inputs.get('dataset')}), not on images; nbnet predict "
-             f"reads images (use nbnet evaluate, or the Python API, for tables)")
+    if inputs and "image_shape" not in inputs and ("class_names" in inputs or "targets" in inputs):
+        return predict_rows(model, net, inputs, images, top_k, output_path)
     if not inputs or "image_shape" not in inputs:
         fail(f"{model} does not say how its inputs were made (save it with nbnet train --save)")
+    if output_path:
+        raise click.UsageError("--output writes rows of a table with their predictions; images are printed")
     shape = inputs["image_shape"]
     if shape[0] * shape[1] != net.sizes[0]:
         fail(f"{model}: image shape {shape} does not match its {net.sizes[0]} inputs")
@@ -146,6 +173,59 @@ def predict_command(model, images, invert, top_k):
     for path, p in zip(images, probabilities):
         best = np.argsort(-p)[:k]
         click.echo(f"{path}: " + ", ".join(f"{names[c]} ({p[c]:.1%})" for c in best))
+
+
+def predict_rows(model, net, inputs, paths, top_k, output_path):
+    """predict for a model of a table: one line per row of the .csv or .npz file, and with
+    output_path the rows with their predictions as a CSV."""
+    if len(paths) != 1 or not is_table(paths[0]):
+        fail(f"{model} was trained on a table of features ({inputs.get('dataset')}), not on images: give it one .csv "
+             f"or .npz file of rows")
+    columns = saved_columns(inputs) or Columns.numbers(net.sizes[0])  # (a model from before columns were kept)
+    try:
+        X, _ = read_rows(paths[0], columns)
+    except DataError as error:
+        fail(str(error))
+    prepare_kernels(net)
+    outputs = net.forward(X)
+    classes = inputs.get("class_names")
+    if classes:
+        best = np.argsort(-outputs, axis=1)[:, :min(top_k, len(classes))]
+        lines = [", ".join(f"{classes[c]} ({p[c]:.1%})" for c in order) for order, p in zip(best, outputs)]
+        added = {"predicted": [classes[order[0]] for order in best],
+                 "probability": [f"{p[order[0]]:.6g}" for order, p in zip(best, outputs)]}
+    else:
+        names = [columns.label] if columns.label and net.sizes[-1] == 1 else [f"y{j + 1}" for j in range(net.sizes[-1])]
+        lines = [", ".join(f"{value:.6g}" for value in row) for row in outputs]
+        added = {f"predicted_{name}": [f"{value:.6g}" for value in outputs[:, j]] for j, name in enumerate(names)}
+    for number, line in enumerate(lines, 1):
+        click.echo(f"row {number}: {line}")
+    if output_path:
+        try:
+            write_predictions(paths[0], X, columns, added, output_path)
+        except OutputError as error:
+            fail(str(error))
+        click.echo(f"Predictions: {output_path}", err=True)
+
+
+def write_predictions(path, X, columns, added, output_path):
+    """The rows of `path` (a CSV's fields as they were; a .npz's X as numbers) with the columns
+    `added` after them, as a CSV at output_path (atomically)."""
+    if str(path).lower().endswith(".csv"):
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        header, rows = [name.strip() for name in rows[0]], [[field.strip() for field in row] for row in rows[1:]]
+    else:
+        header, rows = list(columns.names), [[f"{value:.17g}" for value in row] for row in X]
+
+    def write(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header + list(added))
+            for i, row in enumerate(rows):
+                writer.writerow(row + [values[i] for values in added.values()])
+
+    atomic_write(output_path, write)
 
 
 # ----------------------------------------------------------------------------- gradcheck

@@ -86,6 +86,8 @@ def option_settings(spec, sweep):
     if meta["flag"]:
         return dict(is_flag=True, default=spec.default, help=help_text)
     settings = dict(type=click_type(spec), help=help_text, show_default=spec.default is not None)
+    if spec.name == "categorical":  # (repeated: more columns, in one run, for sweep too)
+        return dict(type=str, multiple=True, default=(), help=help_text)
     if sweep:
         repeat = "Repeat to try several: each value is a run (the grid of all repeated options is swept)."
         settings.update(multiple=True, help=f"{help_text} {repeat}")

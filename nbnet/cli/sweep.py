@@ -43,6 +43,7 @@ def sweep_command(data_dir, download, workers, threads, scheduler, csv_path, plo
     note = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     values = {spec.name: (list(options[spec.name]) or [None]) if isinstance(options[spec.name], tuple)
               else [options[spec.name]] for spec in fields(TrainConfig)}  # a flag is one value; no value: None
+    values["categorical"] = [options["categorical"]]  # (its columns, together: one value)
     if options["early_stopping"] and None in values["validation"]:
         raise click.UsageError("--early-stopping needs --validation N (the data it watches)")
     try:

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 from click.core import ParameterSource
 
+from .. import scaling
 from ..cache import cache_dir_writable, kernel_cache_dir
 from ..data import IDX_SETS, DataError, default_data_dir, download as download_idx_set, split_for
 from ..model_file import ModelError
@@ -20,7 +21,7 @@ from ..network import Network
 from ..costs import OUTPUTS_OF
 from ..options import TrainConfig, output_mismatch
 from ..plots import OutputError, plot_metrics, write_metrics
-from ..tables import load_any_dataset
+from ..tables import Columns, load_any_dataset
 from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, set_threads, train, watched_cost
 from ..warm import prepare_kernels
 from .group import fail, main
@@ -58,15 +59,15 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     check_run_options(threads, checkpoint_every, save_path or resume, options)
     set_threads(threads)
     warn_unwritable_cache()
-    config, net, state, history, saved_files = resumed_run(ctx, resume, options) if resume else new_run(options)
+    config, net, state, history, saved_files, inputs = resumed_run(ctx, resume, options) if resume else new_run(options)
     files = run_files(ctx, resume, saved_files, data_dir=data_dir, plot_path=plot_path, metrics_path=metrics_path,
                       save_path=save_path, checkpoint_every=checkpoint_every)
-    data = load_data(config, files["data_dir"], download, quiet)
+    data = load_data(config, files["data_dir"], download, quiet, saved_columns(inputs))
     files["data_dir"] = files["data_dir"] or (default_data_dir(config.dataset) if config.dataset in IDX_SETS else None)
     if config.augment:
         require_images(config, data, "--augment")
     split = training_split(data, config)
-    net = net or config.network(data.n_inputs, data.n_classes)
+    net = net or new_network(config, data, split, note)
     if (net.sizes[0], net.sizes[-1]) != (data.n_inputs, data.n_classes):
         fail(f"{resume} has {net.sizes[0]} inputs and {net.sizes[-1]} outputs but {config.dataset} has "
              f"{data.n_inputs} features and {data.n_classes} classes")
@@ -97,6 +98,21 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
          + (f"  Model: {files['save_path']}" if files["save_path"] else ""))
 
 
+def new_network(config, data, split, note):
+    """The run's new Network, with the Scaling of its table (nbnet.scaling) fitted on the
+    training split."""
+    net = config.network(data.n_inputs, data.n_classes)
+    try:
+        net.scaling = scaling.for_run(data, split, config, net.output)
+    except ValueError as error:
+        fail(f"{config.dataset}: {error}")
+    constant = scaling.constant_columns(net.scaling, data, split)
+    if constant:
+        note(f"Note: {', '.join(constant[:5])}{' ...' if len(constant) > 5 else ''} "
+             f"{'is' if len(constant) == 1 else 'are'} the same in every training row (no information)")
+    return net
+
+
 def check_run_options(threads, checkpoint_every, save_path, options):
     """Usage errors the option types cannot catch alone (save_path: where the model goes, which
     for a resumed run is the file it resumes from unless --save says otherwise)."""
@@ -111,14 +127,14 @@ def check_run_options(threads, checkpoint_every, save_path, options):
 
 
 def new_run(options):
-    """(config, network, state, history) of a run from epoch 1; the network is made once the
-    data say how many inputs it has."""
+    """(config, network, state, history, files, inputs) of a run from epoch 1; the network is
+    made once the data say how many inputs it has."""
     config = config_from(options)
-    return config, None, RunState.start(config), [], {}
+    return config, None, RunState.start(config), [], {}, None
 
 
 def resumed_run(ctx, path, options):
-    """(config, network, state, history, files) saved in a model file's checkpoint. Options
+    """(config, network, state, history, files, inputs) saved in a model file's checkpoint. Options
     given on the command line must agree with the saved config, except RESUMABLE_CHANGES."""
     try:
         net, metadata = Network.load_with_metadata(path)
@@ -149,7 +165,7 @@ def resumed_run(ctx, path, options):
     best = BestEpoch.from_checkpoint(metadata["state"], history, checkpoint.get("best_epoch"))
     state = RunState(rng, checkpoint["epoch"] + 1, optimizer, best)
     state.watched = [watched_cost(row) for row in history]  # (--schedule adaptive's rate follows from them)
-    return config, net, state, history, checkpoint.get("files", {})
+    return config, net, state, history, checkpoint.get("files", {}), metadata.get("inputs")
 
 
 def run_files(ctx, resume, saved, **given):
@@ -166,19 +182,25 @@ def run_files(ctx, resume, saved, **given):
     return files
 
 
+def saved_columns(inputs):
+    """The nbnet.tables.Columns a model file's inputs describe (None: images, or no model)."""
+    return Columns.from_dict(inputs["columns"]) if inputs and inputs.get("columns") else None
+
+
 def absolute(files):
     """`files` for a checkpoint: paths made absolute, so a run resumed from another directory
     writes and reads the same files."""
     return {name: (str(Path(value).absolute()) if isinstance(value, Path) else value) for name, value in files.items()}
 
 
-def load_data(config, data_dir, download, quiet):
-    """The run's Dataset (downloading its IDX files first when asked)."""
+def load_data(config, data_dir, download, quiet, columns=None):
+    """The run's Dataset (downloading its IDX files first when asked); a table's features
+    encoded as `columns` (a resumed model's nbnet.tables.Columns) say, if given."""
     try:
         if config.dataset in IDX_SETS and download:
             download_idx_set(config.dataset, data_dir, progress=None if quiet else download_progress())
         return load_any_dataset(config.dataset, data_dir, config.test_fraction, config.seed, config.data_dtype,
-                                config.label_column, config.targets)
+                                config.label_column, config.targets, config.categorical, columns)
     except DataError as error:
         fail(str(error))
 
