@@ -8,10 +8,11 @@ draws exactly as NumPy does), the minibatches (a short last one on its own), the
 (each minibatch's cost before its step, plus the L2 term), then scikit-learn's rules after the
 epoch:
 
-    validation score (early stopping):  accuracy, or R^2 averaged over the outputs, of the held-out
-                                        samples (weighted when they are), computed here
-    no-improvement count:               +1 when the loss did not fall below best - tol (the score did
-                                        not rise above best + tol), else 0
+    validation score and loss:          accuracy, or R^2 averaged over the outputs, of the held-out
+                                        samples (weighted when they are), and their loss as the
+                                        training loss is reported (L2 term included), computed here
+    no-improvement count:               +1 when the loss did not fall below best - tol (with early
+                                        stopping: the score did not rise above best + tol), else 0
     learning rate:                      invscaling: lr_init / (t + 1)^power_t, t the samples seen;
                                         adaptive: divided by 5 when the count passes n_iter_no_change
     stop:                               the count passed n_iter_no_change (adaptive: with the rate at
@@ -26,7 +27,7 @@ in `progress` and `curves`; run_epochs returns why it stopped.
 import numpy as np
 
 from .config import renamed, serial
-from .narrow import flatten, forward_rows, train_batches
+from .narrow import evaluate, flatten, forward_rows, train_batches
 
 # why run_epochs returned (the epoch it ran last is recorded in progress and curves)
 BUDGET, CONVERGED, RATE_REDUCED, RATE_TOO_SMALL, MAX_ITER, ONE_EPOCH, DIVERGED = range(7)
@@ -121,18 +122,20 @@ def run_epochs(budget, code, hyper, weights, biases, state, sizes, acts, cost, X
     hyper       (h1, h2, eps, decay) of the optimiser `code` in the weights' dtype (Optimizer.settings
                 without the rate, which the schedule sets each epoch)
     validation  (kind, X_val, y_val: float64 (n, n_out), class ids in column 0 for ACCURACY_IDS; w_val or
-                empty; forward_rows' buffers, no_targets and output rows (n, n_out) for X_val)
+                empty; forward_rows' buffers, no_targets and output rows (n, n_out) for X_val; the
+                network's targets of X_val (as y, weights scaled to mean 1) and evaluate's buffers)
     schedule    (kind, lr_init, power_t)
     rules       (tol, n_iter_no_change, max_iter, one_epoch, outputs of the loss: the squared error
-                is reported per output, as scikit-learn's)
+                is reported per output, as scikit-learn's; early stopping: the validation score,
+                not the loss, decides)
     progress    float64 [LR, BEST_LOSS, BEST_SCORE, NO_IMPROVEMENT, N_ITER, SAMPLES_SEEN, STEP, HAS_BEST]
-    curves      (loss_curve, validation_scores): the values of epoch i at index i - 1
+    curves      (loss_curve, validation_scores, validation_losses): the values of epoch i at index i - 1
     best        (weights, biases) of the best validation score so far"""
     h1, h2, eps, decay = hyper
-    kind, X_val, y_val, w_val, validation_buffers, no_targets, out = validation
+    kind, X_val, y_val, w_val, validation_buffers, no_targets, out, targets_val, evaluate_buffers = validation
     schedule_kind, lr_init, power_t = schedule
-    tol, n_iter_no_change, max_iter, one_epoch, loss_outputs = rules
-    loss_curve, scores = curves
+    tol, n_iter_no_change, max_iter, one_epoch, loss_outputs, early = rules
+    loss_curve, scores, validation_losses = curves
     best_weights, best_biases = best
     n = X.shape[0]
     full = n // batch_size
@@ -157,11 +160,17 @@ def run_epochs(budget, code, hyper, weights, biases, state, sizes, acts, cost, X
         progress[N_ITER] += 1
         progress[SAMPLES_SEEN] += n
         loss_curve[epoch] = loss
+        value = 0.0
         if kind != NO_SCORE:
             flatten(weights, biases, params)
             forward_rows_one_thread(sizes, acts, params, X_val, no_targets, validation_buffers, out)
             value = score(kind, out, y_val, w_val)
             scores[epoch] = value
+            totals[0], totals[1] = 0.0, 0.0
+            evaluate_one_thread(sizes, acts, cost, params, X_val, targets_val, np.arange(X_val.shape[0]),
+                                evaluate_buffers, totals)
+            validation_losses[epoch] = (totals[0] / X_val.shape[0]) / loss_outputs + l2_term
+        if early:
             improved = not value < progress[BEST_SCORE] + tol  # (scikit-learn's test: a NaN score counts as one)
             progress[NO_IMPROVEMENT] = 0.0 if improved else progress[NO_IMPROVEMENT] + 1
             if value > progress[BEST_SCORE]:
@@ -192,7 +201,7 @@ def run_epochs(budget, code, hyper, weights, biases, state, sizes, acts, cost, X
     return BUDGET
 
 
-forward_rows_one_thread = forward_rows.serial  # (validation sets are small)
+forward_rows_one_thread, evaluate_one_thread = forward_rows.serial, evaluate.serial  # (validation sets are small)
 
 # run_epochs calls narrow.train_batches, whose minibatches share their chunks among the threads;
 # run_epochs.serial, the same body compiled again, calls its one-thread variant

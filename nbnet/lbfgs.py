@@ -88,9 +88,10 @@ class FullBatch:
         return totals[0] / self.n + net.l2_penalty(self.l2, self.n_train), self.gradient.astype(np.float64)
 
 
-def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1e-4, verbose=False):
+def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1e-4, verbose=False, callback=None):
     """Train `net` in place by L-BFGS-B on the whole of (X, y); returns SciPy's OptimizeResult
-    (fun: the final J, nit: iterations, nfev: evaluations, status 0 when it converged)."""
+    (fun: the final J, nit: iterations, nfev: evaluations, status 0 when it converged).
+    callback(theta) after each iteration, as SciPy calls it (raising StopIteration stops)."""
     from scipy.optimize import minimize as scipy_minimize
 
     problem = FullBatch(net, X, y, l2, n_train)
@@ -99,6 +100,6 @@ def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1
         options["iprint"] = 1  # (newer SciPy warns about iprint; it is only passed when asked for)
     with one_blas_thread():
         result = scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-                                options=options)
+                                options=options, callback=callback)
     problem.theta[...] = result.x
     return result

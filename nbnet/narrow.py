@@ -20,10 +20,11 @@ own (Buffers); the chunks' gradients are then added in chunk order. So the resul
 bits for any thread count, and a minibatch of one chunk runs in one call on one thread with no
 parallel region at all (a whole training step: forward, backward and the update of every layer).
 
-Drivers, after the kernels: `batch_gradient` (dJ/dW and dJ/db of some samples), `train_batches`
+Drivers, after the kernels: `gradient_and_cost` (dJ/dW and dJ/db of a data set), `train_batches`
 (minibatch steps with any optimiser, as kernels.train_batches_with), `evaluate` (costs and
-correct counts of a data set) and `forward_rows` (the outputs, as rows). Each is compiled as a
-parallel driver (NAME: its chunks shared among the threads) and a one-thread one (NAME.serial).
+correct counts of a data set) and `forward_rows` (the outputs, as rows). The first two are
+compiled as a parallel driver (NAME: its chunks shared among the threads) and a one-thread one
+(NAME.serial); evaluation and prediction of a narrow network run on one thread only.
 """
 
 import numpy as np
@@ -684,9 +685,18 @@ def _both_variants(body, calls=(), threaded=True):
     return compiled
 
 
+def _one_thread_only(body):
+    """NAME for a pass that always runs on one thread (NAME.serial is NAME itself): a narrow
+    network's evaluation and prediction (passes.evaluation_parallel), whose forward passes are
+    too quick to share, so that no parallel variant is compiled for them."""
+    compiled = serial(body)
+    compiled.serial = compiled
+    return compiled
+
+
 run_chunks = serial(run_chunks, inline="always")  # (inlined: a call of its own would compile every kernel again)
 train_batches = _both_variants(train_batches)
 gradient_and_cost = _both_variants(gradient_and_cost)
 objective = _both_variants(objective, [gradient_and_cost], threaded=False)
-evaluate = _both_variants(evaluate)
-forward_rows = _both_variants(forward_rows)
+evaluate = _one_thread_only(evaluate)
+forward_rows = _one_thread_only(forward_rows)

@@ -17,6 +17,11 @@ sparse X (densified once per fit or predict call), sample_weight, partial_fit, w
 early stopping (a stratified split for two classes, as scikit-learn's), n_iter_no_change and tol
 (inf included). Loss values (loss_, loss_curve_) are scikit-learn's.
 
+Beyond scikit-learn's (docs/beyond-sklearn.md): MLPClassifier's class_weight; fit's X_val, y_val
+and sample_weight_val (a validation set of one's own: validation_scores_ and
+validation_loss_curve_ after every epoch, watched by early stopping); scikit-learn's callback
+API (set_callbacks, nbnet.callbacks); ONNX export through skl2onnx (nbnet.onnx).
+
 nbnet's own parameters, after scikit-learn's:
   dtype    None (default): the input's, float32 for float32 X and float64 otherwise, as
            scikit-learn; 'float32' trains in float32 whatever X is (twice the speed of float64).
@@ -49,11 +54,12 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import lbfgs, stochastic
+from . import callbacks as _callbacks, lbfgs, stochastic
 from .augment import Augmentation
 from .data import Split
 from .network import Network
@@ -105,7 +111,7 @@ class _LearningRate:
         return False
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(_callbacks.CallbackSupportMixin, BaseEstimator):
     """What the classifier and the regressor share: parameters, the solvers, the stopping rule."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -127,9 +133,20 @@ class _BaseMLP(BaseEstimator):
         self.augment, self.image_shape = augment, image_shape
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to X and y (with warm_start, from the current weights)."""
-        return self._fit(X, y, sample_weight, incremental=False)
+    @_callbacks.with_callbacks
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
+        """Fit the model to X and y (with warm_start, from the current weights).
+
+        X_val, y_val (and sample_weight_val): a validation set of one's own (solvers 'sgd' and
+        'adam'). Its score and loss are recorded after every epoch (validation_scores_,
+        validation_loss_curve_), and early_stopping watches it instead of holding out
+        validation_fraction of X."""
+        if X_val is None and (y_val is not None or sample_weight_val is not None):
+            raise ValueError("y_val and sample_weight_val need X_val")
+        if X_val is not None and y_val is None:
+            raise ValueError("X_val needs y_val")
+        return self._fit(X, y, sample_weight, incremental=False,
+                         validation=None if X_val is None else (X_val, y_val, sample_weight_val), callbacks=True)
 
     def _check_solver(self):
         if self.solver not in ("sgd", "adam"):
@@ -137,14 +154,19 @@ class _BaseMLP(BaseEstimator):
                                  f"stochastic.")
         return True
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, validation=None, callbacks=False):
         self._check_parameters()
+        given = (X, y, None if sample_weight is None else {"sample_weight": sample_weight})  # (what callbacks get)
+        if validation is not None and self.solver == "lbfgs":
+            raise ValueError("X_val is scored after every epoch of solver 'sgd' or 'adam'; 'lbfgs' has no epochs")
         hidden = [int(n) for n in self._hidden()]
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        X, Y, class_weights = self._validate_input(X, y, incremental, reset=first_pass)
         X = X.toarray() if hasattr(X, "toarray") else X  # sparse X: densified once (the kernels read rows)
         if sample_weight is not None:
             sample_weight = _checked_weights(sample_weight, X.shape[0])
+        if class_weights is not None:  # (scikit-learn's class_weight: a factor of each sample's weight)
+            sample_weight = class_weights if sample_weight is None else sample_weight * class_weights
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
         self.n_outputs_ = Y.shape[1]
         self._random_state = check_random_state(self.random_state)
@@ -153,17 +175,67 @@ class _BaseMLP(BaseEstimator):
             self._initialize(Y, [X.shape[1], *hidden, self.n_outputs_], dtype)
         else:
             self._sync_network(dtype)
+        if validation is not None:
+            validation = self._validation_set(*validation)
+        context = _callbacks.fit_context(self, self.max_iter + 1, *given) if callbacks else None
+        subtasks = None
+        if context is not None and _callbacks.has_callbacks(self):
+            subtasks = _callbacks.Subtasks(self, context, *given, "iteration" if self.solver == "lbfgs" else "epoch",
+                                           self._snapshot)
         with _threads(self.threads), warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)  # (scikit-learn's estimators have no such warning)
             if self.solver == "lbfgs":
-                self._fit_lbfgs(X, Y, sample_weight)
+                self._fit_lbfgs(X, Y, sample_weight, subtasks)
             else:
-                self._fit_stochastic(X, Y, sample_weight, incremental)
+                self._fit_stochastic(X, Y, sample_weight, incremental, validation, subtasks)
+        if subtasks is not None:
+            subtasks.close()
+        if context is not None:
+            context.call_on_fit_task_end(estimator=self, X=given[0], y=given[1], metadata=given[2],
+                                         reconstruction_attributes={})
         if not self._network.parameters_finite():
             raise ValueError(NON_FINITE)
         with _threads(self.threads):  # (loads the forward pass that predict runs: a script's first predict does not wait)
             self._network.forward(X[:1])
         return self
+
+    def _validation_set(self, X_val, y_val, sample_weight_val):
+        """(X_val, Y_val, labels, weights): a validation set of one's own checked as the training
+        set is (Y_val as the network's outputs: binarized classes; labels as scikit-learn scores
+        them), its class weights, if any, multiplied into its weights."""
+        X_val = validate_data(self, X_val, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32))
+        X_val = X_val.toarray() if hasattr(X_val, "toarray") else X_val
+        y_val = np.asarray(y_val)
+        if len(y_val) != X_val.shape[0]:
+            raise ValueError(f"X_val has {X_val.shape[0]} samples but y_val has {len(y_val)}")
+        weights = None if sample_weight_val is None else _checked_weights(sample_weight_val, X_val.shape[0])
+        if is_classifier(self):
+            y_val = column_or_1d(y_val) if y_val.ndim == 2 and y_val.shape[1] == 1 else y_val
+            unknown = np.setdiff1d(unique_labels(y_val), self.classes_) if y_val.ndim == 1 else []
+            if len(unknown):
+                raise ValueError(f"y_val has classes not in y: {unknown}")
+            Y_val = self._binarizer().transform(y_val).astype(bool)
+            class_weights = self._class_weights(y_val, incremental=False)
+            if class_weights is not None:
+                weights = class_weights if weights is None else weights * class_weights
+        else:
+            Y_val = np.asarray(y_val, dtype=np.float64)
+        Y_val = Y_val.reshape(len(Y_val), -1)
+        if Y_val.shape[1] != self.n_outputs_:
+            raise ValueError(f"y_val has {Y_val.shape[1]} outputs but y has {self.n_outputs_}")
+        labels = self._binarizer().inverse_transform(Y_val) if is_classifier(self) else Y_val
+        return X_val, Y_val, labels, weights
+
+    def _snapshot(self, parameters=None):
+        """The reconstruction attributes of a callback's fitted estimator: the estimator as it stands
+        (coefs_ and intercepts_ copied, or made from L-BFGS's flat `parameters`)."""
+        net = self._network
+        if parameters is None:
+            coefs, intercepts = [c.copy() for c in self.coefs_], [b.copy() for b in self.intercepts_]
+        else:
+            weights, biases = net.parameter_views(np.asarray(parameters, dtype=net.dtype))
+            coefs, intercepts = [W.T.copy() for W in weights], [b.copy() for b in biases]
+        return {"coefs_": coefs, "intercepts_": intercepts, "n_iter_": self.n_iter_}
 
     def _initialize(self, Y, layer_units, dtype):
         """A new network with scikit-learn's initialisation (Glorot's uniform, drawn from the
@@ -190,6 +262,7 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
             else:
                 self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
+            self.validation_loss_curve_ = [] if self.early_stopping else None
 
     def _sync_network(self, dtype):
         """The network behind coefs_ and intercepts_: the fitted one, or, when they were set by
@@ -224,16 +297,25 @@ class _BaseMLP(BaseEstimator):
         return np.hstack([Y, weights.astype(dtype)[:, None]])
 
     # ------------------------------------------------------------------ lbfgs
-    def _fit_lbfgs(self, X, Y, sample_weight):
+    def _fit_lbfgs(self, X, Y, sample_weight, subtasks=None):
         net = self._network
         X = net.as_inputs(X)
         y = net.as_labels(self._targets(Y, sample_weight, net.dtype), X.shape[0])
         n_train = X.shape[0] if sample_weight is None else sample_weight.sum()  # (scikit-learn's n of the L2 term)
+        stopped = []
+
+        def iteration_ended(theta):  # (callbacks: each iteration a subtask)
+            done = subtasks.done + 1
+            if subtasks.ended(lambda: dict(self._snapshot(theta), n_iter_=done)):
+                stopped.append(done)
+                raise StopIteration
+
         result = lbfgs.minimize(net, X, y, l2=self.alpha, n_train=n_train, max_iter=self.max_iter,
-                                max_fun=self.max_fun, tol=self.tol, verbose=self.verbose is True or self.verbose >= 1)
+                                max_fun=self.max_fun, tol=self.tol, verbose=self.verbose is True or self.verbose >= 1,
+                                callback=None if subtasks is None else iteration_ended)
         self._expose()  # (the weights are now views of the vector L-BFGS moved)
         self.n_iter_ = min(result.nit, self.max_iter)
-        if result.status != 0:
+        if result.status != 0 and not stopped:
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}):\n"
                           f"{result.message}\n\nIncrease the number of iterations to improve the convergence "
                           f"(max_iter={self.max_iter}).\nYou might also want to scale the data as shown in:\n"
@@ -267,15 +349,21 @@ class _BaseMLP(BaseEstimator):
         return self._sklearn_loss(loss, net.l2_penalty(self.alpha, n_train)), packed
 
     # ------------------------------------------------------------------ sgd, adam
-    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, validation=None, subtasks=None):
         net = self._network
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = _LearningRate(self.learning_rate_init,
                                             self.learning_rate if self.solver == "sgd" else "constant", self.power_t)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X_val = y_val = w_val = None
-        if self.early_stopping:
+        X_val = Y_val = y_val = w_val = None
+        if validation is not None:  # one's own (fit's X_val): scored whether or not early stopping watches it
+            X_val, Y_val, y_val, w_val = validation
+            if self.validation_scores_ is None:
+                self.validation_scores_ = []
+            if getattr(self, "validation_loss_curve_", None) is None:
+                self.validation_loss_curve_ = []
+        elif self.early_stopping:
             stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None  # (scikit-learn's choice)
             arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
             parts = train_test_split(*arrays, random_state=self._random_state, test_size=self.validation_fraction,
@@ -298,9 +386,12 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         epochs = 1 if incremental else self.max_iter
         if stochastic.compiled_epochs_fit(net, config, self.dropout == 0):
-            self._fit_compiled_epochs(X, y, X_val, y_val, w_val, config, state, epochs, incremental)
+            self._fit_compiled_epochs(X, y, (X_val, Y_val, y_val, w_val), config, state, epochs, incremental, subtasks)
             return
         best = None
+        if X_val is not None:  # (its loss: the network's inputs and targets, made once)
+            inputs_val = net.as_inputs(X_val)
+            targets_val = net.as_labels(self._targets(Y_val, w_val, net.dtype), inputs_val.shape[0])
 
         def after_epoch(metrics):
             nonlocal best
@@ -310,9 +401,19 @@ class _BaseMLP(BaseEstimator):
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            if self._update_no_improvement_count(X_val, y_val, w_val):
+            score = None
+            if X_val is not None:
+                score = self._score(X_val, y_val, w_val)
+                self.validation_scores_.append(score)
+                cost = net.evaluate_checked(inputs_val, targets_val, config.l2, n)[0]
+                self.validation_loss_curve_.append(self._sklearn_loss(cost, net.l2_penalty(config.l2, n)))
+                if self.verbose:
+                    print("Validation score: %f" % score)
+            if self._update_no_improvement_count(score):
                 best = [P.copy() for P in net.weights + net.biases]
             self._optimizer.iteration_ends(self.t_)
+            if subtasks is not None and subtasks.ended():
+                raise _Stop
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
                 msg = (f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change:d} "
@@ -333,31 +434,36 @@ class _BaseMLP(BaseEstimator):
         except _Stop:
             pass
         except Diverged:  # scikit-learn runs on with NaN; nbnet stops at the first non-finite weight
-            self.loss_curve_.append(np.nan)
-            if self.early_stopping:
-                self.validation_scores_.append(np.nan)
-            self.__dict__.pop("_state", None)
+            self._diverged(X_val is not None)
         if self.early_stopping and best is not None:  # keep the weights of the best validation score
             for P, kept in zip(net.weights + net.biases, best):
                 P[...] = kept
 
-    def _fit_compiled_epochs(self, X, y, X_val, y_val, w_val, config, state, epochs, incremental):
+    def _fit_compiled_epochs(self, X, y, validation_set, config, state, epochs, incremental, subtasks):
         """_fit_stochastic for a narrow network: its epochs in compiled code (nbnet.stochastic),
         the same weights as the epoch-by-epoch path below."""
         net = self._network
+        X_val, Y_val, y_val, w_val = validation_set
         validation = None
-        if self.early_stopping:
+        if X_val is not None:
             kind, targets = self._validation_targets(y_val)
-            validation = stochastic.Validation(net, kind, X_val, targets, w_val)
+            validation = stochastic.Validation(net, kind, X_val, targets, w_val, self._targets(Y_val, w_val, net.dtype))
         loss_outputs = self.n_outputs_ if self.out_activation_ == "identity" else 1  # (_sklearn_loss)
         schedule = (self._optimizer.lr_schedule, self._optimizer.learning_rate_init, self._optimizer.power_t)
         outcome = stochastic.fit(self, net, X, y, state, config, schedule, validation, epochs, incremental,
-                                 bool(self.verbose), loss_outputs)
+                                 bool(self.verbose), loss_outputs, early=self.early_stopping,
+                                 after_epoch=None if subtasks is None else lambda epoch: subtasks.ended())
         if outcome.status == stochastic.DIVERGED:  # as the epoch-by-epoch path: nbnet stops at the first non-finite weight
-            self.loss_curve_.append(np.nan)
-            if self.early_stopping:
-                self.validation_scores_.append(np.nan)
-            self.__dict__.pop("_state", None)
+            self._diverged(validation is not None)
+
+    def _diverged(self, validating):
+        """A diverged stochastic fit's attributes: scikit-learn runs on with NaN; nbnet stops at the
+        first non-finite weight, with NaN as the last loss (and validation score and loss)."""
+        self.loss_curve_.append(np.nan)
+        if validating:
+            self.validation_scores_.append(np.nan)
+            self.validation_loss_curve_.append(np.nan)
+        self.__dict__.pop("_state", None)
 
     def _validation_targets(self, y_val):
         """(score kind, targets) of nbnet.epochs' validation score for the held-out labels or targets."""
@@ -368,13 +474,10 @@ class _BaseMLP(BaseEstimator):
             return stochastic.ACCURACY_IDS, np.argmax(Y, axis=1).astype(np.float64)[:, None]
         return stochastic.ACCURACY_LABELS, Y.astype(np.float64)
 
-    def _update_no_improvement_count(self, X_val, y_val, w_val):
-        """scikit-learn's rule, after each epoch; True when the validation score is a new best."""
+    def _update_no_improvement_count(self, score):
+        """scikit-learn's rule, after each epoch, on the validation score (early stopping) or the
+        training loss; True when the score is a new best."""
         if self.early_stopping:
-            score = self._score(X_val, y_val, w_val)
-            self.validation_scores_.append(score)
-            if self.verbose:
-                print("Validation score: %f" % score)
             improved = not score < self.best_validation_score_ + self.tol  # (scikit-learn's test: NaN resets)
             self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
             if score > self.best_validation_score_:
@@ -533,8 +636,30 @@ class _BaseMLP(BaseEstimator):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """A multi-layer perceptron classifier trained by nbnet: scikit-learn's MLPClassifier, with
-    its parameters and attributes (see the module docstring), plus dtype, dropout, threads and
-    kernels."""
+    its parameters and attributes (see the module docstring), plus class_weight, dtype, dropout,
+    threads and kernels.
+
+    class_weight  None, "balanced" or {class: weight}: each sample's weight is multiplied by its
+                  class's (scikit-learn's meaning, as in LogisticRegression: "balanced" is
+                  n_samples / (n_classes * count of the class)); for multi-label y, "balanced" or
+                  a list of one {0: w, 1: w} per label, as scikit-learn's other estimators take it.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, class_weight=None, dtype=None, dropout=0.0,
+                 threads=None, kernels="fast", augment=False, image_shape=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+                         learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+                         warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
+                         beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         dtype=dtype, dropout=dropout, threads=threads, kernels=kernels, augment=augment,
+                         image_shape=image_shape)
+        self.class_weight = class_weight
 
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y). `classes` (every label of every call) is needed on the first call."""
@@ -570,7 +695,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' "
                                  f"has {classes}.")
-        return X, self._binarizer().transform(y).astype(bool)
+        return X, self._binarizer().transform(y).astype(bool), self._class_weights(y, incremental)
+
+    def _class_weights(self, y, incremental):
+        """Each sample's class weight (scikit-learn's compute_sample_weight), or None without class_weight."""
+        if self.class_weight is None:
+            return None
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError("class_weight 'balanced' is not supported for partial_fit: the classes' frequencies "
+                             "are those of the whole data set. Compute them with sklearn.utils.class_weight."
+                             "compute_class_weight('balanced', classes=classes, y=y) on enough of it and pass the "
+                             "result as class_weight.")
+        if not (isinstance(self.class_weight, (dict, list)) or self.class_weight == "balanced"):
+            raise ValueError(f"The 'class_weight' parameter of MLPClassifier must be an instance of 'dict', a list of "
+                             f"dicts, a str among {{'balanced'}} or None. Got {self.class_weight!r} instead.")
+        return compute_sample_weight(self.class_weight, y)
 
     def _binarizer(self):
         if not hasattr(self, "_label_binarizer"):  # (classes_ set by hand)
@@ -652,7 +791,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
-        return X, y
+        return X, y, None
 
     def _output_activation(self, Y):
         return "exp" if self.loss == "poisson" else "identity"

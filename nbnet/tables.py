@@ -235,7 +235,8 @@ def read_rows(path, columns, class_names=None, labels="optional"):
     name (a .npz's X by position), each encoded as the model encodes them (the inputs are not
     standardised: the network does that). The labels (class ids, or numbers for a model of
     numeric targets: class_names None) come from the label column (a .npz's y), or are None
-    where there is none and labels="optional"; labels="required" makes a missing one an error.
+    where there is none and labels="optional"; labels="required" makes a missing one an error,
+    labels="ignore" leaves them unread (predicting).
     DataError, in one line, for a missing or unknown column, text in a numeric column, a
     category or a label the model does not know."""
     path = Path(path)
@@ -258,7 +259,7 @@ def read_rows(path, columns, class_names=None, labels="optional"):
         X = columns.encode(path, [raw[header.index(name)] for name in columns.names])
     else:
         raise DataError(f"{path}: rows come in a .csv or .npz file")
-    if y is None:
+    if y is None or labels == "ignore":
         return X, None
     if class_names is None:
         try:

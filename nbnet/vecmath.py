@@ -21,8 +21,8 @@ The plain textbook loops (nbnet/loops.py) keep np.exp and np.tanh: they are for 
 Special values as NumPy gives them: NaN in, NaN out; e^inf = inf, e^-inf = 0, ln 0 = -inf,
 ln of a negative number = NaN; tanh(+-inf) = +-1; subnormal results and arguments exact to the
 last bit they have. Measured against NumPy in higher precision (bench/vecmath.py: every float32,
-and float64 samples of every exponent), the largest errors are 1.01 ulp (exp), 0.82 (log), 1.44
-(log1p) and 1.32 (tanh) in both dtypes: glibc documents 1 ulp for its exp, log and log1p and 2 for
+and float64 samples of every exponent; bench/vecmath.txt), the largest errors are 1.02 ulp (exp),
+0.84 (log), 1.44 (log1p) and 1.33 (tanh): glibc documents 1 ulp for its exp, log and log1p and 2 for
 tanh. tests/test_vecmath.py checks them on a dense sample in CI.
 
 Each function is inlined into the kernel that calls it. Two kinds of operation here must

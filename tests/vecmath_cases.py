@@ -12,7 +12,8 @@ from nbnet import vecmath
 
 FUNCTIONS = ("exp", "log", "log1p", "tanh")
 NUMPY = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "tanh": np.tanh}
-# The largest error each function may have, in ulp (bench/vecmath.py measured 1.01, 0.82, 1.44, 1.32)
+# The largest error each function may have, in ulp (bench/vecmath.py over every float32 and 1e8
+# float64 samples: 1.02, 0.84, 1.44, 1.33; bench/vecmath.txt)
 BOUNDS = {"exp": 1.1, "log": 1.0, "log1p": 1.5, "tanh": 1.5}
 SPECIAL = (0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.625, -0.625, 88.72, 89.0, -87.3, -103.9, -104.0,
            709.78, 709.79, -745.1, -745.2, 1e-30, 1e-45, 5e-324, 2.2e-308, 3.4e38, -3.4e38, 1e308, -1e308)

@@ -183,7 +183,7 @@ def predict_rows(model, net, inputs, paths, top_k, output_path):
              f"or .npz file of rows")
     columns = saved_columns(inputs) or Columns.numbers(net.sizes[0])  # (a model from before columns were kept)
     try:
-        X, _ = read_rows(paths[0], columns)
+        X, _ = read_rows(paths[0], columns, labels="ignore")
     except DataError as error:
         fail(str(error))
     prepare_kernels(net)
@@ -226,6 +226,23 @@ def write_predictions(path, X, columns, added, output_path):
                 writer.writerow(row + [values[i] for values in added.values()])
 
     atomic_write(output_path, write)
+
+
+# ----------------------------------------------------------------------------- export
+@main.command("export")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+def export_command(model, output):
+    """Write MODEL (saved by nbnet train) as an ONNX graph that any ONNX runtime runs: its
+    input scaling (pixels to [0, 1], a table's categories and standardisation) inside, its class
+    names as labels. Needs the onnx extra: pip install 'nbnet[onnx]'."""
+    try:
+        from ..onnx import export_model
+
+        inputs, outputs = export_model(model, output)
+    except (ImportError, ModelError, OutputError) as error:
+        fail(str(error))
+    click.echo(f"{output}: inputs {', '.join(inputs)}; outputs {', '.join(outputs)}")
 
 
 # ----------------------------------------------------------------------------- gradcheck
