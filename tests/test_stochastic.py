@@ -43,7 +43,7 @@ SETTINGS = [
     dict(solver="adam"),
     dict(solver="adam", early_stopping=True, n_iter_no_change=3),
     dict(solver="sgd", learning_rate="adaptive", n_iter_no_change=2, tol=0.05),
-    dict(solver="sgd", learning_rate="invscaling", momentum=0.5, nesterovs_momentum=False, batch_size=48),
+    dict(solver="sgd", learning_rate="invscaling", momentum=0.5, nesterovs_momentum=False, batch_size=72),
 ]
 
 
