@@ -47,7 +47,9 @@ class FullBatch:
         self.theta = net.flat_parameters()
         self.gradient = np.empty_like(self.theta)
         self.calls = 0
-        if passes.narrow_pays(net.weights):
+        narrow = passes.narrow_pays(net.weights)
+        net.family = "narrow" if narrow else "kernels"  # (what it evaluates and predicts with: Network.narrow_passes)
+        if narrow:
             self._narrow_objective()
             return
         self.grads_W, self.grads_b = (tuple(views) for views in net.parameter_views(self.gradient))

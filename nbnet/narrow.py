@@ -446,7 +446,7 @@ def flush(x, tiny):
 # layout), and each buffer as one array with a leading chunk index: zs[c] holds chunk c's
 # z^1 .. z^L, one block of rows per layer; grads[c] its gradient sums laid out as params. (Numba
 # runs a `prange` loop body as a function of arrays and numbers: no tuples of arrays in it.)
-@serial(inline="always")
+@serial
 def layer_rows(sizes, m):
     """(first, end): the rows of layer m + 1's neurons in a chunk buffer of z, a or delta."""
     first = 0
@@ -455,7 +455,7 @@ def layer_rows(sizes, m):
     return first, first + sizes[m + 1]
 
 
-@serial(inline="always")
+@serial
 def layer_parameters(params, sizes, m):
     """Views (W, b) of W^(m+1) and b^(m+1) in a flat vector laid out as `params`."""
     w_first, b_first = 0, 0

@@ -38,6 +38,9 @@ class Network:
     weights[m-1] is W^m with shape (n_out, n_in); biases[m-1] is b^m with shape (n_out,).
     scaling (nbnet.scaling.Scaling, or None): how inputs and numeric targets are standardised
     before they reach the network (a network trained on a table); saved with it.
+    family ("narrow", "kernels" or None): the compiled passes it was trained with (nbnet.passes),
+    which it then evaluates and predicts with, so that no second family is compiled for that;
+    None (not trained yet): as passes.narrow_pays says. Saved with it.
     """
 
     def __init__(self, sizes, activation="sigmoid", output="softmax", cost="cross-entropy",
@@ -71,6 +74,7 @@ class Network:
         self.acts = np.array([CODES[activation]] * (len(sizes) - 2) + [CODES[output]], dtype=np.int64)
         self.cost_function = COSTS[cost]
         self.scaling = None
+        self.family = None
 
     def save(self, path, history=(), inputs=None, checkpoint=None, state=None):
         """Write this network to `path` (.npz; see nbnet.model_file), with optional history rows,
@@ -78,7 +82,8 @@ class Network:
         metadata = dict(sizes=self.sizes, activation=self.activation, output=self.output, cost=self.cost_name,
                         dtype=self.dtype.name, init=self.init, inputs=inputs,
                         history=[row if isinstance(row, dict) else row.as_dict() for row in history],
-                        checkpoint=checkpoint, scaling=self.scaling.as_dict() if self.scaling else None)
+                        checkpoint=checkpoint, scaling=self.scaling.as_dict() if self.scaling else None,
+                        family=self.family)
         arrays = {f"W{m}": W for m, W in enumerate(self.weights, 1)}
         arrays.update({f"b{m}": b for m, b in enumerate(self.biases, 1)})
         return write_model_file(path, {**arrays, **(state or {})}, metadata)
@@ -115,6 +120,7 @@ class Network:
                     like[...] = array
             if metadata.get("scaling"):  # (older files have none)
                 net.scaling = Scaling.from_dict(metadata["scaling"], net.sizes[0], net.sizes[-1])
+            net.family = metadata.get("family") if metadata.get("family") in ("narrow", "kernels") else None
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"{path}: incomplete or inconsistent model ({error})") from None
         metadata["state"] = {name: array for name, array in arrays.items() if name.startswith(("optimizer_", "best_"))}
@@ -148,6 +154,7 @@ class Network:
         so that predicting neither compiles the kernels anew for read-only arrays nor fails to train."""
         self.__dict__.update(state)
         self.__dict__.setdefault("scaling", None)  # (pickled before networks had one)
+        self.__dict__.setdefault("family", None)
         self.weights = [aligned(W) for W in self.weights]
         self.biases = [aligned(b) for b in self.biases]
         self.acts = aligned(self.acts)
@@ -203,6 +210,11 @@ class Network:
         return y if y.flags.writeable else y.copy()  # (read-only arrays: see nbnet.aligned)
 
     # ------------------------------------------------------------------ compiled passes
+    def narrow_passes(self):
+        """Whether evaluating and predicting run nbnet.narrow's passes: the family it was trained
+        with, else as passes.narrow_pays says for its size."""
+        return self.family == "narrow" if self.family else passes.narrow_pays(self.weights)
+
     def _parallel(self):
         """Whether a whole-data-set pass runs the drivers' parallel variant (nbnet.passes)."""
         return passes.evaluation_parallel(self.weights)
@@ -217,7 +229,7 @@ class Network:
         """Output activations a^L, shape (n_samples, n_out) (for standardised targets, in the
         targets' units: nbnet.scaling)."""
         X = self.as_inputs(X)
-        if passes.narrow_pays(self.weights):
+        if self.narrow_passes():
             out = passes.narrow_forward(tuple(self.weights), tuple(self.biases), self.acts, X, self._parallel())
         else:
             out = self._forward(X)[2][-1]
@@ -249,8 +261,9 @@ class Network:
         """`evaluate` for inputs and labels already made by as_inputs and as_labels, without
         checking them again (train() evaluates the same arrays after every epoch; checking
         60,000 MNIST images for NaN took a quarter of each evaluation). `narrow`: whether through
-        nbnet.narrow's passes (None: as passes.narrow_pays says; a training run passes the family
-        its steps use, so that it compiles one)."""
+        nbnet.narrow's passes (None: as narrow_passes says; a training run passes the family its
+        steps use, so that it compiles one)."""
+        narrow = self.narrow_passes() if narrow is None else narrow
         cost_sum, correct = passes.evaluate(tuple(self.weights), tuple(self.biases), self.acts, self.cost_function.code,
                                             X, y, self._parallel(), narrow)
         cost = cost_sum / X.shape[0] + self.l2_penalty(l2, n_train or X.shape[0])
@@ -271,7 +284,7 @@ class Network:
         X = self.as_inputs(X)
         y = self.as_labels(y, X.shape[0])
         l2_over_n = float(l2) / (n_train or X.shape[0])
-        if passes.narrow_pays(self.weights):
+        if self.narrow_passes():
             grads_W, grads_b = passes.narrow_gradients(tuple(self.weights), tuple(self.biases), self.acts,
                                                        self.cost_function.code, X, y, l2_over_n, self._parallel())[:2]
             return self._in_cost_units(grads_W, grads_b)

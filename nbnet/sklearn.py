@@ -443,6 +443,7 @@ class _BaseMLP(_callbacks.CallbackSupportMixin, BaseEstimator):
         """_fit_stochastic for a narrow network: its epochs in compiled code (nbnet.stochastic),
         the same weights as the epoch-by-epoch path below."""
         net = self._network
+        net.family = "narrow"  # (it evaluates and predicts with the passes it trains with)
         X_val, Y_val, y_val, w_val = validation_set
         validation = None
         if X_val is not None:

@@ -247,6 +247,7 @@ def train(net, split, config, on_epoch=None, on_progress=None, state=None, slice
     n = X_train.shape[0]
     history, far_above = [], DIVERGENCE_FACTOR * guessing_cost(net, y_train if y_held is None else y_held)
     family = state.optimizer.takes_narrow_steps(net, config.dropout > 0, config.batch_size)  # (evaluations too)
+    net.family = "narrow" if family else "kernels"  # (and later ones: Network.narrow_passes)
     for epoch in range(state.first_epoch, config.epochs + 1):
         seconds, running = _train_epoch(net, X_train, y_train, config, state, epoch, on_progress, slices, rows)
         train_cost, train_accuracy = _train_figures(net, X_train, y_train, config, running, family)
