@@ -7,6 +7,8 @@ seconds of each and their ratio (above 1: this checkout is slower).
 
     python bench/against.py HEAD~1              # the commit before
     python bench/against.py HEAD~1 --rounds 5 --epochs 3 --only 10,128
+    python bench/against.py HEAD~1 --sets       # whole fits of the estimators on scikit-learn's small
+                                                # data sets instead (bench/small.py's section 3)
 """
 
 import argparse
@@ -45,6 +47,46 @@ for _ in range(epochs):
 """.replace("LR", repr(LR))
 
 
+# --sets: the best of 3 fits of each case of bench/small.py's SETS (this checkout's bench/, the
+# other checkout's nbnet), after a fit that loads the kernels.
+CHILD_SETS = """
+import sys, warnings
+sys.path.insert(0, sys.argv[1])
+from small import SETS, best, load
+from nbnet import sklearn as ours
+for label, kind, data, params in SETS:
+    X, y = load(data)[:2]
+    Estimator = ours.MLPClassifier if kind == "classifier" else ours.MLPRegressor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Estimator(random_state=1, **params).fit(X, y)
+        print(label, "|", best(lambda: Estimator(random_state=0, **params).fit(X, y))[0], flush=True)
+"""
+
+
+def fit_seconds(tree):
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    result = subprocess.run([sys.executable, "-c", CHILD_SETS, str(HERE)], cwd=tree, env=env, capture_output=True,
+                            text=True, check=True)
+    return dict((label, float(seconds)) for label, seconds in (line.split(" | ") for line in result.stdout.splitlines()))
+
+
+def compare_sets(here, other, revision, rounds):
+    print(f"nbnet estimator fit seconds (scikit-learn's small data sets, default parameters, no callbacks), this "
+          f"checkout against {revision}; medians of {rounds} turns alternating, each the best of 3 fits")
+    mine, theirs = [], []
+    for _ in range(rounds):
+        theirs.append(fit_seconds(other))
+        mine.append(fit_seconds(here))
+    print(f"{'case':<16} {'this ms':>9} {revision + ' ms':>11} {'this / other':>13}")
+    ratios = []
+    for label in mine[0]:
+        a, b = (statistics.median(run[label] for run in runs) for runs in (mine, theirs))
+        ratios.append(a / b)
+        print(f"{label:<16} {1e3 * a:>9.2f} {1e3 * b:>11.2f} {a / b:>13.3f}")
+    print(f"geometric mean of the ratios: {statistics.geometric_mean(ratios):.3f}")
+
+
 def epoch_seconds(tree, hidden, batch_size, epochs, data_dir):
     env = dict(os.environ, PYTHONPATH=str(tree))
     result = subprocess.run([sys.executable, "-c", CHILD, repr(hidden), str(batch_size), str(epochs), str(data_dir)],
@@ -59,8 +101,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per turn")
     parser.add_argument("--only", default=None, help="comma-separated batch sizes, e.g. 10,128")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--sets", action="store_true", help="estimator fits on small data sets instead of MNIST epochs")
     args = parser.parse_args()
-    data_dir = args.data_dir or mnist_dir()
+    data_dir = None if args.sets else args.data_dir or mnist_dir()
     here = HERE.parent
     with tempfile.TemporaryDirectory() as other:
         subprocess.run(["git", "-C", str(here), "worktree", "add", "--detach", other, args.revision], check=True,
@@ -68,6 +111,8 @@ def main():
         try:
             revision = subprocess.run(["git", "-C", other, "rev-parse", "--short", "HEAD"], capture_output=True,
                                       text=True).stdout.strip()
+            if args.sets:
+                return compare_sets(here, Path(other), revision, args.rounds)
             print(f"nbnet epoch seconds, MNIST, this checkout against {args.revision} ({revision}); medians of "
                   f"{args.rounds} x {args.epochs} epochs, turns alternating")
             print(f"{'network':<16} {'batch':>5} {'this s':>8} {revision + ' s':>10} {'this / other':>13}")

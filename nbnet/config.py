@@ -25,7 +25,7 @@ import types
 
 from numba import njit
 
-from .numba_cache import patch_numba_cache
+from .numba_cache import DRIVERS, patch_numba_cache
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 KERNEL_FASTMATH = FASTMATH - {"reassoc", "contract"}  # the flags outside the loop nests: see kernels.kernel
@@ -99,6 +99,28 @@ def serial(fn=None, fastmath=KERNEL_FASTMATH, **extra):
     if fn is None:
         return lambda f: serial(f, fastmath, **extra)
     return njit(parallel=False, fastmath=set(fastmath), **dict(JIT_OPTIONS, **extra))(fn)
+
+
+def driver(fn=None, **extra):
+    """Compile `fn` as `serial` does, for a driver: a function whose own code only chains
+    compiled kernels and passes (loops over layers, minibatches, chunks or epochs; no arithmetic
+    of its own worth vectorising). Its one-thread copy (NAME_serial) is one too. Numba does not
+    optimise a driver's module again with the code of everything it calls
+    (numba_cache.drivers_optimised_once), which halves its compile time."""
+    if fn is None:
+        return lambda f: driver(f, **extra)
+    mark_driver(fn)
+    return serial(fn, **extra)
+
+
+def mark_driver(fn):
+    """Count the function `fn` (and its copy NAME_serial, see `renamed`) among the drivers."""
+    python_function = getattr(fn, "py_func", fn)
+    DRIVERS.update((python_function.__qualname__, python_function.__qualname__ + "_serial"))
+    DRIVER_CODE.add(python_function.__code__)
+
+
+DRIVER_CODE = set()  # the code of every driver (a renamed copy shares its original's: tests/test_compile.py)
 
 
 def inlined(fn):

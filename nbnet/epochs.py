@@ -3,8 +3,8 @@ network, as many epochs as Python lets one call run.
 
 Each epoch is what nbnet.train does for the estimator, in the same order, on the same compiled
 steps (nbnet.narrow.train_batches), so the weights are the same bits as training epoch by
-epoch: a fresh shuffle from the run's generator (np.random.Generator.permutation, which Numba
-draws exactly as NumPy does), the minibatches (a short last one on its own), the running loss
+epoch: a fresh shuffle from the run's generator (`permutation`: the order
+np.random.Generator.permutation draws), the minibatches (a short last one on its own), the running loss
 (each minibatch's cost before its step, plus the L2 term), then scikit-learn's rules after the
 epoch:
 
@@ -25,8 +25,9 @@ in `progress` and `curves`; run_epochs returns why it stopped.
 """
 
 import numpy as np
+from numba.np.random.random_methods import random_interval
 
-from .config import renamed, serial
+from .config import driver, renamed, serial
 from .narrow import evaluate, flatten, forward_rows, train_batches
 
 # why run_epochs returned (the epoch it ran last is recorded in progress and curves)
@@ -38,6 +39,31 @@ NO_SCORE, ACCURACY_IDS, ACCURACY_LABELS, R2 = range(4)
 # learning-rate schedules (the estimator's learning_rate for 'sgd'; 'adam' keeps its rate constant)
 CONSTANT, INVSCALING, ADAPTIVE = range(3)
 ADAPTIVE_FACTOR, ADAPTIVE_FLOOR = 5.0, 1e-6
+
+
+@serial
+def permutation(rng, n):
+    """rng.permutation(n) as NumPy's Generator draws it: 0..n-1 shuffled by Fisher-Yates from the
+    last place down, place i swapped with a place j in 0..i drawn by the generator's bounded
+    integers (random_interval, Numba's copy of NumPy's). The same order, the same state of rng
+    after it. (Numba's own rng.permutation shuffles through its general n-dimensional shuffle,
+    whose slice copies and their error messages took 4 s to compile, most of a first fit's.)"""
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[i] = i
+    for i in range(n - 1, 0, -1):
+        j = np.int64(random_interval(rng.bit_generator, i))
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+@serial
+def copy_into(source, target):
+    """target[...] = source for a matrix or a vector, as a loop (a slice assignment compiles
+    Numba's shape-mismatch message, a second or two of string code)."""
+    flat_source, flat_target = source.reshape(-1), target.reshape(-1)
+    for i in range(flat_source.shape[0]):
+        flat_target[i] = flat_source[i]
 
 
 @serial
@@ -141,7 +167,7 @@ def run_epochs(budget, code, hyper, weights, biases, state, sizes, acts, cost, X
     full = n // batch_size
     totals = np.zeros(2)
     for _ in range(budget):
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        order = permutation(rng, n) if shuffle else np.arange(n)
         settings = (weights[0].dtype.type(progress[LR]), h1, h2, eps, decay)
         totals[0], totals[1] = 0.0, 0.0
         step = np.int64(progress[STEP])
@@ -176,8 +202,8 @@ def run_epochs(budget, code, hyper, weights, biases, state, sizes, acts, cost, X
             if value > progress[BEST_SCORE]:
                 progress[BEST_SCORE], progress[HAS_BEST] = value, 1.0
                 for m in range(len(weights)):
-                    best_weights[m][:, :] = weights[m]
-                    best_biases[m][:] = biases[m]
+                    copy_into(weights[m], best_weights[m])
+                    copy_into(biases[m], best_biases[m])
         else:
             worse = loss > progress[BEST_LOSS] - tol
             progress[NO_IMPROVEMENT] = progress[NO_IMPROVEMENT] + 1 if worse else 0.0
@@ -205,5 +231,5 @@ forward_rows_one_thread, evaluate_one_thread = forward_rows.serial, evaluate.ser
 
 # run_epochs calls narrow.train_batches, whose minibatches share their chunks among the threads;
 # run_epochs.serial, the same body compiled again, calls its one-thread variant
-run_epochs = serial(run_epochs)
+run_epochs = driver(run_epochs)
 run_epochs.serial = serial(renamed(run_epochs.py_func, "_serial", train_batches=train_batches.serial))

@@ -24,8 +24,8 @@ from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
-from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, inlined, inlined_nests, loop_nest, parallel,
-                     renamed, serial)
+from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, driver, inlined, inlined_nests, loop_nest,
+                     parallel, renamed, serial)
 from .vecmath import exp, log, log1p, tanh
 
 
@@ -699,7 +699,7 @@ dropout_auto, apply_mask_auto, optimizer_step_auto = dropout.auto, apply_mask.au
 output_cost_auto = output_cost.auto
 
 
-@serial
+@driver
 def forward_layers(first, weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept):
     """Layers first+1..L of the forward pass: z^m = W^m a^(m-1) + b^m, a^m = f(z^m), a^0 = X.
     With first = 1, z^1 is already in zs[0] (train_batches computed it) but a^1 is not. With
@@ -717,7 +717,7 @@ def forward_layers(first, weights, biases, acts, X, zs, activations, keep, seed,
                 a_prev = kept[m]
 
 
-@serial
+@driver
 def backpropagate(weights, acts, cost, y, zs, activations, deltas, masks):
     """delta^L, then delta^m for m = L-1..1 (after forward_layers), masked as the forward pass
     was when it used dropout."""
@@ -729,7 +729,7 @@ def backpropagate(weights, acts, cost, y, zs, activations, deltas, masks):
             apply_mask_auto(deltas[m], masks[m])
 
 
-@serial
+@driver
 def weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept):
     """Every dJ/dW^m and dJ/db^m from the deltas (after backpropagate); with dropout, layer
     m + 1 reads the kept activations of layer m."""
@@ -742,7 +742,7 @@ def weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_
             weight_gradient_auto(deltas[m], activations[m - 1], weights[m], l2_over_n, grads_W[m], grads_b[m])
 
 
-@serial
+@driver
 def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept):
     """All deltas, then every dJ/dW^m and dJ/db^m (after forward_layers, with dropout if masks
     is not None)."""
@@ -750,7 +750,7 @@ def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grad
     weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept)
 
 
-@serial
+@driver
 def add_costs(zs, activations, acts, cost, y, J, correct, totals):
     """totals[0] += the costs of these samples, totals[1] += how many are classified correctly
     (output_cost, then sums in float64 in sample order)."""
@@ -762,7 +762,7 @@ def add_costs(zs, activations, acts, cost, y, J, correct, totals):
         totals[1] += correct[s]
 
 
-@serial
+@driver
 def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks):
     """The inputs and labels of minibatch `batch`, for batches asked for in turn from `first`
     on. The samples of several minibatches are gathered (gather_rows) into one of the two
@@ -781,7 +781,7 @@ def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chun
     return x_chunk[i * batch_size:(i + 1) * batch_size], y_chunk[i * batch_size:(i + 1) * batch_size]
 
 
-@serial
+@driver
 def gradient_steps(weights, biases, activations, deltas, kept, x_now, x_next, zs, lr, l2_over_n):
     """gradient_step on layers L..1 (after backpropagate); with dropout (kept not None), layer
     m + 1 reads the kept activations of layer m. Unless x_next (the next minibatch) is empty,
@@ -801,7 +801,7 @@ def gradient_steps(weights, biases, activations, deltas, kept, x_now, x_next, zs
         weighted_sum_auto(weights[0], biases[0], x_next, zs[0])
 
 
-@serial
+@driver
 def optimizer_steps(code, settings, step, weights, biases, state, grads, gradient_sums):
     """optimizer_step on every layer (after backward), as step number `step` (from 1) of the
     optimiser, with the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer; `settings`
@@ -819,7 +819,7 @@ def optimizer_steps(code, settings, step, weights, biases, state, grads, gradien
                             s1_b[m], s2_W[m], s2_b[m])
 
 
-@serial
+@driver
 def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, stop, lr, l2_over_n, keep, seed,
                   buffers, x_chunks, y_chunks, masks, kept, J, correct, totals):
     """Minibatch SGD steps for batches first..stop-1 of the shuffled `order`, every one of
@@ -848,7 +848,7 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
         x_now, y_now = x_new, y_new
 
 
-@serial
+@driver
 def train_batches_with(code, settings, step, weights, biases, state, acts, cost, X, y, order, batch_size, first, stop,
                        l2_over_n, gradient_sums, keep, seed, buffers, x_chunks, y_chunks, masks, kept, grads,
                        J, correct, totals):
@@ -868,7 +868,7 @@ def train_batches_with(code, settings, step, weights, biases, state, acts, cost,
     return step
 
 
-@serial
+@driver
 def evaluate_tiles(weights, biases, acts, cost, X, y, zs, activations, J, correct, totals):
     """The forward pass and add_costs over X in tiles of as many samples as the buffers hold
     (len(X) a multiple of it), so a whole data set is evaluated without activations for all
@@ -881,7 +881,7 @@ def evaluate_tiles(weights, biases, acts, cost, X, y, zs, activations, J, correc
         add_costs(zs, activations, acts, cost, y[first:first + tile], J, correct, totals)
 
 
-@serial
+@driver
 def forward(weights, biases, acts, X, zs, activations):
     """a^0 = X; for m = 1..L: z^m = W^m a^(m-1) + b^m, a^m = f(z^m). Fills zs and activations."""
     forward_layers(np.int64(0), weights, biases, acts, X, zs, activations, 1.0, np.int64(0), np.int64(0), None,

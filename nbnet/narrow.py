@@ -32,7 +32,7 @@ from numba import prange
 from numba.extending import overload
 
 from .codes import ADAM, CROSS_ENTROPY, EXP, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
-from .config import FASTMATH, parallel, renamed, serial
+from .config import FASTMATH, driver, mark_driver, parallel, renamed, serial
 from .kernels import FLUSH_BELOW, SQUARE_FLUSH_BELOW
 from .vecmath import exp, log, log1p, select, tanh
 
@@ -468,7 +468,7 @@ def layer_parameters(params, sizes, m):
     return params[w_first:w_first + n_out * n_in].reshape(n_out, n_in), params[b_first:b_first + n_out]
 
 
-@serial
+@driver
 def chunk_pass(sizes, acts, cost, params, X, y, order, first, count, xs, ts, zs, activations, deltas, scratch,
                grads, chunk_totals, c, backward, costs):
     """Chunk c of a pass: its samples order[first:first + count] gathered, the forward pass
@@ -509,7 +509,7 @@ def chunk_pass(sizes, acts, cost, params, X, y, order, first, count, xs, ts, zs,
         weight_gradient(deltas[c, lo:hi], a_prev, grad_W, grad_b)
 
 
-@serial
+@driver
 def forward_out(sizes, acts, params, X, no_targets, order, start, xs, ts, zs, activations, deltas, scratch, grads,
                 chunk_totals, c, out):
     """Chunk c of forward_rows: the forward pass of the samples from `start` on, a^L into rows of out."""
@@ -680,6 +680,7 @@ def _both_variants(body, calls=(), threaded=True):
     it, shares chunks among them; threaded=False: a body that only calls threaded passes), and
     NAME.serial for one (where `prange` is `range`), from one Python body; NAME.serial calls the
     .serial variants of the passes in `calls`."""
+    mark_driver(body)
     compiled = parallel(body) if threaded else serial(body)
     compiled.serial = serial(renamed(body, "_serial", **{callee.__name__: callee.serial for callee in calls}))
     return compiled
@@ -689,6 +690,7 @@ def _one_thread_only(body):
     """NAME for a pass that always runs on one thread (NAME.serial is NAME itself): a narrow
     network's evaluation and prediction (passes.evaluation_parallel), whose forward passes are
     too quick to share, so that no parallel variant is compiled for them."""
+    mark_driver(body)
     compiled = serial(body)
     compiled.serial = compiled
     return compiled

@@ -23,7 +23,9 @@ def patch_numba_cache():
     * load_without_refresh: loading machine code from the cache does not first set up Numba's
       compiler (0.1-0.2 s in a fresh process);
     * parse_linking_code_when_linked: nor does it parse the code that other functions would
-      link against, until one does (15 ms of a 25 ms load).
+      link against, until one does (15 ms of a 25 ms load);
+    * drivers_optimised_once: a driver (config.driver) is not optimised again with all the code
+      it links in, which was optimised when that was compiled.
 
     Each is left out, and Numba behaves as it does, when its internals differ from what the
     patch expects."""
@@ -31,6 +33,7 @@ def patch_numba_cache():
     lock_numba_cache_index()
     load_without_refresh()
     parse_linking_code_when_linked()
+    drivers_optimised_once()
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,3 +213,47 @@ def parse_linking_code_when_linked():
     library._unserialize = classmethod(_unserialize)
     library._get_module_for_linking = _get_module_for_linking
     engine.is_symbol_defined = is_symbol_defined
+
+
+# The qualified names of the drivers (config.driver): functions whose own code only chains
+# compiled kernels and passes, in loops over layers, minibatches or epochs.
+DRIVERS = set()
+
+
+def drivers_optimised_once():
+    """Compile a driver (a name in DRIVERS) without the second, full optimisation of its final module.
+
+    Numba compiles a function that calls other compiled functions by linking a copy of their
+    code (all of it, callees of callees too) into its module, then optimising that module as a
+    whole at -O3 and emitting machine code for all of it. For a kernel whose own loops are the
+    work, that optimisation is what vectorises them. A driver has no such loops: its module is
+    nearly all code that was already optimised when its callees were compiled, and optimising it
+    again took half of each driver's compile time (2.2 of 3.9 s for the compiled epochs), for no
+    measurable speed (bench/small.py, bench/epoch.py). A driver keeps the cheaper first pass, which
+    inlines the small calls and prunes reference counting, and its machine code calls what its
+    callees' optimisation made of them. (Numba optimises every module at one level, NUMBA_OPT;
+    this chooses per function.)"""
+    try:
+        from numba.core import codegen, config
+    except ImportError:
+        return
+    library = getattr(codegen, "CPUCodeLibrary", None)
+    needed = ("_optimize_final_module", "_codegen", "_final_module", "_recorded_timings", "name")
+    if library is None or not hasattr(library, needed[0]) or not hasattr(codegen, "remove_redundant_nrt_refct"):
+        return
+    if getattr(library._optimize_final_module, "nbnet_drivers", False):
+        return
+    optimize_final_module = library._optimize_final_module
+
+    def _optimize_final_module(self):
+        if self.name not in DRIVERS or not all(hasattr(self, name) for name in needed[1:]):
+            return optimize_final_module(self)
+        mpm, mpb = self._codegen._module_pass_manager(loop_vectorize=self._codegen._loopvect, slp_vectorize=False,
+                                                      opt=self._codegen._opt_level, cost="cheap")
+        with self._recorded_timings.record("Module passes (cheap optimization for refprune)", mpb):
+            mpm.run(self._final_module, mpb)
+        if not config.LLVM_REFPRUNE_PASS:
+            self._final_module = codegen.remove_redundant_nrt_refct(self._final_module)
+
+    _optimize_final_module.nbnet_drivers = True
+    library._optimize_final_module = _optimize_final_module

@@ -190,3 +190,26 @@ def test_the_compile_helper_runs_only_for_cold_training_code(monkeypatch):
     monkeypatch.setenv("NBNET_COMPILE_HELPER", "1")
     monkeypatch.setattr("nbnet.warm.usable_cores", lambda: 1)
     assert not helper_pays(run_settings(net, 10, None, 0.2))
+
+
+def test_drivers_are_only_the_functions_marked_as_drivers():
+    """A driver is compiled without the final -O3 of its module (numba_cache.drivers_optimised_once),
+    which is chosen by name: no kernel whose own loops are the work may share a driver's name."""
+    from numba.core.registry import CPUDispatcher
+
+    from nbnet import epochs, kernels, loops, narrow, pixels, vecmath
+    from nbnet.config import DRIVER_CODE
+    from nbnet.numba_cache import DRIVERS
+
+    compiled = set()
+    for module in (kernels, narrow, epochs, loops, pixels, vecmath):
+        for value in vars(module).values():
+            for variant in (value, getattr(value, "serial", None), getattr(value, "inlined", None)):
+                if isinstance(variant, CPUDispatcher):
+                    compiled.add(variant)
+    named = [d for d in compiled if d.py_func.__qualname__ in DRIVERS]
+    assert len(named) >= 20  # the drivers of both families and the compiled epochs
+    assert all(d.py_func.__code__ in DRIVER_CODE for d in named), [d.py_func.__qualname__ for d in named
+                                                                    if d.py_func.__code__ not in DRIVER_CODE]
+    assert {"run_epochs_serial", "train_batches", "chunk_pass", "evaluate_tiles_serial"} <= DRIVERS
+    assert not {"weighted_sum", "sum_rows", "activate", "add_products", "update"} & DRIVERS

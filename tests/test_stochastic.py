@@ -178,3 +178,13 @@ def test_networks_the_compiled_epochs_take():
     assert not stochastic.compiled_epochs_fit(narrow, config, False)  # dropout
     assert not stochastic.compiled_epochs_fit(narrow, config.but(kernels="loops"), True)
     assert not stochastic.compiled_epochs_fit(wide, config, True)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 150, 1437])
+def test_the_compiled_shuffle_is_numpys_permutation(n):
+    """epochs.permutation draws the order np.random.Generator.permutation draws, and leaves the
+    generator where NumPy's leaves it (the compiled epochs shuffle with it)."""
+    for seed in range(3):
+        ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+        np.testing.assert_array_equal(epochs.permutation(ours, n), numpys.permutation(n))
+        assert ours.integers(0, 2 ** 62) == numpys.integers(0, 2 ** 62)
