@@ -7,6 +7,7 @@ seconds of each and their ratio (above 1: this checkout is slower).
 
     python bench/against.py HEAD~1              # the commit before
     python bench/against.py HEAD~1 --rounds 5 --epochs 3 --only 10,128
+    python bench/against.py HEAD~1 --optimizer adam
     python bench/against.py HEAD~1 --sets       # whole fits of the estimators on scikit-learn's small
                                                 # data sets instead (bench/small.py's section 3)
 """
@@ -30,19 +31,25 @@ from nbnet import Network
 from nbnet.data import load_mnist
 from nbnet.train import prepare_kernels, train_epoch
 hidden, batch_size, epochs, data_dir = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+name = sys.argv[5]
 data = load_mnist(data_dir)
 net = Network([784, *hidden, 10], seed=0)
 X, y = net.as_inputs(data.X_train), net.as_labels(data.y_train, len(data.X_train))
+if name == "sgd":
+    optimizer, lr = None, LR
+else:  # (a small rate, so that no run drifts into the slower arithmetic of huge or NaN values)
+    from nbnet.optimizers import Optimizer
+    optimizer, lr = Optimizer(name), 0.001
 try:
-    prepare_kernels(net, batch_size)
+    prepare_kernels(net, batch_size, optimizer)
 except (TypeError, AttributeError):  # commits before lazy compilation: prepare_kernels(dtype)
     prepare_kernels("float32")
 rng = np.random.default_rng(0)
-train_epoch(net, X, y, rng.permutation(len(X)).astype(np.int64), batch_size, LR)  # warm: caches, pages
+train_epoch(net, X, y, rng.permutation(len(X)).astype(np.int64), batch_size, lr, optimizer=optimizer)  # warm
 for _ in range(epochs):
     order = rng.permutation(len(X)).astype(np.int64)
     start = time.perf_counter()
-    train_epoch(net, X, y, order, batch_size, LR)
+    train_epoch(net, X, y, order, batch_size, lr, optimizer=optimizer)
     print(time.perf_counter() - start)
 """.replace("LR", repr(LR))
 
@@ -87,9 +94,10 @@ def compare_sets(here, other, revision, rounds):
     print(f"geometric mean of the ratios: {statistics.geometric_mean(ratios):.3f}")
 
 
-def epoch_seconds(tree, hidden, batch_size, epochs, data_dir):
+def epoch_seconds(tree, hidden, batch_size, epochs, data_dir, optimizer="sgd"):
     env = dict(os.environ, PYTHONPATH=str(tree))
-    result = subprocess.run([sys.executable, "-c", CHILD, repr(hidden), str(batch_size), str(epochs), str(data_dir)],
+    result = subprocess.run([sys.executable, "-c", CHILD, repr(hidden), str(batch_size), str(epochs), str(data_dir),
+                             optimizer],
                             cwd=tree, env=env, capture_output=True, text=True, check=True)
     return [float(line) for line in result.stdout.split()]
 
@@ -101,6 +109,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per turn")
     parser.add_argument("--only", default=None, help="comma-separated batch sizes, e.g. 10,128")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--optimizer", default="sgd", help="the epochs' optimiser (sgd: lr 0.1; the others: lr 0.001)")
     parser.add_argument("--sets", action="store_true", help="estimator fits on small data sets instead of MNIST epochs")
     args = parser.parse_args()
     data_dir = None if args.sets else args.data_dir or mnist_dir()
@@ -113,7 +122,7 @@ def main():
                                       text=True).stdout.strip()
             if args.sets:
                 return compare_sets(here, Path(other), revision, args.rounds)
-            print(f"nbnet epoch seconds, MNIST, this checkout against {args.revision} ({revision}); medians of "
+            print(f"nbnet epoch seconds, MNIST, {args.optimizer}, this checkout against {args.revision} ({revision}); medians of "
                   f"{args.rounds} x {args.epochs} epochs, turns alternating")
             print(f"{'network':<16} {'batch':>5} {'this s':>8} {revision + ' s':>10} {'this / other':>13}")
             for hidden, batch_size in CONFIGS:
@@ -121,8 +130,8 @@ def main():
                     continue
                 mine, theirs = [], []
                 for _ in range(args.rounds):
-                    theirs += epoch_seconds(Path(other), hidden, batch_size, args.epochs, data_dir)
-                    mine += epoch_seconds(here, hidden, batch_size, args.epochs, data_dir)
+                    theirs += epoch_seconds(Path(other), hidden, batch_size, args.epochs, data_dir, args.optimizer)
+                    mine += epoch_seconds(here, hidden, batch_size, args.epochs, data_dir, args.optimizer)
                 a, b = statistics.median(mine), statistics.median(theirs)
                 name = "-".join(map(str, (784, *hidden, 10)))
                 print(f"{name:<16} {batch_size:>5} {a:>8.3f} {b:>10.3f} {a / b:>13.3f}", flush=True)

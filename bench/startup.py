@@ -10,8 +10,10 @@
    L2 5) with each --train-metrics choice; the ratio of the whole command's wall time to the
    sum of the epochs' training seconds is what monitoring and start-up cost on top of
    training (1.0 would be free).
+4. Compile time per function: the default command in one process with an empty cache, each
+   compiled function's own seconds of compiling (Numba's compile events; callees not counted).
 
-    python bench/startup.py                    # all three; MNIST from $NBNET_DATA_DIR or ../shared/data/mnist
+    python bench/startup.py                    # all four; MNIST from $NBNET_DATA_DIR or ../shared/data/mnist
     python bench/startup.py --json bench/startup.json
     python bench/startup.py --skip-monitoring  # digits only
 """
@@ -88,12 +90,54 @@ def cold_in_turns(repeats, args, plots):
     return with_helper[0], with_helper[1], statistics.median(run[0] for run in runs[1])
 
 
+# Section 4: the default command in one process (no helper) and an empty cache, with Numba's
+# compile events timed: seconds of each compiled function's own compiling (its callees' not
+# counted), the largest first.
+COMPILE_TABLE = """
+import collections, sys, time
+from numba.core import event
+stack, totals = [], collections.Counter()
+
+class Listener(event.Listener):
+    def on_start(self, ev):
+        stack.append([ev.data["dispatcher"].py_func, time.perf_counter(), 0.0])
+
+    def on_end(self, ev):
+        function, start, inner = stack.pop()
+        seconds = time.perf_counter() - start
+        if stack:
+            stack[-1][2] += seconds
+        totals[f"{function.__module__}.{function.__qualname__}"] += seconds - inner
+
+event.register("numba:compile", Listener())
+from nbnet.cli import main
+try:
+    main(["train", "-q", "--plot", sys.argv[1]])
+except SystemExit:
+    pass
+print(sum(totals.values()))
+for name, seconds in totals.most_common(int(sys.argv[2])):
+    print(f"{seconds:.2f} {name}")
+"""
+
+
+def compile_table(plots, rows=12):
+    """(total seconds, [(seconds, function)]) of compiling the default command in one process."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, NBNET_COMPILE_HELPER="0")
+        out = subprocess.run([sys.executable, "-c", COMPILE_TABLE, str(Path(plots) / "table.png"), str(rows)],
+                             env=env, capture_output=True, text=True, check=True).stdout.split("\n")
+    lines = [line for line in out if line.strip()][-(rows + 1):]
+    return float(lines[0]), [(float(seconds), name) for seconds, name in (line.split(" ", 1) for line in lines[1:])]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="runs per cold and warm figure (median)")
     parser.add_argument("--skip-monitoring", action="store_true", help="no MNIST monitoring runs")
     parser.add_argument("--skip-cold", action="store_true", help="no cold starts (warm and monitoring only)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--skip-compile-table", action="store_true", help="no compile time per function")
     args = parser.parse_args()
     import numba
 
@@ -125,6 +169,13 @@ def main():
                 results["monitoring"].append(dict(train_metrics=choice, wall=total, training=training,
                                                   ratio=total / training))
                 print(f"{choice:<16} {total:>8.1f} {training:>11.1f} {total / training:>16.2f}")
+        if not args.skip_compile_table:
+            total, rows = compile_table(plots)
+            results["compile"] = dict(total=total, functions=[dict(seconds=t, function=name) for t, name in rows])
+            print(f"\ncompiling the default command in one process (NBNET_COMPILE_HELPER=0, empty cache): {total:.1f} s "
+                  f"of CPU; each function's own seconds (not its callees'), the largest {len(rows)}:")
+            for seconds, name in rows:
+                print(f"{seconds:6.2f} s  {name}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

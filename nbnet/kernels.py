@@ -801,20 +801,32 @@ def gradient_steps(weights, biases, activations, deltas, kept, x_now, x_next, zs
         weighted_sum_auto(weights[0], biases[0], x_next, zs[0])
 
 
+@serial
+def mean_abs(A):
+    """The mean of |A| over all its entries, summed in float64 (a loop: no array of |A| made)."""
+    flat = A.reshape(-1)
+    total = 0.0
+    for i in range(flat.shape[0]):
+        total += abs(flat[i])
+    return total / flat.shape[0]
+
+
 @driver
 def optimizer_steps(code, settings, step, weights, biases, state, grads, gradient_sums):
     """optimizer_step on every layer (after backward), as step number `step` (from 1) of the
     optimiser, with the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer; `settings`
-    is as in optimizer_step (in the weights' dtype). gradient_sums[0, m] and [1, m] accumulate
-    the mean |dJ/dW^m| and |dJ/db^m| (--track-gradients)."""
+    is as in optimizer_step (in the weights' dtype). With --track-gradients, gradient_sums[0, m]
+    and [1, m] accumulate the mean |dJ/dW^m| and |dJ/db^m|; without, gradient_sums is empty and
+    nothing is summed."""
     grads_W, grads_b = grads
     s1_W, s1_b, s2_W, s2_b = state
     alpha, h1, h2, eps, decay = settings
     c1 = weights[0].dtype.type(ONE - h1 ** step)  # Adam's bias corrections 1 - b1^t, 1 - b2^t
     c2 = weights[0].dtype.type(ONE - h2 ** step)
     for m in range(len(weights)):
-        gradient_sums[0, m] += np.mean(np.abs(grads_W[m]))
-        gradient_sums[1, m] += np.mean(np.abs(grads_b[m]))
+        if gradient_sums.shape[0] > 0:
+            gradient_sums[0, m] += mean_abs(grads_W[m])
+            gradient_sums[1, m] += mean_abs(grads_b[m])
         optimizer_step_auto(code, grads_W[m], grads_b[m], settings, c1, c2, weights[m], biases[m], s1_W[m],
                             s1_b[m], s2_W[m], s2_b[m])
 

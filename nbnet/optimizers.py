@@ -15,6 +15,7 @@ from .codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "rmsprop": RMSPROP, "adam": ADAM}
 KERNELS = ("fast", "loops")
+NOT_TRACKED = np.zeros((0, 0))  # gradient_sums when gradients are not tracked: kernels.optimizer_steps sums nothing
 
 
 class Optimizer:
@@ -136,7 +137,8 @@ class Optimizer:
         gradient_l2 = 0.0 if self.decoupled else l2_over_n
         return passes.variant(kernels.train_batches_with, parallel), (
             self.code, self.settings(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,
-            net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2), self.gradient_sums,
+            net.cost_function.code, X, y, order, batch_size, first, stop, float(gradient_l2),
+            self.gradient_sums if self.track_gradients else NOT_TRACKED,
             float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, grads, J, correct, totals)
 
     def _narrow_call(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, parallel, totals, run_batch_size):
