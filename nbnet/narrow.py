@@ -156,6 +156,17 @@ def weighted_sum(W, b, a_prev, z):
     add_products(W.reshape(-1), np.int64(W.shape[1]), np.int64(1), a_prev, z)
 
 
+@serial(inline="always")
+def column_tops(z, top, total):
+    """top[s] = max_j z[j, s], the largest z of each sample (subtracted before e^z, so that it
+    stays finite), and total[s] = 0, for the softmax's sums."""
+    for s in range(z.shape[1]):
+        top[s], total[s] = z[0, s], z[0, s] * ZERO
+    for j in range(1, z.shape[0]):
+        for s in range(z.shape[1]):
+            top[s] = max(top[s], z[j, s])
+
+
 @serial
 def activate(z, act, a, scratch):
     """a^m = f(z^m) element by element; softmax by columns: a[j, s] = e^(z[j, s] - top_s) / sum_i
@@ -163,11 +174,7 @@ def activate(z, act, a, scratch):
     n, width = z.shape
     if act == SOFTMAX:
         top, total = scratch[0], scratch[1]
-        for s in range(width):
-            top[s], total[s] = z[0, s], z[0, s] * ZERO
-        for j in range(1, n):
-            for s in range(width):
-                top[s] = max(top[s], z[j, s])
+        column_tops(z, top, total)
         for j in range(n):
             for s in range(width):
                 a[j, s] = exp(z[j, s] - top[s])
@@ -334,11 +341,7 @@ def output_cost(z, a, t, act, cost, count, scratch, totals):
     for s in range(width):
         J[s] = a[0, s] * ZERO
     if cost == CROSS_ENTROPY and act == SOFTMAX:
-        for s in range(width):
-            top[s], total[s] = z[0, s], z[0, s] * ZERO
-        for j in range(1, n):
-            for s in range(width):
-                top[s] = max(top[s], z[j, s])
+        column_tops(z, top, total)
         for j in range(n):
             for s in range(width):
                 total[s] += exp(z[j, s] - top[s])
