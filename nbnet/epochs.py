@@ -24,6 +24,7 @@ callback, the end of a call's time budget (so Ctrl-C is seen). What an epoch lea
 in `progress` and `curves`; run_epochs returns why it stopped.
 """
 
+import numba
 import numpy as np
 from numba.np.random.random_methods import random_interval
 
@@ -55,6 +56,11 @@ def permutation(rng, n):
         j = np.int64(random_interval(rng.bit_generator, i))
         order[i], order[j] = order[j], order[i]
     return order
+
+
+if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1): random_interval is Numba's; NumPy's own order
+    def permutation(rng, n):  # noqa: F811
+        return rng.permutation(n)
 
 
 @serial
@@ -232,4 +238,5 @@ forward_rows_one_thread, evaluate_one_thread = forward_rows.serial, evaluate.ser
 # run_epochs calls narrow.train_batches, whose minibatches share their chunks among the threads;
 # run_epochs.serial, the same body compiled again, calls its one-thread variant
 run_epochs = driver(run_epochs)
-run_epochs.serial = serial(renamed(run_epochs.py_func, "_serial", train_batches=train_batches.serial))
+run_epochs.serial = serial(renamed(getattr(run_epochs, "py_func", run_epochs), "_serial",  # (NUMBA_DISABLE_JIT=1: itself)
+                                   train_batches=train_batches.serial))

@@ -905,10 +905,10 @@ def one_thread(drivers, kernels):
     `KERNEL_auto` it calls replaced by KERNEL.serial and every driver by its own .serial (so
     a one-thread run compiles no parallel kernel)."""
     replaced = {kernel.__name__ + "_auto": kernel.serial for kernel in kernels}
-    for driver in drivers:  # callees first
-        python_function = getattr(driver, "py_func", driver)  # (NUMBA_DISABLE_JIT=1: the function itself)
-        driver.serial = serial(renamed(python_function, "_serial", **replaced))
-        replaced[driver.__name__] = driver.serial
+    for compiled in drivers:  # callees first
+        python_function = getattr(compiled, "py_func", compiled)  # (NUMBA_DISABLE_JIT=1: the function itself)
+        compiled.serial = serial(renamed(python_function, "_serial", **replaced))
+        replaced[compiled.__name__] = compiled.serial
 
 
 one_thread((forward_layers, backpropagate, weight_gradients, backward, add_costs, gathered_batch, gradient_steps,

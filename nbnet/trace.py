@@ -233,7 +233,7 @@ def text(result, title, full=False):
     out.append(f"    J(a^{L}, y) = {number(result.data_cost).strip()}   L2 term = {number(result.l2_cost).strip()}"
                f"   J = {number(result.cost).strip()}")
     out.append("")
-    out.append(f"Output error   delta^L = f'(z^L) * dJ/da^L   (loops.output_delta)")
+    out.append("Output error   delta^L = f'(z^L) * dJ/da^L   (loops.output_delta)")
     out += array_lines(f"delta^{L}", result.layers[-1].delta[0], full)
     if L > 1:
         out.append("Backpropagated error   delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1)   (loops.hidden_delta)")
