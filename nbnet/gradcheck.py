@@ -28,23 +28,28 @@ TINY = 1e-5  # far above the ~1e-13 rounding noise of the differences: two near-
 
 def numerical_gradients(net, X, y, l2=0.0, n_train=None, h=1e-3):
     """(grads_W, grads_b) of net.cost(X, y, l2, n_train), by fourth-order central differences."""
-    def cost_at(P, index, value):
-        P[index] = value
-        return net.cost(X, y, l2, n_train)
-
     result = []
     for params in (net.weights, net.biases):
         grads = []
         for P in params:
             G = np.zeros(P.shape)
             for index in np.ndindex(P.shape):
-                p = P[index]
-                G[index] = (cost_at(P, index, p - 2 * h) - 8 * cost_at(P, index, p - h)
-                            + 8 * cost_at(P, index, p + h) - cost_at(P, index, p + 2 * h)) / (12 * h)
-                P[index] = p
+                G[index] = central_difference(lambda: net.cost(X, y, l2, n_train), P, index, h)
             grads.append(G)
         result.append(grads)
     return result
+
+
+def central_difference(cost, P, index, h):
+    """(J(p - 2h) - 8 J(p - h) + 8 J(p + h) - J(p + 2h)) / 12h for the entry p = P[index], J = cost()
+    evaluated with P[index] moved; P[index] is p again afterwards."""
+    p = P[index]
+    J = []
+    for shift in (-2 * h, -h, h, 2 * h):
+        P[index] = p + shift
+        J.append(cost())
+    P[index] = p
+    return (J[0] - 8 * J[1] + 8 * J[2] - J[3]) / (12 * h)
 
 
 def relative_error(analytic, numeric, tiny=TINY):

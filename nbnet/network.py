@@ -131,18 +131,13 @@ class Network:
         b^1..b^L, in the network's dtype; from now on the network's weights and biases are
         views of it, so writing the vector changes the network (full-batch solvers such as
         L-BFGS work on one vector: nbnet.lbfgs)."""
-        theta = aligned(np.concatenate([P.ravel() for P in self.weights + self.biases]), self.dtype)
+        theta = aligned(passes.flat(self.weights, self.biases), self.dtype)
         self.weights, self.biases = self.parameter_views(theta)
         return theta
 
     def parameter_views(self, theta):
         """(weights, biases): views of a flat vector laid out as flat_parameters lays it out."""
-        views, offset = [], 0
-        for P in self.weights + self.biases:
-            views.append(theta[offset:offset + P.size].reshape(P.shape))
-            offset += P.size
-        L = len(self.weights)
-        return views[:L], views[L:]
+        return passes.parameter_views(theta, self.weights, self.biases)
 
     def parameters_finite(self):
         """False once any weight or bias is NaN or infinite (training has diverged)."""
@@ -247,9 +242,7 @@ class Network:
 
     def l2_penalty(self, l2, n_train):
         """(lambda / 2n) sum of all W^2 (biases are not penalised)."""
-        if not l2:
-            return 0.0
-        return 0.5 * l2 / n_train * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in self.weights)
+        return l2_penalty(self.weights, l2, n_train)
 
     def evaluate(self, X, y, l2=0.0, n_train=None):
         """(mean cost including the L2 term, accuracy), in one compiled pass over tiles of X
@@ -303,6 +296,13 @@ class Network:
         if factor == 1.0:
             return list(grads_W), list(grads_b)
         return [G * G.dtype.type(factor) for G in grads_W], [g * g.dtype.type(factor) for g in grads_b]
+
+
+def l2_penalty(weights, l2, n_train):
+    """(lambda / 2n) sum of every W^2 of `weights`, in float64 (biases are not penalised)."""
+    if not l2:
+        return 0.0
+    return 0.5 * l2 / n_train * sum(float(np.sum(W.astype(np.float64) ** 2)) for W in weights)
 
 
 def _check_choice(what, value, choices):

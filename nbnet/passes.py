@@ -157,8 +157,19 @@ def sizes_of(weights):
 
 
 def flat(weights, biases):
-    """Every W^m by rows, then every b^m, in one vector (Network.flat_parameters' layout)."""
+    """Every W^m by rows, then every b^m, in one vector: the layout of nbnet.narrow's parameters
+    and of Network.flat_parameters."""
     return np.concatenate([W.ravel() for W in weights] + list(biases))
+
+
+def parameter_views(theta, weights, biases):
+    """([W^m], [b^m]) shaped like `weights` and `biases`: views of a vector laid out as `flat` lays
+    them out."""
+    views, offset = [], 0
+    for P in (*weights, *biases):
+        views.append(theta[offset:offset + P.size].reshape(P.shape))
+        offset += P.size
+    return views[:len(weights)], views[len(weights):]
 
 
 def _round_up(n, multiple):
@@ -199,11 +210,4 @@ def narrow_gradients(weights, biases, acts, cost, X, y, l2_over_n, parallel):
     variant(narrow.gradient_and_cost, parallel)(
         sizes_of(weights), acts, cost, flat(weights, biases), X, y, np.arange(n), float(l2_over_n),
         narrow_buffers(weights, min(n, EVALUATION_TILE), y), gradient, totals)
-    grads_W, grads_b, offset = [], [], 0
-    for W in weights:
-        grads_W.append(gradient[offset:offset + W.size].reshape(W.shape))
-        offset += W.size
-    for b in biases:
-        grads_b.append(gradient[offset:offset + b.size])
-        offset += b.size
-    return grads_W, grads_b, totals[0]
+    return (*parameter_views(gradient, weights, biases), totals[0])

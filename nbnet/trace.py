@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import loops, reference
-from .gradcheck import PASS_BELOW, relative_error, smooth_step, verdict
+from .gradcheck import PASS_BELOW, central_difference, relative_error, smooth_step, verdict
+from .network import l2_penalty
 
 CHECK_ALL = 2000  # a layer with at most this many weights has every one checked
 CHECKED = 200  # else this many, at random
@@ -87,10 +88,8 @@ def trace(net, x, y, lr, l2=0.0, n_train=1, seed=0):
         raise ValueError("a trace runs in float64")
     X = np.ascontiguousarray(x, dtype=np.float64).reshape(1, -1)
     labels = np.array([y], dtype=np.int64) if np.ndim(y) == 0 else np.asarray(y, dtype=np.float64).reshape(1, -1)
-    weights = [W.copy() for W in net.weights]
-    biases = [b.copy() for b in net.biases]
     result = Trace(X[0], y, lr, l2, n_train)
-    result.layers = [Layer(m, W.copy(), b.copy()) for m, (W, b) in enumerate(zip(weights, biases), 1)]
+    result.layers = [Layer(m, W.copy(), b.copy()) for m, (W, b) in enumerate(zip(net.weights, net.biases), 1)]
     # forward: z^m = W^m a^(m-1) + b^m, a^m = f(z^m)
     a_prev = X
     for layer, act in zip(result.layers, net.acts):
@@ -118,11 +117,13 @@ def trace(net, x, y, lr, l2=0.0, n_train=1, seed=0):
         layer.W_after, layer.b_after = layer.W.copy(), layer.b.copy()
         loops.sgd_step.py_func(layer.grad_W, layer.grad_b, lr, layer.W_after, layer.b_after)
     # finite differences of J, and J after the step
+    # (the differences move one entry of layer.W or layer.b at a time and put it back)
     result.step = smooth_step(net, X)
     rng = np.random.default_rng(seed)
-    for m, layer in enumerate(result.layers):
-        layer.numeric_W = numerical_gradient(net, weights, biases, weights[m], X, labels, l2, n_train, result.step, rng)
-        layer.numeric_b = numerical_gradient(net, weights, biases, biases[m], X, labels, l2, n_train, result.step, rng)
+    weights, biases = [layer.W for layer in result.layers], [layer.b for layer in result.layers]
+    for layer in result.layers:
+        layer.numeric_W = numerical_gradient(net, weights, biases, layer.W, X, labels, l2, n_train, result.step, rng)
+        layer.numeric_b = numerical_gradient(net, weights, biases, layer.b, X, labels, l2, n_train, result.step, rng)
     result.cost_after = cost(net, [layer.W_after for layer in result.layers],
                              [layer.b_after for layer in result.layers], X, labels, l2, n_train)
     return result
@@ -133,7 +134,7 @@ def cost(net, weights, biases, X, labels, l2, n_train):
     by NumPy (nbnet.reference)."""
     zs, activations = reference.forward(weights, biases, net.acts, X)
     J = reference.output_cost(zs[-1], activations[-1], labels, net.acts[-1], net.cost_function.code)[0]
-    return float(np.mean(J)) + 0.5 * l2 / n_train * sum(float(np.sum(W ** 2)) for W in weights)
+    return float(np.mean(J)) + l2_penalty(weights, l2, n_train)
 
 
 def numerical_gradient(net, weights, biases, P, X, labels, l2, n_train, h, rng):
@@ -143,13 +144,7 @@ def numerical_gradient(net, weights, biases, P, X, labels, l2, n_train, h, rng):
     G = np.full(P.shape, np.nan)
     flat = np.arange(P.size) if P.size <= CHECK_ALL else np.sort(rng.choice(P.size, CHECKED, replace=False))
     for index in zip(*np.unravel_index(flat, P.shape)):
-        p = P[index]
-        at = []
-        for shift in (-2 * h, -h, h, 2 * h):
-            P[index] = p + shift
-            at.append(cost(net, weights, biases, X, labels, l2, n_train))
-        P[index] = p
-        G[index] = (at[0] - 8 * at[1] + 8 * at[2] - at[3]) / (12 * h)
+        G[index] = central_difference(lambda: cost(net, weights, biases, X, labels, l2, n_train), P, index, h)
     return G
 
 
@@ -277,7 +272,7 @@ def as_json(result, about):
                      delta=layer.delta[0].tolist(), grad_W=layer.grad_W.tolist(), grad_b=layer.grad_b.tolist(),
                      l2_term=layer.l2_term.tolist(), finite_difference_W=values(layer.numeric_W),
                      finite_difference_b=values(layer.numeric_b),
-                     relative_error_W=layer.errors()[0], relative_error_b=layer.errors()[1],
+                     **dict(zip(("relative_error_W", "relative_error_b"), layer.errors())),
                      W_after=layer.W_after.tolist(), b_after=layer.b_after.tolist())
                 for layer in result.layers],
         largest_relative_error=result.worst_error(),

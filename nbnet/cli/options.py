@@ -103,8 +103,10 @@ def option_settings(spec, sweep):
     return settings
 
 
-def config_from(options):
-    """The TrainConfig of parsed `nbnet train` options (--hidden repeats add layers)."""
-    values = {spec.name: options[spec.name] for spec in fields(TrainConfig)}
+def config_from(options, **fixed):
+    """The TrainConfig of parsed `nbnet train` options, or of the config_options(only=...) a command
+    takes (the others keep their defaults), with the fields in `fixed` set so; --hidden repeats
+    add layers."""
+    values = {spec.name: options[spec.name] for spec in fields(TrainConfig) if spec.name in options}
     values["hidden"] = tuple(size for layers in values["hidden"] for size in layers)
-    return TrainConfig(**values)
+    return TrainConfig(**values, **fixed)

@@ -8,9 +8,8 @@ import click
 import numpy as np
 
 from .. import trace as tracing
-from ..options import TrainConfig
 from .group import main
-from .options import config_options
+from .options import config_from, config_options
 from .train import load_data, new_network, training_split
 
 OPTIONS = ("dataset", "label_column", "categorical", "standardize", "hidden", "activation", "output", "cost", "lr", "l2",
@@ -31,9 +30,8 @@ def trace_command(sample, data_dir, output_format, full, **options):
     """One sample through a new network (as `nbnet train` would start it, in float64): z and a per
     layer, the cost J, delta^L and every delta^m, dJ/dW and dJ/db beside their finite differences,
     the L2 term, and W and b after one SGD step, computed by the plain loops of nbnet/loops.py."""
-    options["hidden"] = tuple(size for layers in options["hidden"] for size in layers)
     try:
-        config = TrainConfig(dtype="float64", **options)
+        config = config_from(options, dtype="float64")
     except ValueError as error:  # (an output the cost is not defined for: a usage error, as in nbnet train)
         raise click.UsageError(str(error)) from None
     data = load_data(config, data_dir, download=False, quiet=True)
