@@ -33,8 +33,9 @@ def plain(fn):
     return parallel(fn, FASTMATH)
 
 
-# f and f_prime are written again here, not imported from kernels.py: Numba's disk cache notices
-# edits only to the file a compiled function is in (kernels.f also differs: its float32 exp).
+# f and f_prime are written again here, not imported from kernels.py: kernels.f computes e^x and
+# tanh with nbnet.vecmath's vectorisable approximations and kernels.f_prime leaves out identity
+# and exp (see there); these are the textbook functions, with NumPy's exp and tanh.
 @serial(inline="always")
 def f(z, act):
     """a = f(z) for one neuron: sigmoid 1 / (1 + e^-z), tanh, identity z, exp e^z, or relu max(z, 0)."""

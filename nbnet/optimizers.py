@@ -108,8 +108,7 @@ class Optimizer:
         """Whether run() trains `net` through nbnet.narrow (passes.narrow_pays for the network and
         the batch size, and nothing asks for what only nbnet.kernels' steps do: dropout, tracked
         gradients, the plain loops); sets self.narrow so."""
-        self.narrow = (passes.narrow_pays(net.weights, batch_size) and not dropout and not self.track_gradients
-                       and self.kernels == "fast")
+        self.narrow = passes.narrow_steps(net.weights, batch_size, dropout, self.track_gradients, self.kernels)
         return self.narrow
 
     def compiled_call(self, net, X, y, order, batch_size, first, stop, lr, l2_over_n, keep=1.0, seed=0, parallel=None,

@@ -41,6 +41,13 @@ def narrow_pays(weights, batch_size=None):
                                                 NARROW_MIN_BATCH)
 
 
+def narrow_steps(weights, batch_size, dropout, track_gradients, kernels):
+    """Whether minibatch steps train through nbnet.narrow: narrow_pays for the network and the batch
+    size, and nothing asks for what only nbnet.kernels' steps do (dropout, tracked gradients, the
+    plain loops of kernels="loops")."""
+    return narrow_pays(weights, batch_size) and not dropout and not track_gradients and kernels == "fast"
+
+
 def narrow_parallel(weights, samples):
     """True when nbnet.narrow's passes over `samples` samples at a time share their chunks among
     the threads: more than one thread is allowed, the samples make more than one chunk, and

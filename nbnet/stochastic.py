@@ -24,11 +24,10 @@ SCHEDULES = {"constant": CONSTANT, "invscaling": INVSCALING, "adaptive": ADAPTIV
 
 
 def compiled_epochs_fit(net, config, dropout_free):
-    """True when nbnet.epochs can run the fit: nbnet.narrow's steps suit the network and the batch
-    size (passes.narrow_pays), the fast kernels, no dropout and no augmentation (those run epoch
-    by epoch through nbnet.train)."""
-    return (passes.narrow_pays(net.weights, config.batch_size) and config.kernels == "fast" and dropout_free
-            and not config.augment and not config.track_gradients)
+    """True when nbnet.epochs can run the fit: its steps are nbnet.narrow's (passes.narrow_steps) and
+    nothing is augmented (that runs epoch by epoch through nbnet.train)."""
+    return (passes.narrow_steps(net.weights, config.batch_size, not dropout_free, config.track_gradients,
+                                config.kernels) and not config.augment)
 
 
 class Validation:

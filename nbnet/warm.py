@@ -248,8 +248,8 @@ def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metric
     """warm_up's arguments for a run of `net` with these settings (prepare_kernels' parameters)."""
     optimizer = optimizer or Optimizer("sgd")
     train = batch_size is not None
-    narrow_steps = (train and passes.narrow_pays(net.weights, batch_size) and dropout == 0
-                    and not optimizer.track_gradients and optimizer.kernels == "fast")
+    narrow_steps = train and passes.narrow_steps(net.weights, batch_size, dropout > 0, optimizer.track_gradients,
+                                                 optimizer.kernels)
     narrow = narrow_steps if train else net.narrow_passes()  # (a run evaluates with its steps' family)
     return dict(layers=len(net.sizes) - 1, dtype=net.dtype.name, parallel_evaluation=passes.evaluation_parallel(net.weights),
                 parallel_training=train and passes.steps_parallel(net.weights, batch_size, narrow_steps),
