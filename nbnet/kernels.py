@@ -216,8 +216,9 @@ def _is_correct_compiled(a, y, s):
 @loop_nest
 def sum_rows(W, b, a_prev, z, j, first, last):
     """z[s, j:j+4] = b[j:j+4] + W[j:j+4] a_prev[s] for samples first..last-1 (the block body of
-    weighted_sum). Two samples at a time: each load of W[j + i, k] feeds two of the 8 running
-    sums and each load of a_prev[s, k] four, so the loop does 8 multiply-adds per 6 loads."""
+    weighted_sum). Four samples at a time (then two, then one), 16 running sums: z12 is
+    z[s + 1, j + 2]. Each load of W[j + i, k] feeds four sums and each load of a_prev[s, k]
+    four, so the loop does 16 multiply-adds per 8 loads."""
     n_out, n_in = W.shape
     if j + 4 > n_out:  # the last 1 to 3 neurons, one at a time
         for jj in range(j, n_out):
@@ -228,32 +229,61 @@ def sum_rows(W, b, a_prev, z, j, first, last):
                 z[s, jj] = acc
         return
     s = first
-    while s + 2 <= last:
-        u0, u1, u2, u3 = b[j], b[j + 1], b[j + 2], b[j + 3]  # sample s
-        v0, v1, v2, v3 = u0, u1, u2, u3  # sample s + 1
+    while s + 4 <= last:
+        z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
+        z10, z11, z12, z13 = z00, z01, z02, z03
+        z20, z21, z22, z23 = z00, z01, z02, z03
+        z30, z31, z32, z33 = z00, z01, z02, z03
         for k in range(n_in):
-            x, x_ = a_prev[s, k], a_prev[s + 1, k]
             w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
-            u0 += w0 * x
-            u1 += w1 * x
-            u2 += w2 * x
-            u3 += w3 * x
-            v0 += w0 * x_
-            v1 += w1 * x_
-            v2 += w2 * x_
-            v3 += w3 * x_
-        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = u0, u1, u2, u3
-        z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = v0, v1, v2, v3
+            x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
+            z00 += w0 * x0
+            z01 += w1 * x0
+            z02 += w2 * x0
+            z03 += w3 * x0
+            z10 += w0 * x1
+            z11 += w1 * x1
+            z12 += w2 * x1
+            z13 += w3 * x1
+            z20 += w0 * x2
+            z21 += w1 * x2
+            z22 += w2 * x2
+            z23 += w3 * x2
+            z30 += w0 * x3
+            z31 += w1 * x3
+            z32 += w2 * x3
+            z33 += w3 * x3
+        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
+        z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = z10, z11, z12, z13
+        z[s + 2, j], z[s + 2, j + 1], z[s + 2, j + 2], z[s + 2, j + 3] = z20, z21, z22, z23
+        z[s + 3, j], z[s + 3, j + 1], z[s + 3, j + 2], z[s + 3, j + 3] = z30, z31, z32, z33
+        s += 4
+    if s + 2 <= last:  # two of the last 2 or 3 samples
+        z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
+        z10, z11, z12, z13 = z00, z01, z02, z03
+        for k in range(n_in):
+            w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
+            x0, x1 = a_prev[s, k], a_prev[s + 1, k]
+            z00 += w0 * x0
+            z01 += w1 * x0
+            z02 += w2 * x0
+            z03 += w3 * x0
+            z10 += w0 * x1
+            z11 += w1 * x1
+            z12 += w2 * x1
+            z13 += w3 * x1
+        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
+        z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = z10, z11, z12, z13
         s += 2
     if s < last:  # an odd last sample
-        u0, u1, u2, u3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+        z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
         for k in range(n_in):
-            x = a_prev[s, k]
-            u0 += W[j, k] * x
-            u1 += W[j + 1, k] * x
-            u2 += W[j + 2, k] * x
-            u3 += W[j + 3, k] * x
-        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = u0, u1, u2, u3
+            x0 = a_prev[s, k]
+            z00 += W[j, k] * x0
+            z01 += W[j + 1, k] * x0
+            z02 += W[j + 2, k] * x0
+            z03 += W[j + 3, k] * x0
+        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
 
 
 @kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size)
@@ -386,33 +416,51 @@ def subtract_outer_products(delta, a_prev, c, G, j0):
     samples of outer products delta^m (a^(m-1))^T, the loop nest of both weight_gradient and
     gradient_step.
 
-    Two rows and four samples at a time: each load of a_prev[s, k] feeds both rows, and each
-    row is loaded and stored once per four samples (8 multiply-adds per 6 loads and 2 stores).
+    Four rows and four samples at a time (then two samples, then one), with the 16 factors
+    d21 = c delta[s + 1, j + 2] held in registers: each load of a_prev[s, k] feeds four rows,
+    and each row is loaded and stored once per four samples (16 multiply-adds per 8 loads and
+    4 stores).
     """
     n_samples, n_in = a_prev.shape
-    j_end = min(j0 + 4, G.shape[0])
     j = j0
-    while j + 2 <= j_end:
-        s = 0
-        while s + 4 <= n_samples:
-            p0, p1, p2, p3 = c * delta[s, j], c * delta[s + 1, j], c * delta[s + 2, j], c * delta[s + 3, j]
-            q0, q1, q2, q3 = c * delta[s, j + 1], c * delta[s + 1, j + 1], c * delta[s + 2, j + 1], c * delta[s + 3, j + 1]
-            for k in range(n_in):
-                x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
-                G[j, k] -= p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3
-                G[j + 1, k] -= q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3
-            s += 4
-        for ss in range(s, n_samples):  # the last 1 to 3 samples
-            p, q = c * delta[ss, j], c * delta[ss, j + 1]
-            for k in range(n_in):
-                G[j, k] -= p * a_prev[ss, k]
-                G[j + 1, k] -= q * a_prev[ss, k]
-        j += 2
-    if j < j_end:  # an odd last row, one sample at a time
-        for s in range(n_samples):
-            p = c * delta[s, j]
-            for k in range(n_in):
-                G[j, k] -= p * a_prev[s, k]
+    if j + 4 > G.shape[0]:  # the last 1 to 3 rows, one sample at a time
+        for jj in range(j, G.shape[0]):
+            for s in range(n_samples):
+                d = c * delta[s, jj]
+                for k in range(n_in):
+                    G[jj, k] -= d * a_prev[s, k]
+        return
+    s = 0
+    while s + 4 <= n_samples:
+        d00, d01, d02, d03 = c * delta[s, j], c * delta[s + 1, j], c * delta[s + 2, j], c * delta[s + 3, j]
+        d10, d11, d12, d13 = c * delta[s, j + 1], c * delta[s + 1, j + 1], c * delta[s + 2, j + 1], c * delta[s + 3, j + 1]
+        d20, d21, d22, d23 = c * delta[s, j + 2], c * delta[s + 1, j + 2], c * delta[s + 2, j + 2], c * delta[s + 3, j + 2]
+        d30, d31, d32, d33 = c * delta[s, j + 3], c * delta[s + 1, j + 3], c * delta[s + 2, j + 3], c * delta[s + 3, j + 3]
+        for k in range(n_in):
+            x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
+            G[j, k] -= d00 * x0 + d01 * x1 + d02 * x2 + d03 * x3
+            G[j + 1, k] -= d10 * x0 + d11 * x1 + d12 * x2 + d13 * x3
+            G[j + 2, k] -= d20 * x0 + d21 * x1 + d22 * x2 + d23 * x3
+            G[j + 3, k] -= d30 * x0 + d31 * x1 + d32 * x2 + d33 * x3
+        s += 4
+    if s + 2 <= n_samples:  # two of the last 2 or 3 samples
+        d00, d01, d10, d11 = c * delta[s, j], c * delta[s + 1, j], c * delta[s, j + 1], c * delta[s + 1, j + 1]
+        d20, d21, d30, d31 = c * delta[s, j + 2], c * delta[s + 1, j + 2], c * delta[s, j + 3], c * delta[s + 1, j + 3]
+        for k in range(n_in):
+            x0, x1 = a_prev[s, k], a_prev[s + 1, k]
+            G[j, k] -= d00 * x0 + d01 * x1
+            G[j + 1, k] -= d10 * x0 + d11 * x1
+            G[j + 2, k] -= d20 * x0 + d21 * x1
+            G[j + 3, k] -= d30 * x0 + d31 * x1
+        s += 2
+    if s < n_samples:  # an odd last sample
+        d00, d10, d20, d30 = c * delta[s, j], c * delta[s, j + 1], c * delta[s, j + 2], c * delta[s, j + 3]
+        for k in range(n_in):
+            x0 = a_prev[s, k]
+            G[j, k] -= d00 * x0
+            G[j + 1, k] -= d10 * x0
+            G[j + 2, k] -= d20 * x0
+            G[j + 3, k] -= d30 * x0
 
 
 @loop_nest
