@@ -37,9 +37,9 @@ def wide_vectors():
     LLVM's tuning for Intel's AVX-512 chips prefers 256-bit vectors (its `prefer-256-bit`
     feature: on the first such chips 512-bit instructions lowered the clock). nbnet's kernels
     are long runs of multiply-adds over contiguous rows, where twice the lanes per instruction
-    win: an MNIST epoch of 784-800-10 takes 18 % less time (docs/performance.md, "Vector
-    width"). Numba reads the CPU features once, when it sets up its compiler, so this runs
-    when nbnet is imported, before anything is compiled; the features are part of the disk
+    win (docs/performance.md, "Vector width and register blocks"). Numba reads the CPU
+    features once, when it sets up its compiler, so this runs when nbnet is imported, before
+    anything is compiled; the features are part of the disk
     cache's key, so code compiled with other features is never loaded. A choice of your own
     (NUMBA_CPU_NAME or NUMBA_CPU_FEATURES) is kept, and so are the defaults if Numba compiled
     something before nbnet was imported."""

@@ -213,3 +213,42 @@ def test_drivers_are_only_the_functions_marked_as_drivers():
                                                                     if d.py_func.__code__ not in DRIVER_CODE]
     assert {"run_epochs_serial", "train_batches", "chunk_pass", "evaluate_tiles_serial"} <= DRIVERS
     assert not {"weighted_sum", "sum_rows", "activate", "add_products", "update"} & DRIVERS
+
+
+WIDE_VECTORS = """
+import llvmlite.binding as ll
+import numpy as np
+from numba import njit
+from numba.core.registry import cpu_target
+import nbnet
+
+@njit(fastmath=True)
+def axpy(x, y):
+    for k in range(x.shape[0]):
+        y[k] += np.float32(2) * x[k]
+
+x = np.ones(1024, np.float32)
+axpy(x, x.copy())
+assembly = next(iter(axpy.inspect_asm().values()))
+print(int(ll.get_host_cpu_features().get("avx512f", False)), int("zmm" in assembly),
+      cpu_target.target_context.codegen()._tm_features.split(",")[-1])
+"""
+
+
+def test_loops_use_512_bit_vectors_where_the_cpu_has_them_unless_the_user_chose():
+    """config.wide_vectors: LLVM's tuning for Intel's AVX-512 chips prefers 256-bit vectors;
+    nbnet asks for 512-bit ones (zmm registers) where the CPU has AVX-512, and keeps features
+    the user set (NUMBA_CPU_FEATURES)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    run = subprocess.run([sys.executable, "-c", WIDE_VECTORS], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    has_avx512, uses_zmm, last_feature = run.stdout.split()
+    assert uses_zmm == has_avx512
+    assert (last_feature == "-prefer-256-bit") == (has_avx512 == "1")
+
+    import llvmlite.binding as ll
+    own = ll.get_host_cpu_features().flatten()
+    run = subprocess.run([sys.executable, "-c", WIDE_VECTORS], env=dict(env, NUMBA_CPU_FEATURES=own),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[2] == own.split(",")[-1]  # the user's features, as given
