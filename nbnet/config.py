@@ -39,10 +39,10 @@ def wide_vectors():
     are long runs of multiply-adds over contiguous rows, where twice the lanes per instruction
     win (docs/performance.md, "Vector width and register blocks"). Numba reads the CPU
     features once, when it sets up its compiler, so this runs when nbnet is imported, before
-    anything is compiled; the features are part of the disk
-    cache's key, so code compiled with other features is never loaded. A choice of your own
-    (NUMBA_CPU_NAME or NUMBA_CPU_FEATURES) is kept, and so are the defaults if Numba compiled
-    something before nbnet was imported."""
+    anything is compiled; the features are part of the disk cache's key, so code compiled
+    with other features is never loaded. A choice of your own (NUMBA_CPU_NAME or
+    NUMBA_CPU_FEATURES) is kept, and so are the defaults if Numba compiled something before
+    nbnet was imported."""
     if numba_config.CPU_NAME is not None or numba_config.CPU_FEATURES is not None:
         return
     features = codegen.get_host_cpu_features()
