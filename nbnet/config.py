@@ -2,15 +2,15 @@
 
 All compiled code in nbnet is built by `parallel` (`prange` loops run on several threads),
 `serial` (one thread), `loop_nest` (the long sums, with every fast-math flag) or `inlined`
-(only ever inlined into its callers: the kernels' parallel/one-thread choosers); kernels.kernel
-builds each kernel with the first two. All share:
+(only ever inlined into its callers: the kernels' one-thread variants and their choosers);
+kernels.kernel builds each kernel's variants with these. All share:
 
 * FASTMATH: LLVM fast-math flags *without* `nnan` and `ninf`, so NaN/inf checks and the
   overflow behaviour of `exp` stay correct. `reassoc` lets LLVM vectorise the sums over k
   in weighted_sum (7-10x faster); it may reorder a sum, but every thread runs the same
   compiled loop on the same shapes, so results still do not depend on the thread count.
-  Only the `loop_nest` functions, and the parallel kernels they are inlined into, get
-  `reassoc` and `contract` (a * b + c in one rounding): see `loop_nest` and kernels.kernel.
+  Only the `loop_nest` functions get `reassoc` and `contract` (a * b + c in one rounding):
+  see `loop_nest` and kernels.kernel.
 * error_model="numpy": division by zero gives inf/nan like NumPy instead of raising, which
   keeps the hot loops free of Python-exception checks.
 * cache=True (except `inlined`, which has no machine code of its own): compiled machine
@@ -63,6 +63,9 @@ JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
 # A kernel call with less work than this (multiply-adds, or elements) runs its one-thread
 # twin: starting threads costs about a microsecond per call, more than such work takes.
 PARALLEL_MIN_WORK = 10_000
+# Rows of W^1 that kernels.gradient_step_then_weighted_sum updates and then sums for the next
+# minibatch while they are in cache (64 rows of 784 float32: 200 KB, within L2). A multiple of 4.
+FUSED_ROWS = 4
 # A training run whose minibatch step has less work than this (samples x weights) runs every
 # kernel on one thread (the drivers' `.serial` variants), and so never compiles the parallel
 # kernels: the bundled digits (64-30-10, batch 10: 22,300) take this path. A network with
@@ -93,21 +96,58 @@ NARROW_CHUNK_BUFFERS = 64
 NARROW_PARALLEL_WORK = 250_000
 
 
+def distinct_arrays_option():
+    """Let njit take noalias=True, which Numba's options leave out (its parallel loops set it on
+    their bodies themselves): every array argument is then declared to LLVM as not overlapping
+    any other, so a loop that writes one array and reads another is vectorised without run-time
+    overlap checks (gather_rows' copy ran 4x slower without it). nbnet gives each kernel
+    distinct arrays to write."""
+    from numba.core.cpu import CPUTargetOptions
+    from numba.core.options import TargetOptions
+
+    if not hasattr(CPUTargetOptions, "noalias"):
+        CPUTargetOptions.noalias = TargetOptions.Mapping("noalias")
+
+
+distinct_arrays_option()
+
+
+def thread_count():
+    """numba.get_num_threads() as compiled code reads it: Numba's own intrinsic, which its
+    parallel loops call (numba.get_num_threads itself, compiled, cannot be cached); the thread
+    count in Python with NUMBA_DISABLE_JIT=1, or where that intrinsic is missing."""
+    try:
+        from numba.np.ufunc.parallel import _iget_num_threads
+    except ImportError:
+        _iget_num_threads = None
+    if numba_config.DISABLE_JIT or _iget_num_threads is None:
+        import numba
+
+        return numba.get_num_threads
+    return _iget_num_threads
+
+
 def loop_nest(fn):
-    """Compile `fn`, the loop nest that computes one block of a kernel's output, with every
-    fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD lanes), as:
+    """Compile `fn`, the loop nest that computes a range of a kernel's outputs (rows of W, or
+    samples), with every fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD
+    lanes), as:
 
-      NAME          compiled once on its own and called by the kernels' one-thread variants
-                    (a cold start on the digits compiles each nest once, and no parallel
-                    kernel; inlining them there too cost 2 s more of compiling on MNIST);
-      NAME.inlined  inlined into the parallel kernels (kernels.kernel): a call per block of
-                    rows cost 4 % of an MNIST epoch at batch size 128 (784-800-10).
+      NAME          compiled on its own and called by the one-thread drivers (through the
+                    kernels' .serial variants);
+      NAME.inlined  the same, marked for LLVM to inline into each kernel body that calls it
+                    (NAME.rows: see kernels.kernel), once it is compiled and optimised on its
+                    own: kernels.gradient_step_then_weighted_sum then steps and sums each block
+                    of 4 rows while it is in L1, with no call between (a call per block, or
+                    the two loops over all the rows, made its step 10-15 % slower at batch
+                    size 1). Inlined into the drivers too, the nests made the digits' cold
+                    start compile 1.1 s longer.
 
-    Both compute every element in the same order (tests/test_kernels.py checks all variants
-    bit for bit), so results do not depend on which ran, nor on the thread count.
+    A run compiles one of the two (its drivers are one-thread or parallel: nbnet.passes). Both
+    compute every element in the same order (tests/test_kernels.py checks all variants bit for
+    bit), so results do not depend on which ran, nor on the thread count.
     """
-    nest = njit(parallel=False, fastmath=set(FASTMATH), **JIT_OPTIONS)(fn)
-    nest.inlined = njit(parallel=False, fastmath=set(FASTMATH), inline="always", **JIT_OPTIONS)(
+    nest = njit(parallel=False, fastmath=set(FASTMATH), noalias=True, **JIT_OPTIONS)(fn)
+    nest.inlined = njit(parallel=False, fastmath=set(FASTMATH), noalias=True, forceinline=True, **JIT_OPTIONS)(
         renamed(fn, "_inlined", **inlined_nests(fn)))
     return nest
 
@@ -143,6 +183,7 @@ def mark_driver(fn):
     python_function = getattr(fn, "py_func", fn)
     DRIVERS.update((python_function.__qualname__, python_function.__qualname__ + "_serial"))
     DRIVER_CODE.add(python_function.__code__)
+    return fn
 
 
 DRIVER_CODE = set()  # the code of every driver (a renamed copy shares its original's: tests/test_compile.py)

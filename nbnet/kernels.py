@@ -3,10 +3,11 @@
 Conventions (see README, "Kernel map"):
   shapes   X, a, z, delta: (n_samples, n_neurons)   W^m: (n_out, n_in)   b^m: (n_out,)
   indices  s sample, j neuron of this layer, k neuron of the layer below
-  threads  each `prange` runs over the index that owns what the loop writes: samples `s`
-           for z, a and delta; neurons `j` for grad_W, grad_b and the update. No two threads
-           write one element and every sum runs in a fixed order, so results are the same for
-           any thread count.
+  threads  a kernel's body computes the outputs owned by lo..hi-1 of the index that owns what
+           it writes: samples `s` for z, a and delta; neurons `j` (or blocks of 4 of them) for
+           grad_W, grad_b and the update. `kernel` gives each thread a chunk of them. No two
+           threads write one element and every sum runs in a fixed order, so results are the
+           same for any thread count.
   numbers  constants are float32 literals (exact in float64 too), learning rates are cast to
            the array dtype, so float32 loops stay float32.
 
@@ -24,68 +25,103 @@ from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
-from .config import (FASTMATH, KERNEL_FASTMATH, PARALLEL_MIN_WORK, SAMPLE_TILE, driver, inlined, inlined_nests, loop_nest,
-                     parallel, renamed, serial)
+from .config import (FUSED_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, driver, inlined, inlined_nests, loop_nest, mark_driver,
+                     parallel, renamed, serial, thread_count)
 from .vecmath import exp, log, log1p, tanh
 
 
-# NAME.auto (see `kernel`): the parallel kernel when the call has enough work. Written out for
-# each kernel's own parameters (by `chooser`), because Numba inlines a function into its caller
-# only when it names its parameters (not with *args); inlined, the choice costs no compile time
-# of its own (compiled apart, each cost about 0.4 s: 4 s of a cold MNIST start).
+# The variants of a kernel (see `kernel`), written out for each kernel's own parameters ARGS:
+# Numba inlines a function into its caller only when it names its parameters (not with *args).
+# ROWS is the kernel's body, which computes the outputs owned by lo..hi-1.
+THREADS = thread_count()
+PARALLEL = """
+def NAME(ARGS):
+    n = OWNERS(ARGS)
+    chunks = min(n, THREADS())
+    for c in prange(chunks):  # (the first chunks get the extra owner: the last block of rows may be a short one)
+        ROWS(ARGS, -(-c * n // chunks), -(-(c + 1) * n // chunks))
+"""
+ONE_THREAD = """
+def NAME(ARGS):
+    ROWS(ARGS, int64(0), OWNERS(ARGS))
+"""
 CHOOSER = """
-def NAME_auto(ARGS):
+def NAME(ARGS):
     if WORK(ARGS) >= PARALLEL_MIN_WORK:
         PARALLEL(ARGS)
     else:
-        SERIAL(ARGS)
+        ONE_THREAD(ARGS)
 """
 
 
-def chooser(fn, work, parallel_kernel, one_thread):
-    """NAME.auto for the kernel body `fn`: CHOOSER with fn's name and parameters."""
-    name, args = fn.__name__, ", ".join(inspect.signature(fn).parameters)
-    scope = dict(WORK=inlined(work), PARALLEL=parallel_kernel, SERIAL=one_thread, PARALLEL_MIN_WORK=PARALLEL_MIN_WORK)
-    exec(CHOOSER.replace("NAME", name).replace("ARGS", args), scope)
-    return inlined(scope[name + "_auto"])
+def written_out(template, name, fn, compile_as, qualname=None, **scope):
+    """The function `template` defines, named `name` (qualified name: `qualname`, the name of its
+    compiled code and cache files), with ARGS the parameters of the kernel body `fn` before its
+    last two (lo, hi), compiled by `compile_as`."""
+    args = ", ".join(list(inspect.signature(fn).parameters)[:-2])
+    scope = dict(scope, __name__=__name__, prange=prange, int64=np.int64, THREADS=THREADS,
+                 PARALLEL_MIN_WORK=PARALLEL_MIN_WORK)
+    # (compiled as if written in this file, where Numba's disk cache keeps the parallel kernel)
+    exec(compile(template.replace("NAME", name).replace("ARGS", args), __file__, "exec"), scope)
+    function = scope[name]
+    function.__qualname__ = qualname or name
+    return compile_as(function)
 
 
-def kernel(work):
-    """Compile a kernel from one Python body (once, here, never inside a function, which
-    would recompile on every call) as:
+def kernel(work, owners):
+    """Compile a kernel from one Python body fn(ARGS, lo, hi), which computes the outputs owned
+    by lo..hi-1 of the `owners(ARGS)` owners (samples s, neurons j or blocks of 4 of them: see
+    the file's docstring), once, here (never inside a function, which would recompile on
+    every call), as:
 
-      NAME         its `prange` loop runs on several threads;
-      NAME.serial  the same body for one thread, inlined into the one-thread drivers that
-                   call it (a compiled function of its own costs about 0.3 s of compile
-                   time however small it is; a cold start of the digits saves 2 s);
-      NAME.auto    NAME when work(*args) reaches PARALLEL_MIN_WORK, else NAME.one_thread, the
-                   one-thread body compiled once more on its own; inlined into the parallel
-                   drivers that call it (see CHOOSER).
+      NAME.rows        the body, compiled once on its own: the work of every variant below
+                       but NAME.serial;
+      NAME             the parallel kernel: the owners split into one chunk per thread
+                       (`prange`), each thread calling NAME.rows on its chunk;
+      NAME.one_thread  NAME.rows over all owners;
+      NAME.serial      the same, with the body inlined: what the one-thread drivers call (a
+                       compiled function of its own costs about 0.3 s of compile time however
+                       small it is; a cold start of the digits saves 2 s);
+      NAME.auto        NAME when work(ARGS) reaches PARALLEL_MIN_WORK, else NAME.one_thread:
+                       what the parallel drivers call.
 
-    The long sums are `loop_nest` functions, compiled with `reassoc` and `contract`. The
-    one-thread variants call them; the parallel kernel inlines them (a call per block of rows
-    cost 4 % of an MNIST epoch at batch size 128) and so is compiled with their flags, which
-    then also apply to the kernel's own loops: a kernel that calls a nest therefore sums and
-    multiply-adds nothing outside it. The other kernels leave `reassoc` and `contract` out, so
-    that a short sum (a softmax row) is added in the same order in a parallel loop and inlined
-    into a driver, and no a * b + c is fused into one rounding in one variant and not in
-    another (LLVM fused one in optimizer_step's parallel loop when it compiled the kernel, and
-    not in the machine code it wrote to the disk cache: Adam's first run gave other bits
-    than every later run). All variants compute the same numbers, bit for bit
-    (tests/test_kernels.py). The copies are made here, in kernels.py, because Numba's disk
-    cache only notices edits to the file a function's code comes from (the drivers contain
-    the kernels they call).
+    Every owner's outputs are computed by the same compiled loop whichever chunk it falls in,
+    so all variants give the same bits, for any thread count (tests/test_kernels.py). The
+    parallel kernel holds no loop of its own: its body is compiled once, as NAME.rows, instead
+    of once more inside Numba's parallel loop, which cost 1-5 s of compile time per kernel
+    (most of a cold MNIST start). So it is compiled as a driver (config.driver), under the
+    name NAME_parallel (nbnet.narrow has kernels of the same names, with loops of their own).
+    NAME.rows takes its arrays as distinct (`noalias`, as Numba's parallel loops do) and has
+    its loop nests inlined (`loop_nest`). The long sums are `loop_nest` functions, compiled with
+    `reassoc` and `contract`; the bodies leave them out, so that a short sum (a softmax row) is
+    added in the same order in every variant, and no a * b + c is fused into one rounding in one
+    variant and not in another (LLVM fused one in optimizer_step's parallel loop when it
+    compiled the kernel, and not in the machine code it wrote to the disk cache: Adam's first
+    run gave other bits than every later run). The copies are made here, in kernels.py, because
+    Numba's disk cache only notices edits to the file a function's code comes from.
     """
-    def compile_three(fn):
-        nests = inlined_nests(fn)
-        flags = FASTMATH if nests else KERNEL_FASTMATH
-        kernel = parallel(renamed(fn, "", **nests), flags)
-        kernel.serial = serial(renamed(fn, "_serial"), inline="always")
-        kernel.one_thread = serial(renamed(fn, "_one_thread"))
-        kernel.auto = chooser(fn, work, kernel, kernel.one_thread)
-        return kernel
+    def compile_variants(fn):
+        name, how_many = fn.__name__, inlined(owners)
+        rows = serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True)
+        compiled = written_out(PARALLEL, name, fn, lambda f: parallel(mark_driver(f)), qualname=name + "_parallel",
+                               OWNERS=how_many, ROWS=rows)
+        compiled.rows = rows
+        compiled.one_thread = written_out(ONE_THREAD, name + "_one_thread", fn, inlined, OWNERS=how_many, ROWS=rows)
+        compiled.serial = written_out(ONE_THREAD, name + "_serial", fn, inlined, OWNERS=how_many,
+                                      ROWS=serial(renamed(fn, "_serial_rows"), inline="always"))
+        compiled.auto = written_out(CHOOSER, name + "_auto", fn, inlined, WORK=inlined(work), PARALLEL=compiled,
+                                    ONE_THREAD=compiled.one_thread)
+        return compiled
 
-    return compile_three
+    return compile_variants
+
+
+@inlined
+def blocks_of_4(W):
+    """The number of blocks of 4 rows of W (the last may hold 1 to 3): the owners of the kernels
+    whose loop nests compute 4 neurons at a time."""
+    return (W.shape[0] + 3) // 4
+
 
 ZERO, ONE = np.float32(0), np.float32(1)
 TWO_TO_MINUS_24 = np.float32(2.0 ** -24)
@@ -214,80 +250,82 @@ def _is_correct_compiled(a, y, s):
 
 # ----------------------------------------------------------------------------- forward
 @loop_nest
-def sum_rows(W, b, a_prev, z, j, first, last):
-    """z[s, j:j+4] = b[j:j+4] + W[j:j+4] a_prev[s] for samples first..last-1 (the block body of
-    weighted_sum). Four samples at a time (then two, then one), 16 running sums: z12 is
-    z[s + 1, j + 2]. Each load of W[j + i, k] feeds four sums and each load of a_prev[s, k]
-    four, so the loop does 16 multiply-adds per 8 loads."""
-    n_out, n_in = W.shape
-    if j + 4 > n_out:  # the last 1 to 3 neurons, one at a time
-        for jj in range(j, n_out):
-            for s in range(first, last):
-                acc = b[jj]
-                for k in range(n_in):
-                    acc += W[jj, k] * a_prev[s, k]
-                z[s, jj] = acc
-        return
-    s = first
-    while s + 4 <= last:
-        z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
-        z10, z11, z12, z13 = z00, z01, z02, z03
-        z20, z21, z22, z23 = z00, z01, z02, z03
-        z30, z31, z32, z33 = z00, z01, z02, z03
-        for k in range(n_in):
-            w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
-            x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
-            z00 += w0 * x0
-            z01 += w1 * x0
-            z02 += w2 * x0
-            z03 += w3 * x0
-            z10 += w0 * x1
-            z11 += w1 * x1
-            z12 += w2 * x1
-            z13 += w3 * x1
-            z20 += w0 * x2
-            z21 += w1 * x2
-            z22 += w2 * x2
-            z23 += w3 * x2
-            z30 += w0 * x3
-            z31 += w1 * x3
-            z32 += w2 * x3
-            z33 += w3 * x3
-        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
-        z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = z10, z11, z12, z13
-        z[s + 2, j], z[s + 2, j + 1], z[s + 2, j + 2], z[s + 2, j + 3] = z20, z21, z22, z23
-        z[s + 3, j], z[s + 3, j + 1], z[s + 3, j + 2], z[s + 3, j + 3] = z30, z31, z32, z33
-        s += 4
-    if s + 2 <= last:  # two of the last 2 or 3 samples
-        z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
-        z10, z11, z12, z13 = z00, z01, z02, z03
-        for k in range(n_in):
-            w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
-            x0, x1 = a_prev[s, k], a_prev[s + 1, k]
-            z00 += w0 * x0
-            z01 += w1 * x0
-            z02 += w2 * x0
-            z03 += w3 * x0
-            z10 += w0 * x1
-            z11 += w1 * x1
-            z12 += w2 * x1
-            z13 += w3 * x1
-        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
-        z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = z10, z11, z12, z13
-        s += 2
-    if s < last:  # an odd last sample
-        z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
-        for k in range(n_in):
-            x0 = a_prev[s, k]
-            z00 += W[j, k] * x0
-            z01 += W[j + 1, k] * x0
-            z02 += W[j + 2, k] * x0
-            z03 += W[j + 3, k] * x0
-        z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
+def sum_rows(W, b, a_prev, z, j0, j1, first, last):
+    """z[s, j] = b[j] + W[j] a_prev[s] for the neurons j0..j1-1 (j0 a multiple of 4) and the
+    samples first..last-1: the loop nest of weighted_sum. Four neurons for four samples at a time
+    (then two samples, then one), 16 running sums: z12 is z[s + 1, j + 2]. Each load of
+    W[j + i, k] feeds four sums and each load of a_prev[s, k] four, so the loop does 16
+    multiply-adds per 8 loads."""
+    n_in = W.shape[1]
+    for j in range(j0, j1, 4):
+        if j + 4 > j1:  # the last 1 to 3 neurons, one at a time
+            for jj in range(j, j1):
+                for s in range(first, last):
+                    acc = b[jj]
+                    for k in range(n_in):
+                        acc += W[jj, k] * a_prev[s, k]
+                    z[s, jj] = acc
+            continue
+        s = first
+        while s + 4 <= last:
+            z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
+            z10, z11, z12, z13 = z00, z01, z02, z03
+            z20, z21, z22, z23 = z00, z01, z02, z03
+            z30, z31, z32, z33 = z00, z01, z02, z03
+            for k in range(n_in):
+                w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
+                x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
+                z00 += w0 * x0
+                z01 += w1 * x0
+                z02 += w2 * x0
+                z03 += w3 * x0
+                z10 += w0 * x1
+                z11 += w1 * x1
+                z12 += w2 * x1
+                z13 += w3 * x1
+                z20 += w0 * x2
+                z21 += w1 * x2
+                z22 += w2 * x2
+                z23 += w3 * x2
+                z30 += w0 * x3
+                z31 += w1 * x3
+                z32 += w2 * x3
+                z33 += w3 * x3
+            z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
+            z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = z10, z11, z12, z13
+            z[s + 2, j], z[s + 2, j + 1], z[s + 2, j + 2], z[s + 2, j + 3] = z20, z21, z22, z23
+            z[s + 3, j], z[s + 3, j + 1], z[s + 3, j + 2], z[s + 3, j + 3] = z30, z31, z32, z33
+            s += 4
+        if s + 2 <= last:  # two of the last 2 or 3 samples
+            z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
+            z10, z11, z12, z13 = z00, z01, z02, z03
+            for k in range(n_in):
+                w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
+                x0, x1 = a_prev[s, k], a_prev[s + 1, k]
+                z00 += w0 * x0
+                z01 += w1 * x0
+                z02 += w2 * x0
+                z03 += w3 * x0
+                z10 += w0 * x1
+                z11 += w1 * x1
+                z12 += w2 * x1
+                z13 += w3 * x1
+            z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
+            z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = z10, z11, z12, z13
+            s += 2
+        if s < last:  # an odd last sample
+            z00, z01, z02, z03 = b[j], b[j + 1], b[j + 2], b[j + 3]
+            for k in range(n_in):
+                x0 = a_prev[s, k]
+                z00 += W[j, k] * x0
+                z01 += W[j + 1, k] * x0
+                z02 += W[j + 2, k] * x0
+                z03 += W[j + 3, k] * x0
+            z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
 
 
-@kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size)
-def weighted_sum(W, b, a_prev, z):
+@kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size, owners=lambda W, b, a_prev, z: blocks_of_4(W))
+def weighted_sum(W, b, a_prev, z, lo, hi):
     """z^m = W^m a^(m-1) + b^m:   z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k]. Plain loop: loops.weighted_sum.
 
     Speed trick, used again in hidden_delta and gradient_step: four neurons for four samples
@@ -300,15 +338,14 @@ def weighted_sum(W, b, a_prev, z):
     n_samples = a_prev.shape[0]
     for first in range(0, n_samples, SAMPLE_TILE):
         last = min(first + SAMPLE_TILE, n_samples)
-        for block in prange((W.shape[0] + 3) // 4):
-            sum_rows(W, b, a_prev, z, 4 * block, first, last)
+        sum_rows(W, b, a_prev, z, 4 * lo, min(4 * hi, W.shape[0]), first, last)
 
 
-@kernel(work=lambda z, act, a: z.size)
-def activate(z, act, a):
+@kernel(work=lambda z, act, a: z.size, owners=lambda z, act, a: z.shape[0])
+def activate(z, act, a, lo, hi):
     """a^m = f(z^m): element-wise, or a row-wise softmax a[s, j] = exp(z[s, j]) / sum_i exp(z[s, i]).
     Plain loop: loops.activate (this one differs only by its exp and tanh, nbnet.vecmath's)."""
-    for s in prange(z.shape[0]):
+    for s in range(lo, hi):
         if act == SOFTMAX:
             top = z[s, 0]  # subtract the row maximum so exp cannot overflow
             for j in range(z.shape[1]):
@@ -325,8 +362,8 @@ def activate(z, act, a):
 
 
 # ----------------------------------------------------------------------------- backward
-@kernel(work=lambda z, a, y, act, cost, delta: z.size)
-def output_delta(z, a, y, act, cost, delta):
+@kernel(work=lambda z, a, y, act, cost, delta: z.size, owners=lambda z, a, y, act, cost, delta: z.shape[0])
+def output_delta(z, a, y, act, cost, delta, lo, hi):
     """delta^L = w_s f'(z^L) * dJ/da^L, with y the targets of the samples (class ids or a target
     matrix: see `target`) and w_s the weight of sample s (1 unless y carries weights). Plain
     loop: loops.output_delta (the same loop).
@@ -336,7 +373,7 @@ def output_delta(z, a, y, act, cost, delta):
     has dJ/da = a - y, times f'(z) for an element-wise output (1 for identity), or times the
     softmax Jacobian: delta_j = a_j (e_j - sum_i e_i a_i).
     """
-    for s in prange(a.shape[0]):
+    for s in range(lo, hi):
         for j in range(a.shape[1]):
             delta[s, j] = a[s, j] - target(y, s, j)
         if cost == QUADRATIC:
@@ -359,63 +396,63 @@ def output_delta(z, a, y, act, cost, delta):
 
 
 @loop_nest
-def back_sums(W_next, delta_next, z, a, act, delta, s, n):
-    """delta[s + i, k] = f'(z[s + i, k]) sum_j W_next[j, k] delta_next[s + i, j] for the n = 1
-    or 2 samples s, s + 1: the block body of hidden_delta.
+def back_sums(W_next, delta_next, z, a, act, delta, s0, s1):
+    """delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j] for the samples s0..s1-1
+    (s0 even), two at a time: the loop nest of hidden_delta.
 
     The sum over j is the outer loop, so the inner loop walks rows of W_next (contiguous).
-    Rows are added four at a time, for both samples at once when n = 2: each load of
-    W_next[j, k] feeds both samples, and delta[s, k] is loaded and stored once per 4 rows
-    (8 multiply-adds per 6 loads and 2 stores).
+    Rows are added four at a time, for both samples s, s + 1 at once (n = 2; an odd last sample
+    alone, n = 1): each load of W_next[j, k] feeds both samples, and delta[s, k] is loaded and
+    stored once per 4 rows (8 multiply-adds per 6 loads and 2 stores).
     """
     n_next, n_here = W_next.shape
-    for i in range(n):
-        for k in range(n_here):
-            delta[s + i, k] = ZERO
-    j = 0
-    while j + 4 <= n_next:
-        d0, d1, d2, d3 = delta_next[s, j], delta_next[s, j + 1], delta_next[s, j + 2], delta_next[s, j + 3]
-        if n == 2:
-            t = s + 1
-            e0, e1, e2, e3 = delta_next[t, j], delta_next[t, j + 1], delta_next[t, j + 2], delta_next[t, j + 3]
-            for k in range(n_here):
-                w0, w1, w2, w3 = W_next[j, k], W_next[j + 1, k], W_next[j + 2, k], W_next[j + 3, k]
-                delta[s, k] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
-                delta[t, k] += w0 * e0 + w1 * e1 + w2 * e2 + w3 * e3
-        else:
-            for k in range(n_here):
-                delta[s, k] += W_next[j, k] * d0 + W_next[j + 1, k] * d1 + W_next[j + 2, k] * d2 + W_next[j + 3, k] * d3
-        j += 4
-    for jj in range(j, n_next):  # the last 1 to 3 rows
-        for i in range(n):
-            d = delta_next[s + i, jj]
-            for k in range(n_here):
-                delta[s + i, k] += W_next[jj, k] * d
-    if act != IDENTITY:
+    for s in range(s0, s1, 2):
+        n = min(2, s1 - s)
         for i in range(n):
             for k in range(n_here):
-                delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
+                delta[s + i, k] = ZERO
+        j = 0
+        while j + 4 <= n_next:
+            d0, d1, d2, d3 = delta_next[s, j], delta_next[s, j + 1], delta_next[s, j + 2], delta_next[s, j + 3]
+            if n == 2:
+                t = s + 1
+                e0, e1, e2, e3 = delta_next[t, j], delta_next[t, j + 1], delta_next[t, j + 2], delta_next[t, j + 3]
+                for k in range(n_here):
+                    w0, w1, w2, w3 = W_next[j, k], W_next[j + 1, k], W_next[j + 2, k], W_next[j + 3, k]
+                    delta[s, k] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+                    delta[t, k] += w0 * e0 + w1 * e1 + w2 * e2 + w3 * e3
+            else:
+                for k in range(n_here):
+                    delta[s, k] += W_next[j, k] * d0 + W_next[j + 1, k] * d1 + W_next[j + 2, k] * d2 + W_next[j + 3, k] * d3
+            j += 4
+        for jj in range(j, n_next):  # the last 1 to 3 rows
+            for i in range(n):
+                d = delta_next[s + i, jj]
+                for k in range(n_here):
+                    delta[s + i, k] += W_next[jj, k] * d
+        if act != IDENTITY:
+            for i in range(n):
+                for k in range(n_here):
+                    delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
 
 
-@kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size)
-def hidden_delta(W_next, delta_next, z, a, act, delta):
+@kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size,
+        owners=lambda W_next, delta_next, z, a, act, delta: (z.shape[0] + 1) // 2)
+def hidden_delta(W_next, delta_next, z, a, act, delta, lo, hi):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j].
     Plain loop: loops.hidden_delta.
 
     Threads own pairs of samples (back_sums computes both sums at once); an odd last sample
     goes alone.
     """
-    n_samples = a.shape[0]
-    for pair in prange((n_samples + 1) // 2):
-        s = 2 * pair
-        back_sums(W_next, delta_next, z, a, act, delta, s, min(2, n_samples - s))
+    back_sums(W_next, delta_next, z, a, act, delta, 2 * lo, min(2 * hi, a.shape[0]))
 
 
 @loop_nest
-def subtract_outer_products(delta, a_prev, c, G, j0):
-    """G[j, k] -= c sum_s delta[s, j] a_prev[s, k] for the rows j0..j0+3 of G: the sum over
-    samples of outer products delta^m (a^(m-1))^T, the loop nest of both weight_gradient and
-    gradient_step.
+def subtract_outer_products(delta, a_prev, c, G, j0, j1):
+    """G[j, k] -= c sum_s delta[s, j] a_prev[s, k] for the rows j0..j1-1 of G (j0 a multiple of 4):
+    the sum over samples of outer products delta^m (a^(m-1))^T, the loop nest of both
+    weight_gradient and gradient_step.
 
     Four rows and four samples at a time (then two samples, then one), with the 16 factors
     d21 = c delta[s + 1, j + 2] held in registers: each load of a_prev[s, k] feeds four rows,
@@ -423,45 +460,45 @@ def subtract_outer_products(delta, a_prev, c, G, j0):
     4 stores).
     """
     n_samples, n_in = a_prev.shape
-    j = j0
-    if j + 4 > G.shape[0]:  # the last 1 to 3 rows, one sample at a time
-        for jj in range(j, G.shape[0]):
-            for s in range(n_samples):
-                d = c * delta[s, jj]
-                for k in range(n_in):
-                    G[jj, k] -= d * a_prev[s, k]
-        return
-    s = 0
-    while s + 4 <= n_samples:
-        d00, d01, d02, d03 = c * delta[s, j], c * delta[s + 1, j], c * delta[s + 2, j], c * delta[s + 3, j]
-        d10, d11, d12, d13 = c * delta[s, j + 1], c * delta[s + 1, j + 1], c * delta[s + 2, j + 1], c * delta[s + 3, j + 1]
-        d20, d21, d22, d23 = c * delta[s, j + 2], c * delta[s + 1, j + 2], c * delta[s + 2, j + 2], c * delta[s + 3, j + 2]
-        d30, d31, d32, d33 = c * delta[s, j + 3], c * delta[s + 1, j + 3], c * delta[s + 2, j + 3], c * delta[s + 3, j + 3]
-        for k in range(n_in):
-            x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
-            G[j, k] -= d00 * x0 + d01 * x1 + d02 * x2 + d03 * x3
-            G[j + 1, k] -= d10 * x0 + d11 * x1 + d12 * x2 + d13 * x3
-            G[j + 2, k] -= d20 * x0 + d21 * x1 + d22 * x2 + d23 * x3
-            G[j + 3, k] -= d30 * x0 + d31 * x1 + d32 * x2 + d33 * x3
-        s += 4
-    if s + 2 <= n_samples:  # two of the last 2 or 3 samples
-        d00, d01, d10, d11 = c * delta[s, j], c * delta[s + 1, j], c * delta[s, j + 1], c * delta[s + 1, j + 1]
-        d20, d21, d30, d31 = c * delta[s, j + 2], c * delta[s + 1, j + 2], c * delta[s, j + 3], c * delta[s + 1, j + 3]
-        for k in range(n_in):
-            x0, x1 = a_prev[s, k], a_prev[s + 1, k]
-            G[j, k] -= d00 * x0 + d01 * x1
-            G[j + 1, k] -= d10 * x0 + d11 * x1
-            G[j + 2, k] -= d20 * x0 + d21 * x1
-            G[j + 3, k] -= d30 * x0 + d31 * x1
-        s += 2
-    if s < n_samples:  # an odd last sample
-        d00, d10, d20, d30 = c * delta[s, j], c * delta[s, j + 1], c * delta[s, j + 2], c * delta[s, j + 3]
-        for k in range(n_in):
-            x0 = a_prev[s, k]
-            G[j, k] -= d00 * x0
-            G[j + 1, k] -= d10 * x0
-            G[j + 2, k] -= d20 * x0
-            G[j + 3, k] -= d30 * x0
+    for j in range(j0, j1, 4):
+        if j + 4 > j1:  # the last 1 to 3 rows, one sample at a time
+            for jj in range(j, j1):
+                for s in range(n_samples):
+                    d = c * delta[s, jj]
+                    for k in range(n_in):
+                        G[jj, k] -= d * a_prev[s, k]
+            continue
+        s = 0
+        while s + 4 <= n_samples:
+            d00, d01, d02, d03 = c * delta[s, j], c * delta[s + 1, j], c * delta[s + 2, j], c * delta[s + 3, j]
+            d10, d11, d12, d13 = c * delta[s, j + 1], c * delta[s + 1, j + 1], c * delta[s + 2, j + 1], c * delta[s + 3, j + 1]
+            d20, d21, d22, d23 = c * delta[s, j + 2], c * delta[s + 1, j + 2], c * delta[s + 2, j + 2], c * delta[s + 3, j + 2]
+            d30, d31, d32, d33 = c * delta[s, j + 3], c * delta[s + 1, j + 3], c * delta[s + 2, j + 3], c * delta[s + 3, j + 3]
+            for k in range(n_in):
+                x0, x1, x2, x3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
+                G[j, k] -= d00 * x0 + d01 * x1 + d02 * x2 + d03 * x3
+                G[j + 1, k] -= d10 * x0 + d11 * x1 + d12 * x2 + d13 * x3
+                G[j + 2, k] -= d20 * x0 + d21 * x1 + d22 * x2 + d23 * x3
+                G[j + 3, k] -= d30 * x0 + d31 * x1 + d32 * x2 + d33 * x3
+            s += 4
+        if s + 2 <= n_samples:  # two of the last 2 or 3 samples
+            d00, d01, d10, d11 = c * delta[s, j], c * delta[s + 1, j], c * delta[s, j + 1], c * delta[s + 1, j + 1]
+            d20, d21, d30, d31 = c * delta[s, j + 2], c * delta[s + 1, j + 2], c * delta[s, j + 3], c * delta[s + 1, j + 3]
+            for k in range(n_in):
+                x0, x1 = a_prev[s, k], a_prev[s + 1, k]
+                G[j, k] -= d00 * x0 + d01 * x1
+                G[j + 1, k] -= d10 * x0 + d11 * x1
+                G[j + 2, k] -= d20 * x0 + d21 * x1
+                G[j + 3, k] -= d30 * x0 + d31 * x1
+            s += 2
+        if s < n_samples:  # an odd last sample
+            d00, d10, d20, d30 = c * delta[s, j], c * delta[s, j + 1], c * delta[s, j + 2], c * delta[s, j + 3]
+            for k in range(n_in):
+                x0 = a_prev[s, k]
+                G[j, k] -= d00 * x0
+                G[j + 1, k] -= d10 * x0
+                G[j + 2, k] -= d20 * x0
+                G[j + 3, k] -= d30 * x0
 
 
 @loop_nest
@@ -484,23 +521,23 @@ def add_l2_rows(W, l2, G, j0, j_end):
 
 
 @loop_nest
-def gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, j0, first, last):
-    """Rows j0..j0+3 of weight_gradient, for its samples first..last-1: the first tile zeroes the
+def gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, j0, j1, first, last):
+    """Rows j0..j1-1 of weight_gradient, for its samples first..last-1: the first tile zeroes the
     rows and forms grad_b (over every sample), each tile subtracts its outer products, the last
     adds the L2 term."""
-    j_end = min(j0 + 4, W.shape[0])
     if first == 0:
-        mean_rows(delta, scale, grad_b, j0, j_end)
-        for j in range(j0, j_end):
+        mean_rows(delta, scale, grad_b, j0, j1)
+        for j in range(j0, j1):
             for k in range(W.shape[1]):
                 grad_W[j, k] = ZERO
-    subtract_outer_products(delta[first:last], a_prev[first:last], -scale, grad_W, j0)
+    subtract_outer_products(delta[first:last], a_prev[first:last], -scale, grad_W, j0, j1)
     if last == a_prev.shape[0] and l2 != ZERO:
-        add_l2_rows(W, l2, grad_W, j0, j_end)
+        add_l2_rows(W, l2, grad_W, j0, j1)
 
 
-@kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size)
-def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
+@kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size,
+        owners=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: blocks_of_4(W))
+def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b, lo, hi):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
     Plain loop: loops.weight_gradient.
 
@@ -520,18 +557,17 @@ def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b):
     l2 = W.dtype.type(l2_over_n)
     for first in range(0, n_samples, SAMPLE_TILE):
         last = min(first + SAMPLE_TILE, n_samples)
-        for block in prange((W.shape[0] + 3) // 4):
-            gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, 4 * block, first, last)
+        gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, 4 * lo, min(4 * hi, W.shape[0]), first, last)
 
 
 @loop_nest
-def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
-    """The SGD step of gradient_step for rows j0..j0+3 of W and b: the bias step and the L2
+def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0, j1):
+    """The SGD step of gradient_step for rows j0..j1-1 of W and b: the bias step and the L2
     shrink row by row, then W[j, k] -= alpha/S sum_s delta[s, j] a_prev[s, k]."""
     n_samples = a_prev.shape[0]
     step = W.dtype.type(lr) / W.dtype.type(n_samples)  # alpha / S
     decay = ONE - W.dtype.type(lr) * W.dtype.type(l2_over_n)
-    for j in range(j0, min(j0 + 4, W.shape[0])):
+    for j in range(j0, j1):
         gb = ZERO * step
         for s in range(n_samples):
             gb += delta[s, j]
@@ -539,11 +575,12 @@ def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0):
         if decay != ONE:  # L2: shrink the row first
             for k in range(W.shape[1]):
                 W[j, k] *= decay
-    subtract_outer_products(delta, a_prev, step, W, j0)
+    subtract_outer_products(delta, a_prev, step, W, j0, j1)
 
 
-@kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b: a_prev.shape[0] * W.size)
-def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
+@kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b: a_prev.shape[0] * W.size,
+        owners=lambda delta, a_prev, lr, l2_over_n, W, b: blocks_of_4(W))
+def gradient_step(delta, a_prev, lr, l2_over_n, W, b, lo, hi):
     """One SGD step on layer m: W^m -= alpha (dJ/dW^m + (lambda/n) W^m),  b^m -= alpha dJ/db^m,
     with dJ/dW^m = mean_s delta^m (a^(m-1))^T formed row by row and never stored (plain loops:
     loops.weight_gradient, then loops.sgd_step):
@@ -555,33 +592,34 @@ def gradient_step(delta, a_prev, lr, l2_over_n, W, b):
     weighted_sum, so each thread's rows of W stay in its own core's cache from one step to
     the next (moving them between cores cost more than the arithmetic at batch size 1).
     """
-    for block in prange((W.shape[0] + 3) // 4):
-        step_rows(delta, a_prev, lr, l2_over_n, W, b, 4 * block)
+    step_rows(delta, a_prev, lr, l2_over_n, W, b, 4 * lo, min(4 * hi, W.shape[0]))
 
 
 @kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b, x_next, z_next:
-        (a_prev.shape[0] + x_next.shape[0]) * W.size)
-def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next):
-    """gradient_step on layer 1, then, while each block of 4 updated rows is still in cache,
-    the next minibatch's z^1 = W^1 x_next + b^1 (weighted_sum) for those rows.
+        (a_prev.shape[0] + x_next.shape[0]) * W.size,
+        owners=lambda delta, a_prev, lr, l2_over_n, W, b, x_next, z_next: blocks_of_4(W))
+def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next, lo, hi):
+    """gradient_step on layer 1, then, while each group of FUSED_ROWS updated rows is still in
+    cache, the next minibatch's z^1 = W^1 x_next + b^1 (weighted_sum) for those rows.
 
     The same two computations in the same order as calling the two kernels, so the same
     result; but the largest matrix (784 inputs wide on MNIST) is read once per step instead
     of twice, and one thread start is saved: a third of the time at batch size 1.
     """
-    for block in prange((W.shape[0] + 3) // 4):
-        step_rows(delta, a_prev, lr, l2_over_n, W, b, 4 * block)
-        sum_rows(W, b, x_next, z_next, 4 * block, np.int64(0), x_next.shape[0])
+    for j in range(4 * lo, min(4 * hi, W.shape[0]), FUSED_ROWS):
+        j_end = min(j + FUSED_ROWS, 4 * hi, W.shape[0])
+        step_rows(delta, a_prev, lr, l2_over_n, W, b, j, j_end)
+        sum_rows(W, b, x_next, z_next, j, j_end, np.int64(0), x_next.shape[0])
 
 
 # ----------------------------------------------------------------------------- inputs
-@kernel(work=lambda X, y, order, start, x_out, y_out: x_out.size)
-def gather_rows(X, y, order, start, x_out, y_out):
+@kernel(work=lambda X, y, order, start, x_out, y_out: x_out.size, owners=lambda X, y, order, start, x_out, y_out: x_out.shape[0])
+def gather_rows(X, y, order, start, x_out, y_out, lo, hi):
     """x_out[i] = X[order[start + i]], y_out[i] = y[order[start + i]]: the shuffled samples of
     the next few minibatches copied into one contiguous block. One thread owns each row, and
     all threads fetch rows at once instead of one sample at a time inside the steps (a random
     row of X is in no cache)."""
-    for i in prange(x_out.shape[0]):
+    for i in range(lo, hi):
         for k in range(X.shape[1]):
             x_out[i, k] = X[order[start + i], k]
         y_out[i] = y[order[start + i]]
@@ -607,22 +645,23 @@ def uniform(seed, step, layer, s, j):
     return np.float32(mix(seed, step, layer, s, j) >> np.uint64(40)) * TWO_TO_MINUS_24  # the top 24 bits, exact in float32
 
 
-@kernel(work=lambda a, keep, seed, step, layer, mask, kept: a.size)
-def dropout(a, keep, seed, step, layer, mask, kept):
+@kernel(work=lambda a, keep, seed, step, layer, mask, kept: a.size,
+        owners=lambda a, keep, seed, step, layer, mask, kept: a.shape[0])
+def dropout(a, keep, seed, step, layer, mask, kept, lo, hi):
     """Inverted dropout on hidden layer m: each unit survives with probability keep and is then
     scaled by 1/keep, so the next layer's expected input is unchanged and a trained network
     needs no rescaling:  mask[s, j] = 1/keep or 0,  kept = a^m * mask."""
-    for s in prange(a.shape[0]):
+    for s in range(lo, hi):
         q = a.dtype.type(keep)
         for j in range(a.shape[1]):
             mask[s, j] = ONE / q if uniform(seed, step, layer, s, j) < q else q * ZERO
             kept[s, j] = a[s, j] * mask[s, j]
 
 
-@kernel(work=lambda delta, mask: delta.size)
-def apply_mask(delta, mask):
+@kernel(work=lambda delta, mask: delta.size, owners=lambda delta, mask: delta.shape[0])
+def apply_mask(delta, mask, lo, hi):
     """delta^m *= mask: a dropped unit passes no error back (d kept / d a^m = mask)."""
-    for s in prange(delta.shape[0]):
+    for s in range(lo, hi):
         for j in range(delta.shape[1]):
             delta[s, j] *= mask[s, j]
 
@@ -666,8 +705,9 @@ def flushed(x):
     return x * ZERO if abs(x) < FLUSH_BELOW else x
 
 
-@kernel(work=lambda code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b: W.size)
-def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b):
+@kernel(work=lambda code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b: W.size,
+        owners=lambda code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b: W.shape[0])
+def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_W, s2_b, lo, hi):
     """W^m -= change(dJ/dW^m), b^m -= change(dJ/db^m) for a momentum, Nesterov, RMSprop or Adam
     step (optimizer_element), updating the optimiser state s1, s2 of every parameter (each
     value it writes `flushed` to 0 below 1e-30).
@@ -676,7 +716,7 @@ def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_
     W -= alpha decay W (decoupled weight decay, as in AdamW), instead of through the gradient."""
     alpha, h1, h2, eps, decay = settings
     shrink = alpha * decay
-    for j in prange(W.shape[0]):
+    for j in range(lo, hi):
         for k in range(W.shape[1]):
             change, s1, s2 = optimizer_element(code, grad_W[j, k], s1_W[j, k], s2_W[j, k], alpha, h1, h2, eps, c1, c2)
             s1_W[j, k], s2_W[j, k] = flushed(s1), flushed(s2)
@@ -687,8 +727,8 @@ def optimizer_step(code, grad_W, grad_b, settings, c1, c2, W, b, s1_W, s1_b, s2_
 
 
 # ----------------------------------------------------------------------------- cost and accuracy
-@kernel(work=lambda z, a, y, act, cost, J, correct: z.size)
-def output_cost(z, a, y, act, cost, J, correct):
+@kernel(work=lambda z, a, y, act, cost, J, correct: z.size, owners=lambda z, a, y, act, cost, J, correct: z.shape[0])
+def output_cost(z, a, y, act, cost, J, correct, lo, hi):
     """J[s] = w_s times the cost of sample s (before the L2 term); correct[s] = 1 when it is
     classified right (is_correct). y_j is target(y, s, j):
 
@@ -697,7 +737,7 @@ def output_cost(z, a, y, act, cost, J, correct):
     quadratic:                      J = 1/2 sum_j (a_j - y_j)^2
     poisson (exp output):           J = sum_j a_j - y_j z_j + y_j log y_j - y_j   (half the deviance)
     """
-    for s in prange(a.shape[0]):
+    for s in range(lo, hi):
         correct[s] = 1 if is_correct(a, y, s) else 0
         total = z[s, 0] * ZERO
         if cost == CROSS_ENTROPY and act == SOFTMAX:

@@ -232,9 +232,15 @@ def drivers_optimised_once():
     measurable speed (bench/small.py, bench/epoch.py). A driver keeps the cheaper first pass, which
     inlines the small calls and prunes reference counting, and its machine code calls what its
     callees' optimisation made of them. (Numba optimises every module at one level, NUMBA_OPT;
-    this chooses per function.)"""
+    this chooses per function.)
+
+    The same holds for the code Numba generates while it compiles a driver, for a `prange` loop
+    (its body, compiled as a function of its own, and two wrappers that start the threads):
+    nbnet.kernels' parallel kernels are drivers whose loop only calls the kernel's compiled
+    body; without this, each of the three re-optimised all of that body's code (0.6 s of a
+    parallel kernel's 1.8 s)."""
     try:
-        from numba.core import codegen, config
+        from numba.core import codegen, config, event
     except ImportError:
         return
     library = getattr(codegen, "CPUCodeLibrary", None)
@@ -244,9 +250,20 @@ def drivers_optimised_once():
     if getattr(library._optimize_final_module, "nbnet_drivers", False):
         return
     optimize_final_module = library._optimize_final_module
+    compiling = []  # the qualified names of the functions being compiled, innermost last
+
+    class Compiling(event.Listener):
+        def on_start(self, ev):
+            compiling.append(getattr(getattr(ev.data.get("dispatcher"), "py_func", None), "__qualname__", None))
+
+        def on_end(self, ev):
+            compiling.pop()
+
+    event.register("numba:compile", Compiling())
 
     def _optimize_final_module(self):
-        if self.name not in DRIVERS or not all(hasattr(self, name) for name in needed[1:]):
+        driver = self.name in DRIVERS or (compiling and compiling[-1] in DRIVERS)
+        if not driver or not all(hasattr(self, name) for name in needed[1:]):
             return optimize_final_module(self)
         mpm, mpb = self._codegen._module_pass_manager(loop_vectorize=self._codegen._loopvect, slp_vectorize=False,
                                                       opt=self._codegen._opt_level, cost="cheap")

@@ -168,6 +168,35 @@ def test_forward_matches_numpy_forward():
     np.testing.assert_allclose(net.forward(X), activations[-1], rtol=1e-12)
 
 
+@pytest.mark.parametrize("n_samples,n_in,n_out", [(37, 50, 23), (10, 784, 101)])
+def test_loop_nests_inlined_or_called_give_the_same_bits(n_samples, n_in, n_out):
+    """A kernel's body (NAME.rows, which the parallel kernel and NAME.one_thread run) has its loop
+    nests inlined by LLVM; the one-thread drivers' copy of the body (NAME.serial) calls them
+    (config.loop_nest). A run takes one or the other by its size and thread count, so both must
+    compute the same bits."""
+    rng = np.random.default_rng(n_samples)
+    W, b, a_prev = (rng.standard_normal(shape).astype(np.float32) for shape in ((n_out, n_in), n_out, (n_samples, n_in)))
+    delta, z_in = rng.standard_normal((n_samples, n_out)).astype(np.float32), rng.standard_normal((n_samples, n_in))
+    x_next = rng.random((n_samples - 3, n_in)).astype(np.float32)
+    a_in = (1 / (1 + np.exp(-z_in))).astype(np.float32)
+    calls = {  # kernel: (arguments, the indices of those it writes)
+        "weighted_sum": ((W, b, a_prev, np.empty((n_samples, n_out), np.float32)), (3,)),
+        "hidden_delta": ((W, delta, z_in.astype(np.float32), a_in, K.SIGMOID, np.empty_like(a_in)), (5,)),
+        "weight_gradient": ((delta, a_prev, W, 0.3, np.empty_like(W), np.empty_like(b)), (4, 5)),
+        "gradient_step": ((delta, a_prev, 0.1, 0.02, W, b), (4, 5)),
+        "gradient_step_then_weighted_sum": ((delta, a_prev, 0.1, 0.02, W, b, x_next,
+                                             np.empty((len(x_next), n_out), np.float32)), (4, 5, 7)),
+    }
+    for name, (args, written) in calls.items():
+        results = []
+        for variant in (getattr(K, name).one_thread, getattr(K, name).serial):
+            copies = [arg.copy() if isinstance(arg, np.ndarray) else arg for arg in args]
+            variant(*copies)
+            results.append([copies[i] for i in written])
+        for inlined, called in zip(*results):
+            assert np.array_equal(inlined, called), name
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
 @pytest.mark.parametrize("shape", [(37, 50, 23), (300, 64, 130), (1, 784, 100)])
 def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
