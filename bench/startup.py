@@ -11,7 +11,8 @@
    sum of the epochs' training seconds is what monitoring and start-up cost on top of
    training (1.0 would be free).
 4. Compile time per function: the default command in one process with an empty cache, each
-   compiled function's own seconds of compiling (Numba's compile events; callees not counted).
+   compiled function's own seconds of compiling (Numba's compile events; callees not counted);
+   then the same for the MNIST 784-100-10 command of section 1 (its parallel kernels).
 
     python bench/startup.py                    # all four; MNIST from $NBNET_DATA_DIR or ../shared/data/mnist
     python bench/startup.py --json bench/startup.json
@@ -32,11 +33,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+MNIST = ["--dataset", "mnist", "--hidden", "100", "--epochs", "1"]
 COLD = [  # (label, nbnet train arguments)
     ("default (digits, 30 epochs)", []),
     ("--optimizer adam --dropout 0.2", ["--optimizer", "adam", "--dropout", "0.2"]),
     ("--dtype float64", ["--dtype", "float64"]),
-    ("mnist --hidden 100 --epochs 1", ["--dataset", "mnist", "--hidden", "100", "--epochs", "1"]),
+    ("mnist --hidden 100 --epochs 1", MNIST),
     ("--kernels loops --epochs 3", ["--kernels", "loops", "--epochs", "3"]),
 ]
 NIELSEN = ["--dataset", "mnist", "--hidden", "100", "--epochs", "30", "--batch-size", "10", "--lr", "0.5",
@@ -112,7 +114,7 @@ class Listener(event.Listener):
 event.register("numba:compile", Listener())
 from nbnet.cli import main
 try:
-    main(["train", "-q", "--plot", sys.argv[1]])
+    main(["train", "-q", "--plot", sys.argv[1], *sys.argv[3:]])
 except SystemExit:
     pass
 print(sum(totals.values()))
@@ -121,11 +123,13 @@ for name, seconds in totals.most_common(int(sys.argv[2])):
 """
 
 
-def compile_table(plots, rows=12):
-    """(total seconds, [(seconds, function)]) of compiling the default command in one process."""
+def compile_table(plots, rows=12, args=()):
+    """(total seconds, [(seconds, function)]) of compiling the default command (with `args`) in one process."""
+    if "mnist" in args:
+        args = [*args, "--data-dir", str(mnist_dir())]
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, NBNET_COMPILE_HELPER="0")
-        out = subprocess.run([sys.executable, "-c", COMPILE_TABLE, str(Path(plots) / "table.png"), str(rows)],
+        out = subprocess.run([sys.executable, "-c", COMPILE_TABLE, str(Path(plots) / "table.png"), str(rows), *args],
                              env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     lines = [line for line in out if line.strip()][-(rows + 1):]
     return float(lines[0]), [(float(seconds), name) for seconds, name in (line.split(" ", 1) for line in lines[1:])]
@@ -170,12 +174,16 @@ def main():
                                                   ratio=total / training))
                 print(f"{choice:<16} {total:>8.1f} {training:>11.1f} {total / training:>16.2f}")
         if not args.skip_compile_table:
-            total, rows = compile_table(plots)
-            results["compile"] = dict(total=total, functions=[dict(seconds=t, function=name) for t, name in rows])
-            print(f"\ncompiling the default command in one process (NBNET_COMPILE_HELPER=0, empty cache): {total:.1f} s "
-                  f"of CPU; each function's own seconds (not its callees'), the largest {len(rows)}:")
-            for seconds, name in rows:
-                print(f"{seconds:6.2f} s  {name}")
+            tables = [("default command", [], "compile")]
+            if mnist_dir().is_dir():
+                tables.append(("mnist --hidden 100 --epochs 1 command", MNIST, "compile_mnist"))
+            for label, train_args, key in tables:
+                total, rows = compile_table(plots, args=train_args)
+                results[key] = dict(total=total, functions=[dict(seconds=t, function=name) for t, name in rows])
+                print(f"\ncompiling the {label} in one process (NBNET_COMPILE_HELPER=0, empty cache): {total:.1f} s "
+                      f"of CPU; each function's own seconds (not its callees'), the largest {len(rows)}:")
+                for seconds, name in rows:
+                    print(f"{seconds:6.2f} s  {name}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
