@@ -28,7 +28,7 @@ from numba import njit
 from numba.core import codegen
 from numba.core import config as numba_config
 
-from .numba_cache import DRIVERS, patch_numba_cache
+from .numba_cache import DRIVERS, THIN_PARALLEL, patch_numba_cache
 
 
 def wide_vectors():
@@ -184,6 +184,13 @@ def mark_driver(fn):
     DRIVERS.update((python_function.__qualname__, python_function.__qualname__ + "_serial"))
     DRIVER_CODE.add(python_function.__code__)
     return fn
+
+
+def thin_parallel(fn):
+    """Count `fn` among the drivers, and the code Numba generates for its `prange` loop with it
+    (numba_cache.THIN_PARALLEL): a parallel kernel whose loop only calls the kernel's body."""
+    THIN_PARALLEL.add(getattr(fn, "py_func", fn).__qualname__)
+    return mark_driver(fn)
 
 
 DRIVER_CODE = set()  # the code of every driver (a renamed copy shares its original's: tests/test_compile.py)

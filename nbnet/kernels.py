@@ -25,8 +25,8 @@ from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
-from .config import (FUSED_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, driver, inlined, inlined_nests, loop_nest, mark_driver,
-                     parallel, renamed, serial, thread_count)
+from .config import (FUSED_ROWS, PARALLEL_MIN_WORK, SAMPLE_TILE, driver, inlined, inlined_nests, loop_nest, parallel,
+                     renamed, serial, thin_parallel, thread_count)
 from .vecmath import exp, log, log1p, tanh
 
 
@@ -89,7 +89,7 @@ def kernel(work, owners):
     so all variants give the same bits, for any thread count (tests/test_kernels.py). The
     parallel kernel holds no loop of its own: its body is compiled once, as NAME.rows, instead
     of once more inside Numba's parallel loop, which cost 1-5 s of compile time per kernel
-    (most of a cold MNIST start). So it is compiled as a driver (config.driver), under the
+    (most of a cold MNIST start). So it is compiled as a driver (config.thin_parallel), under the
     name NAME_parallel (nbnet.narrow has kernels of the same names, with loops of their own).
     NAME.rows takes its arrays as distinct (`noalias`, as Numba's parallel loops do) and has
     its loop nests inlined (`loop_nest`). The long sums are `loop_nest` functions, compiled with
@@ -103,7 +103,7 @@ def kernel(work, owners):
     def compile_variants(fn):
         name, how_many = fn.__name__, inlined(owners)
         rows = serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True)
-        compiled = written_out(PARALLEL, name, fn, lambda f: parallel(mark_driver(f)), qualname=name + "_parallel",
+        compiled = written_out(PARALLEL, name, fn, lambda f: parallel(thin_parallel(f)), qualname=name + "_parallel",
                                OWNERS=how_many, ROWS=rows)
         compiled.rows = rows
         compiled.one_thread = written_out(ONE_THREAD, name + "_one_thread", fn, inlined, OWNERS=how_many, ROWS=rows)

@@ -218,6 +218,9 @@ def parse_linking_code_when_linked():
 # The qualified names of the drivers (config.driver): functions whose own code only chains
 # compiled kernels and passes, in loops over layers, minibatches or epochs.
 DRIVERS = set()
+# The drivers whose `prange` loop only calls one compiled function (config.thin_parallel): the
+# parallel kernels of nbnet.kernels.
+THIN_PARALLEL = set()
 
 
 def drivers_optimised_once():
@@ -234,11 +237,12 @@ def drivers_optimised_once():
     callees' optimisation made of them. (Numba optimises every module at one level, NUMBA_OPT;
     this chooses per function.)
 
-    The same holds for the code Numba generates while it compiles a driver, for a `prange` loop
-    (its body, compiled as a function of its own, and two wrappers that start the threads):
-    nbnet.kernels' parallel kernels are drivers whose loop only calls the kernel's compiled
-    body; without this, each of the three re-optimised all of that body's code (0.6 s of a
-    parallel kernel's 1.8 s)."""
+    The same holds for the code Numba generates for the `prange` loop of a parallel kernel of
+    nbnet.kernels (THIN_PARALLEL), whose loop only calls the kernel's compiled body: the loop's
+    body, compiled as a function of its own, and two wrappers that start the threads; each of the
+    three re-optimised all of the kernel's code (0.6 s of a parallel kernel's 1.8 s). (The
+    `prange` loops of nbnet.narrow's drivers keep it: their fits of small data sets ran 4-14 %
+    slower without.)"""
     try:
         from numba.core import codegen, config, event
     except ImportError:
@@ -262,7 +266,7 @@ def drivers_optimised_once():
     event.register("numba:compile", Compiling())
 
     def _optimize_final_module(self):
-        driver = self.name in DRIVERS or (compiling and compiling[-1] in DRIVERS)
+        driver = self.name in DRIVERS or (compiling and compiling[-1] in THIN_PARALLEL)
         if not driver or not all(hasattr(self, name) for name in needed[1:]):
             return optimize_final_module(self)
         mpm, mpb = self._codegen._module_pass_manager(loop_vectorize=self._codegen._loopvect, slp_vectorize=False,
