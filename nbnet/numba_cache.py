@@ -20,6 +20,8 @@ def patch_numba_cache():
       compile again (Numba notices only edits to a function's own file, but a driver holds
       the code of the kernels it calls, from other files);
     * lock_numba_cache_index: concurrent saves of one function's entries keep them all;
+    * compile_once_across_processes: processes that need the same function at once compile it
+      once, the others load it;
     * load_without_refresh: loading machine code from the cache does not first set up Numba's
       compiler (0.1-0.2 s in a fresh process);
     * parse_linking_code_when_linked: nor does it parse the code that other functions would
@@ -31,6 +33,7 @@ def patch_numba_cache():
     patch expects."""
     stamp_with_compiled_sources()
     lock_numba_cache_index()
+    compile_once_across_processes()
     load_without_refresh()
     parse_linking_code_when_linked()
     drivers_optimised_once()
@@ -154,6 +157,51 @@ def lock_numba_cache_index():
 
     save.nbnet_locked = True
     IndexDataCacheFile.save = save
+
+
+def compile_once_across_processes():
+    """Compile an nbnet function in one process at a time: the others wait, then load it.
+
+    Processes that share a kernel cache and need the same function at the same moment (the test
+    suite's two workers, a run and its compile helper, a sweep's workers) would each compile it.
+    This holds an exclusive flock on INDEX.compile-lock, beside the function's cache index, while
+    Numba looks the function up in the cache and, if it is missing, compiles and saves it; a
+    process that waited then finds it there. The locks follow the calls (a function is compiled
+    before the compile of its caller ends, and no nbnet function calls its callers), so two
+    processes never wait for each other. A compile inside a compile of the same function in this
+    process does not lock again. Left as it is when Numba's internals differ from what it expects.
+    """
+    try:
+        import fcntl
+
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return
+    if getattr(Dispatcher.compile, "nbnet_once", False):
+        return
+    compile_unlocked = Dispatcher.compile
+    held = set()  # the index paths whose lock this process holds
+
+    def compile(self, sig):
+        path = getattr(getattr(getattr(self, "_cache", None), "_cache_file", None), "_index_path", None)
+        if (path is None or path in held or not getattr(self.py_func, "__module__", "").startswith("nbnet.")
+                or tuple(sig if isinstance(sig, tuple) else ()) in self.overloads):
+            return compile_unlocked(self, sig)
+        try:
+            handle = open(path + ".compile-lock", "a")
+        except OSError:
+            return compile_unlocked(self, sig)
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            held.add(path)
+            try:
+                return compile_unlocked(self, sig)
+            finally:
+                held.discard(path)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    compile.nbnet_once = True
+    Dispatcher.compile = compile
 
 
 def cache_saves_locked():

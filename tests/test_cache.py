@@ -1,6 +1,6 @@
 """The on-disk kernel cache moved aside when the package is read-only; the compile lock held
-only by runs that compile. (Fresh against cached kernels: tests/test_compile.py, which
-compiles them in a cache of its own.)"""
+only by runs that compile; a function compiled by one process at a time. (Fresh against cached
+kernels: tests/test_compile.py, which compiles them in a cache of its own.)"""
 
 import os
 import shutil
@@ -88,3 +88,34 @@ def test_the_same_run_compiles_once_and_other_runs_do_not_wait():
         assert got == ["run B"] and same.is_alive()
     same.join(timeout=60)
     assert got == ["run B", "run A"]
+
+
+ACTIVATE_ROWS = """
+import numpy as np
+from nbnet import kernels as K
+z = np.zeros((2, 3), np.float32)
+K.activate.rows(z, K.SIGMOID, z.copy(), np.int64(0), np.int64(2))
+stats = K.activate.rows.stats
+print(sum(stats.cache_misses.values()), sum(stats.cache_hits.values()))
+"""
+
+
+def test_a_function_that_another_process_holds_is_waited_for_then_loaded(tmp_path):
+    """numba_cache.compile_once_across_processes: while another process holds a function's
+    compile lock (compiling it), a process that needs the function waits, then loads what the
+    other saved instead of compiling it too."""
+    import fcntl
+    import time
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    assert run_python(ACTIVATE_ROWS, env, tmp_path).split() == ["1", "0"]  # compiled and saved
+    [lock] = tmp_path.rglob("*activate_rows*.compile-lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        waiting = subprocess.Popen([sys.executable, "-c", ACTIVATE_ROWS], env=env, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiting.poll() is None  # (a load alone takes well under a second after start-up)
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert out.split() == ["0", "1"]  # loaded, not compiled
