@@ -63,9 +63,6 @@ JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
 # A kernel call with less work than this (multiply-adds, or elements) runs its one-thread
 # twin: starting threads costs about a microsecond per call, more than such work takes.
 PARALLEL_MIN_WORK = 10_000
-# Rows of W^1 that kernels.gradient_step_then_weighted_sum updates and then sums for the next
-# minibatch while they are in cache (64 rows of 784 float32: 200 KB, within L2). A multiple of 4.
-FUSED_ROWS = 4
 # A training run whose minibatch step has less work than this (samples x weights) runs every
 # kernel on one thread (the drivers' `.serial` variants), and so never compiles the parallel
 # kernels: the bundled digits (64-30-10, batch 10: 22,300) take this path. A network with
