@@ -7,8 +7,8 @@ a training step, the deltas and the update (with plain SGD also the minibatch ga
 the disk cache while this process compiles the forward half: evaluation, the training forward
 pass (and the gathering, for the other optimisers). This process then waits for the helper and
 compiles the driver that chains the halves, loading the helper's part from the cache
-(bench/startup.py: an MNIST run starts training after 9.4 s instead of 14.9 s, the digits'
-after 4.7 s instead of 7.6 s). With --kernels loops
+(bench/startup.py: an MNIST run starts training after 9.3 s instead of 14.2 s, the digits'
+after 4.5 s instead of 7.4 s). With --kernels loops
 the helper compiles the plain loops, which a Python driver calls, while this process
 compiles the evaluation pass.
 
