@@ -185,7 +185,7 @@ def compile_once_across_processes():
     def compile(self, sig):
         path = getattr(getattr(getattr(self, "_cache", None), "_cache_file", None), "_index_path", None)
         if (path is None or path in held or not getattr(self.py_func, "__module__", "").startswith("nbnet.")
-                or tuple(sig if isinstance(sig, tuple) else ()) in self.overloads):
+                or (isinstance(sig, tuple) and sig in self.overloads)):  # (compiled here already: no lock)
             return compile_unlocked(self, sig)
         try:
             handle = open(path + ".compile-lock", "a")

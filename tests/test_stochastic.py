@@ -4,6 +4,10 @@ stopping rule, schedules, early stopping, partial_fit and divergence; its valida
 scikit-learn's own metrics; the same bits on one or two threads."""
 
 import io
+import json
+import os
+import subprocess
+import sys
 from contextlib import redirect_stdout
 
 import numba
@@ -12,6 +16,7 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
+from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
 
@@ -190,22 +195,17 @@ def test_the_compiled_shuffle_is_numpys_permutation(n):
         assert ours.integers(0, 2 ** 62) == numpys.integers(0, 2 ** 62)
 
 
-def test_the_compiled_epochs_run_as_plain_python_too(tmp_path):
+PLAIN_FIT = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0, threads=1)
+
+
+def test_the_compiled_epochs_run_as_plain_python_too():
     """Under NUMBA_DISABLE_JIT=1 (debugging the loops in Python) nbnet.epochs imports and a fit
     runs through it, to the loss curve the compiled code gives (the same maths)."""
-    import subprocess
-    import sys
-
     code = ("import warnings, json; warnings.simplefilter('ignore'); from sklearn.datasets import load_iris; "
             "from nbnet.sklearn import MLPClassifier; X, y = load_iris(return_X_y=True); "
-            "print(json.dumps(MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0, threads=1)"
-            ".fit(X, y).loss_curve_))")
-    import json
-    import os
-
+            f"print(json.dumps(MLPClassifier(**{PLAIN_FIT!r}).fit(X, y).loss_curve_))")
     plain = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_DISABLE_JIT="1"),
                            capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stderr[-2000:]
-    X, y = __import__("sklearn.datasets", fromlist=["load_iris"]).load_iris(return_X_y=True)
-    compiled = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0, threads=1).fit(X, y).loss_curve_
+    compiled = MLPClassifier(**PLAIN_FIT).fit(*load_iris(return_X_y=True)).loss_curve_
     np.testing.assert_allclose(json.loads(plain.stdout.strip().splitlines()[-1]), compiled, rtol=1e-6)
