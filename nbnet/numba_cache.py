@@ -7,9 +7,10 @@ import hashlib
 from pathlib import Path
 
 # The files whose code ends up inside compiled functions: the kernels, the functions they
-# inline or call (vecmath, codes' constants, config's sizes) and the passes that chain them.
+# inline or call (vecmath, codes' constants, config's sizes) and the passes that chain them;
+# and this one, which decides how their machine code is emitted and what a cache entry holds.
 COMPILED_SOURCES = ("codes.py", "config.py", "vecmath.py", "kernels.py", "narrow.py", "epochs.py", "loops.py",
-                    "pixels.py")
+                    "pixels.py", "numba_cache.py")
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -22,21 +23,27 @@ def patch_numba_cache():
     * lock_numba_cache_index: concurrent saves of one function's entries keep them all;
     * compile_once_across_processes: processes that need the same function at once compile it
       once, the others load it;
+    * collect_garbage_after_compiling: Python's cycle collector waits until a compile ends
+      (it took a tenth of a cold start, walking the compiler's objects again and again);
     * load_without_refresh: loading machine code from the cache does not first set up Numba's
       compiler (0.1-0.2 s in a fresh process);
     * parse_linking_code_when_linked: nor does it parse the code that other functions would
       link against, until one does (15 ms of a 25 ms load);
     * drivers_optimised_once: a driver (config.driver) is not optimised again with all the code
-      it links in, which was optimised when that was compiled.
+      it links in, which was optimised when that was compiled;
+    * drivers_call_loaded_code: nor does it emit machine code again for the nbnet functions it
+      calls: it calls theirs.
 
     Each is left out, and Numba behaves as it does, when its internals differ from what the
     patch expects."""
     stamp_with_compiled_sources()
     lock_numba_cache_index()
     compile_once_across_processes()
+    collect_garbage_after_compiling()
     load_without_refresh()
     parse_linking_code_when_linked()
     drivers_optimised_once()
+    drivers_call_loaded_code()
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,6 +96,10 @@ def stamp_with_compiled_sources():
         locators.insert(0, _CompiledSourcesLocator)
 
 
+class CalledCodeMissing(Exception):
+    """A cached driver calls machine code that this process cannot load (drivers_call_loaded_code)."""
+
+
 def load_without_refresh():
     """Load cached machine code without Numba's `refresh` of its compiler first.
 
@@ -111,7 +122,10 @@ def load_without_refresh():
     def load_overload(self, sig, target_context):
         rtsys.initialize(target_context)
         with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+            try:
+                return self._load_overload(sig, target_context)
+            except CalledCodeMissing:  # (see drivers_call_loaded_code: compiled again)
+                return None
 
     load_overload.nbnet_unrefreshed = True
     Cache.load_overload = load_overload
@@ -204,6 +218,38 @@ def compile_once_across_processes():
     Dispatcher.compile = compile
 
 
+def collect_garbage_after_compiling():
+    """Turn Python's cyclic garbage collector off while Numba compiles (or loads) an nbnet
+    function, and back on when that ends.
+
+    Compiling builds hundreds of thousands of Python objects (Numba's IR, types, LLVM IR text)
+    that live until the function is done; the collector, counting them as new, walked them and
+    everything else in the process over and over: 0.7 s, a tenth of compiling the digits' run in
+    one process. Off, it leaves the garbage of one function's compile (tens of MB) until the
+    compile ends, when it collects as usual. Nothing else changes (the compiled code is the same)."""
+    import gc
+
+    try:
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return
+    if getattr(Dispatcher.compile, "nbnet_gc", False):
+        return
+    compile_collecting = Dispatcher.compile
+
+    def compile(self, sig):
+        if not gc.isenabled() or not getattr(self.py_func, "__module__", "").startswith("nbnet."):
+            return compile_collecting(self, sig)
+        gc.disable()
+        try:
+            return compile_collecting(self, sig)
+        finally:
+            gc.enable()
+
+    compile.nbnet_gc = True
+    Dispatcher.compile = compile
+
+
 def cache_saves_locked():
     """True when lock_numba_cache_index is in place."""
     from numba.core.caching import IndexDataCacheFile
@@ -271,6 +317,34 @@ DRIVERS = set()
 THIN_PARALLEL = set()
 
 
+COMPILING = []  # the qualified names of the functions Numba is compiling, innermost last
+
+
+def track_compiling():
+    """Keep COMPILING up to date (once); False where Numba has no compile events."""
+    try:
+        from numba.core import event
+    except ImportError:
+        return False
+    if not getattr(track_compiling, "done", False):
+        class Compiling(event.Listener):
+            def on_start(self, ev):
+                COMPILING.append(getattr(getattr(ev.data.get("dispatcher"), "py_func", None), "__qualname__", None))
+
+            def on_end(self, ev):
+                COMPILING.pop()
+
+        event.register("numba:compile", Compiling())
+        track_compiling.done = True
+    return True
+
+
+def compiled_as_driver(library):
+    """Whether the Numba code library `library` is a driver's (DRIVERS), or code Numba generated
+    for the `prange` loop of a parallel kernel of nbnet.kernels (THIN_PARALLEL)."""
+    return library.name in DRIVERS or bool(COMPILING and COMPILING[-1] in THIN_PARALLEL)
+
+
 def drivers_optimised_once():
     """Compile a driver (a name in DRIVERS) without the second, full optimisation of its final module.
 
@@ -292,30 +366,19 @@ def drivers_optimised_once():
     `prange` loops of nbnet.narrow's drivers keep it: their fits of small data sets ran 4-14 %
     slower without.)"""
     try:
-        from numba.core import codegen, config, event
+        from numba.core import codegen, config
     except ImportError:
         return
     library = getattr(codegen, "CPUCodeLibrary", None)
     needed = ("_optimize_final_module", "_codegen", "_final_module", "_recorded_timings", "name")
     if library is None or not hasattr(library, needed[0]) or not hasattr(codegen, "remove_redundant_nrt_refct"):
         return
-    if getattr(library._optimize_final_module, "nbnet_drivers", False):
+    if getattr(library._optimize_final_module, "nbnet_drivers", False) or not track_compiling():
         return
     optimize_final_module = library._optimize_final_module
-    compiling = []  # the qualified names of the functions being compiled, innermost last
-
-    class Compiling(event.Listener):
-        def on_start(self, ev):
-            compiling.append(getattr(getattr(ev.data.get("dispatcher"), "py_func", None), "__qualname__", None))
-
-        def on_end(self, ev):
-            compiling.pop()
-
-    event.register("numba:compile", Compiling())
 
     def _optimize_final_module(self):
-        driver = self.name in DRIVERS or (compiling and compiling[-1] in THIN_PARALLEL)
-        if not driver or not all(hasattr(self, name) for name in needed[1:]):
+        if not compiled_as_driver(self) or not all(hasattr(self, name) for name in needed[1:]):
             return optimize_final_module(self)
         mpm, mpb = self._codegen._module_pass_manager(loop_vectorize=self._codegen._loopvect, slp_vectorize=False,
                                                       opt=self._codegen._opt_level, cost="cheap")
@@ -326,3 +389,108 @@ def drivers_optimised_once():
 
     _optimize_final_module.nbnet_drivers = True
     library._optimize_final_module = _optimize_final_module
+
+
+NBNET_DISPATCHERS = {}  # (module, qualified name) -> each nbnet Dispatcher (None where two share them)
+COMPILED = {}  # the symbol of each nbnet function compiled or loaded here -> (module, qualified name, argument types)
+
+
+def drivers_call_loaded_code():
+    """A driver's machine code calls the nbnet functions it links in, instead of holding a copy.
+
+    Numba links a copy of each function a function calls into its module, and emits machine
+    code for all of it: the compiled epochs of the digits emitted the code of every kernel once
+    more, on top of each kernel's own copies; a parallel kernel's three `prange` functions each
+    emitted the kernel's body again. A driver (drivers_optimised_once) keeps the copies while
+    LLVM optimises it, so it may still inline the small ones; then the nbnet functions among them
+    that this process has loaded become `available_externally` (LLVM emits no code for them:
+    the calls left go to the loaded code) and return to copies for whatever links the driver in
+    later. This takes a third off the machine code emitted for a cold MNIST run (4.7 -> 3.2 s of 13 s).
+
+    Its disk-cache entry then names the functions it calls (symbol, module, qualified name,
+    argument types); loading it loads them first. When one of them cannot be loaded as that
+    symbol (its cache entry was compiled again since), the driver is compiled again too, like
+    any function missing from the cache. Left as it is when Numba's internals differ from what
+    this expects."""
+    try:
+        import llvmlite.binding as ll
+        from numba.core import codegen
+        from numba.core.caching import Cache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return
+    library = getattr(codegen, "CPUCodeLibrary", None)
+    needed = ("_finalize_final_module", "serialize_using_object_code", "_unserialize", "_final_module", "_codegen")
+    if (library is None or not all(hasattr(library, name) for name in needed[:3])
+            or not hasattr(Dispatcher, "add_overload") or not hasattr(ll.Linkage, "available_externally")
+            or not getattr(Cache.load_overload, "nbnet_unrefreshed", False) or not track_compiling()):
+        return
+    if getattr(library._finalize_final_module, "nbnet_calls", False):
+        return
+    init, add_overload = Dispatcher.__init__, Dispatcher.add_overload
+    finalize_final_module, serialize = library._finalize_final_module, library.serialize_using_object_code
+    unserialize = library._unserialize.__func__
+
+    def __init__(self, py_func, *args, **kwargs):
+        init(self, py_func, *args, **kwargs)
+        key = (getattr(py_func, "__module__", None) or "", getattr(py_func, "__qualname__", "<"))
+        if key[0].startswith("nbnet.") and "<" not in key[1]:
+            NBNET_DISPATCHERS[key] = None if key in NBNET_DISPATCHERS else self
+
+    def add_overload_(self, cres):
+        add_overload(self, cres)
+        key = (getattr(self.py_func, "__module__", None) or "", self.py_func.__qualname__)
+        if NBNET_DISPATCHERS.get(key) is self and getattr(cres, "fndesc", None) is not None:
+            COMPILED[cres.fndesc.mangled_name] = key + (tuple(cres.signature.args),)
+
+    def _finalize_final_module(self):
+        if not compiled_as_driver(self) or not all(hasattr(self, name) for name in needed[3:]):
+            return finalize_final_module(self)
+        engine = self._codegen._engine
+        called = [fn for fn in self._final_module.functions
+                  if fn.name in COMPILED and not fn.is_declaration and fn.linkage == ll.Linkage.linkonce_odr
+                  and engine.is_symbol_defined(fn.name)]
+        for fn in called:
+            fn.linkage = ll.Linkage.available_externally
+        try:
+            finalize_final_module(self)
+        finally:
+            for fn in called:
+                fn.linkage = ll.Linkage.linkonce_odr
+        self._nbnet_calls = [(fn.name,) + COMPILED[fn.name] for fn in called]
+
+    def serialize_using_object_code(self):
+        name, kind, data = serialize(self)
+        calls = getattr(self, "_nbnet_calls", None)
+        return (name, kind, (*data, calls)) if calls and kind == "object" else (name, kind, data)
+
+    def _unserialize(cls, codegen_, state):
+        name, kind, data = state
+        if kind == "object" and len(data) == 3:
+            *data, calls = data
+            load_called_code(codegen_._engine, calls)
+            state = (name, kind, tuple(data))
+        return unserialize(cls, codegen_, state)
+
+    _finalize_final_module.nbnet_calls = True
+    Dispatcher.__init__, Dispatcher.add_overload = __init__, add_overload_
+    library._finalize_final_module = _finalize_final_module
+    library.serialize_using_object_code = serialize_using_object_code
+    library._unserialize = classmethod(_unserialize)
+
+
+def load_called_code(engine, calls):
+    """Load (from the disk cache, or compile) each nbnet function of `calls` that `engine` does
+    not hold yet (see drivers_call_loaded_code); CalledCodeMissing when one is not there
+    under the symbol a cached driver calls."""
+    import importlib
+
+    for symbol, module, qualname, args in calls:
+        if not engine.is_symbol_defined(symbol):
+            importlib.import_module(module)
+            dispatcher = NBNET_DISPATCHERS.get((module, qualname))
+            if dispatcher is not None:
+                dispatcher.compile(args)
+        if not engine.is_symbol_defined(symbol):
+            raise CalledCodeMissing(symbol)
+        COMPILED.setdefault(symbol, (module, qualname, args))  # (loaded, maybe inside another function's code)

@@ -6,13 +6,29 @@ so an interrupted run never leaves a half-written CSV or PNG behind.
 """
 
 import csv
+import threading
 
 import numpy as np
 
 from .files import OutputError, atomic_write
 from .train import METRIC_COLUMNS, VALIDATION_COLUMNS
 
-__all__ = ["OutputError", "plot_evaluation", "plot_metrics", "read_metrics", "write_metrics"]
+__all__ = ["OutputError", "plot_evaluation", "plot_metrics", "pyplot", "read_metrics", "write_metrics"]
+
+_LOADING = threading.Lock()
+
+
+def pyplot():
+    """matplotlib.pyplot, drawing to files only (the Agg backend: no window, no display needed).
+    Importing it takes 0.3 s, which a cold start spends while it waits for its compile helper
+    (nbnet.warm.prepare_kernels' `meanwhile`): the lock keeps a plot from choosing the backend
+    while that import is half done."""
+    with _LOADING:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    return plt
 
 
 def write_metrics(rows, path):
@@ -53,11 +69,7 @@ def read_metrics(path):
 
 def plot_metrics(rows, path, title=""):
     """Train and test cost per epoch on one axes, accuracy on a second; saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [row if isinstance(row, dict) else row.as_dict() for row in rows]
     gradient_columns = [key for key in rows[0] if key.startswith("grad_W")]
     figure, panels = plt.subplots(1, 3 if gradient_columns else 2, figsize=(16 if gradient_columns else 11, 4.2))
@@ -98,8 +110,7 @@ def plot_metrics(rows, path, title=""):
 
 def save_figure(figure, path, dpi=110):
     """Lay `figure` out, write it to `path` as a PNG (atomically: never half a file) and close it."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure.tight_layout()
     try:
         return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=dpi, format="png"))
@@ -109,11 +120,7 @@ def save_figure(figure, path, dpi=110):
 
 def plot_evaluation(confusion, data, probabilities, predicted, confusion_path, mistakes_path, title):
     """A confusion-matrix heat map, and a gallery of the most confidently wrong test images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 5.4))
     # Colour = the share of each true class's images that went to each wrong class (the diagonal,
     # ~99 % on MNIST, would make every error look white); the diagonal is drawn apart, in grey.
@@ -151,11 +158,7 @@ def plot_first_layer(W, image_shape, path, title, most=100):
     """What the first layer looks for: one tile per hidden unit (the first `most`), its weights
     W[j] shaped as the input image; red for positive weights, blue for negative, each tile on
     its own symmetric scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     units = min(len(W), most)
     columns = int(np.ceil(np.sqrt(units)))
     rows = int(np.ceil(units / columns))
@@ -171,11 +174,7 @@ def plot_first_layer(W, image_shape, path, title, most=100):
 
 def plot_augmentation(originals, distorted, image_shape, path, title):
     """One row per image: the original, then its distorted versions (distorted[i, e])."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n, versions = distorted.shape[:2]
     figure, grid = plt.subplots(n, versions + 1, figsize=(1.1 * (versions + 1), 1.1 * n + 0.7), squeeze=False)
     for i in range(n):

@@ -129,12 +129,9 @@ def plot_sweep(results, path, swept):
     value of the second, when two are swept; bars side by side when the option takes choices
     or architectures), best run marked, and the train cost of every run epoch by
     epoch (a too large learning rate overshoots: its cost jumps about or climbs)."""
-    import matplotlib
+    from .plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plots import save_figure
+    plt = pyplot()
 
     first = swept[0] if swept else "l2"
     grouped = {}  # one line per value of the options after the first

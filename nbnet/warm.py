@@ -7,8 +7,8 @@ a training step, the deltas and the update (with plain SGD also the minibatch ga
 the disk cache while this process compiles the forward half: evaluation, the training forward
 pass (and the gathering, for the other optimisers). This process then waits for the helper and
 compiles the driver that chains the halves, loading the helper's part from the cache
-(bench/startup.py: an MNIST run starts training after 9.3 s instead of 14.2 s, the digits'
-after 4.5 s instead of 7.4 s). With --kernels loops
+(bench/startup.py: an MNIST run starts training after 7.7 s instead of 11.4 s, the digits'
+after 4.3 s instead of 6.1 s). With --kernels loops
 the helper compiles the plain loops, which a Python driver calls, while this process
 compiles the evaluation pass.
 
@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -211,29 +212,34 @@ def wait_until_cached(calls, given_up, timeout=120.0):
 
 
 def prepare_kernels(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids",
-                    pixel_bytes=False, augment=False):
+                    pixel_bytes=False, augment=False, meanwhile=None):
     """Compile (or load from the disk cache) the compiled code that evaluating `net` and, with
     a batch size, training it with `optimizer`, `dropout` and `train_metrics` will call, and
     nothing else; on a cold start with a helper process for the backward half (see above).
-    So compiling happens here and not inside the first timed epoch.
+    So compiling happens here and not inside the first timed epoch. `meanwhile`: a function
+    to run in a thread once this process has compiled its half while the helper still compiles
+    (nbnet train imports matplotlib for its plot then, on a core that would otherwise wait).
     Returns (seconds, compiled) where compiled is True when anything had to be compiled."""
     start = time.perf_counter()
     misses = cache_misses()
     helped = compile_run(run_settings(net, batch_size, optimizer, dropout, train_metrics, targets, pixel_bytes,
-                                      augment))
+                                      augment), meanwhile)
     return time.perf_counter() - start, helped or cache_misses() > misses
 
 
-def compile_run(settings):
+def compile_run(settings, meanwhile=None):
     """warm_up(**settings), on a cold start of a training run with a helper process for the
     backward half, under the run's compile lock when its driver is not in the disk cache
     (processes that start the same run together compile it once: see cache.compile_lock; a
-    process that only loads does not wait for another's compile). True when a helper compiled."""
+    process that only loads does not wait for another's compile). True when a helper compiled.
+    meanwhile: see prepare_kernels."""
     with compile_lock(settings) if not run_cached(settings) else nullcontext():
         helper = start_helper(settings) if settings["optimizer"] and helper_pays(settings) else None
         try:
             if helper is not None:
                 warm_up(**settings, half="forward")
+                if meanwhile is not None and helper.poll() is None:
+                    in_background(meanwhile)
                 if settings.get("narrow_steps"):  # the helper's kernels, then the chunk pass (see narrow_halves)
                     tiny, X, y = tiny_data(settings["layers"], settings["dtype"], settings["targets"])
                     wait_until_cached(narrow_halves(tiny, X, y)["backward"], lambda: helper.poll() is not None)
@@ -245,6 +251,18 @@ def compile_run(settings):
                 helper.kill()
                 helper.wait()
     return helper is not None and helper.returncode == 0
+
+
+def in_background(task):
+    """Run task() in a daemon thread; an error there is dropped (whoever needs the task's result
+    does the task again, and meets the error then)."""
+    def quietly():
+        try:
+            task()
+        except Exception:
+            pass
+
+    threading.Thread(target=quietly, daemon=True).start()
 
 
 def run_settings(net, batch_size=None, optimizer=None, dropout=0.0, train_metrics="full", targets="ids",

@@ -119,3 +119,31 @@ def test_a_function_that_another_process_holds_is_waited_for_then_loaded(tmp_pat
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
     assert out.split() == ["0", "1"]  # loaded, not compiled
+
+
+def test_the_garbage_collector_waits_while_nbnet_compiles():
+    """numba_cache.collect_garbage_after_compiling: off during a compile of nbnet's, on after."""
+    import gc
+
+    import numpy as np
+    from numba.core import event
+
+    from nbnet import kernels as K
+
+    seen = []
+
+    class Watch(event.Listener):
+        def on_start(self, ev):
+            seen.append(gc.isenabled())
+
+        def on_end(self, ev):
+            pass
+
+    W = np.zeros((8, 6), dtype=np.float64)[:, ::2]  # (non-contiguous: a signature nothing else compiles)
+    watch = Watch()
+    event.register("numba:compile", watch)
+    try:
+        K.sum_rows(W, np.zeros(8), np.zeros((2, 3)), np.zeros((2, 8)), 0, 8, 0, 2)
+    finally:
+        event.unregister("numba:compile", watch)
+    assert seen and not any(seen) and gc.isenabled()

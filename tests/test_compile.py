@@ -127,6 +127,14 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert cached[0][2].split() == ["False"] * 4
     assert cached[0][1] == lazy[14] and cached[1][1] == started[0][1]
     assert lazy[15] == "True [True, True, True, True, True, True]"
+    # A cached driver calls the machine code of the kernels it loads with it (numba_cache.
+    # drivers_call_loaded_code). A kernel compiled again (its cache entries lost here) has other
+    # symbols: the drivers that call it are compiled again too, and train the same.
+    lost = list((tmp_path / "cache").rglob("kernels.step_rows-*"))
+    assert lost
+    for entry in lost:
+        entry.unlink()
+    assert run(["-c", TRAIN, "30"], env).split("\n")[:2] == ["True", lazy[14]]
 
 
 def helper_standing_in(monkeypatch, code):
@@ -156,6 +164,26 @@ def test_a_failing_compile_helper_costs_only_time(monkeypatch):
     prepare_kernels(Network([64, 12, 10], seed=0), 10, None, 0.2)  # (dropout: nbnet.kernels' steps, which the helper halves)
     assert [helper.returncode for helper in started] == [3]
     assert K.train_batches.serial.signatures  # (compiled here, or loaded)
+
+
+def test_the_run_does_its_meanwhile_task_while_the_helper_compiles(monkeypatch, tmp_path):
+    """prepare_kernels' `meanwhile` (nbnet train: importing matplotlib) runs in a thread of its own
+    once this process's half is compiled, while the helper still compiles."""
+    import threading
+
+    from nbnet import Network
+    from nbnet.warm import prepare_kernels
+
+    signal, ran = tmp_path / "ran", []
+    helper_standing_in(monkeypatch, f"import os, time; t = time.time()\n"
+                                    f"while not os.path.exists({str(signal)!r}) and time.time() < t + 60: time.sleep(0.02)")
+
+    def meanwhile():
+        ran.append(threading.current_thread() is not threading.main_thread())
+        signal.touch()
+
+    prepare_kernels(Network([64, 12, 10]), 10, None, 0.2, meanwhile=meanwhile)
+    assert ran == [True]
 
 
 def test_the_compile_helper_ends_with_its_run(monkeypatch):

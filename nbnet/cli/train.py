@@ -20,7 +20,7 @@ from ..model_file import ModelError
 from ..network import Network
 from ..costs import OUTPUTS_OF
 from ..options import TrainConfig, output_mismatch
-from ..plots import OutputError, plot_metrics, write_metrics
+from ..plots import OutputError, plot_metrics, pyplot, write_metrics
 from ..tables import Columns, load_any_dataset
 from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, set_threads, train, watched_cost
 from ..warm import prepare_kernels
@@ -77,7 +77,7 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
     seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics,
                                         "matrix" if data.targets else "ids", split.X_train.dtype == np.uint8,
-                                        config.augment)
+                                        config.augment, meanwhile=pyplot)
     note(f"Kernels {'compiled and cached' if compiled else 'loaded from cache'} in {seconds:.1f} s.")
     files["plot_path"] = files["plot_path"] or Path("plots") / f"{config.dataset}-cost.png"
     report = Report(config, net, state, history, data.input_spec(), split.X_validation is not None, files)
