@@ -124,6 +124,26 @@ def thread_count():
     return _iget_num_threads
 
 
+def workers_started():
+    """Whether Numba's worker threads have started in this process (True when that cannot be told)."""
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return True
+    return getattr(parallel, "_is_initialized", True) is not False
+
+
+def threads_in_use():
+    """numba.get_num_threads(), without starting Numba's worker threads if nothing has started
+    them yet (they then start NUMBA_NUM_THREADS of them): a process whose workers have not started
+    may fork its compile helper (nbnet.warm.forked_helper)."""
+    if not workers_started():
+        return numba_config.NUMBA_NUM_THREADS
+    import numba
+
+    return numba.get_num_threads()
+
+
 def loop_nest(fn):
     """Compile `fn`, the loop nest that computes a range of a kernel's outputs (rows of W, or
     samples), with every fast-math flag (with `reassoc`, LLVM turns its sums over k into SIMD

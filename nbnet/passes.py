@@ -11,13 +11,12 @@ variant is chosen when several threads would not pay, and then the parallel code
 compiled (a cold start saves most of its compile time).
 """
 
-import numba
 import numpy as np
 
 from . import kernels, narrow, pixels
 from .aligned import empty
 from .config import (EVALUATION_TILE, GATHER_ROWS, LANE_PAD, NARROW_CHUNK_BUFFERS, NARROW_MAX_INPUTS, NARROW_MAX_WEIGHTS,
-                     NARROW_MIN_BATCH, NARROW_PARALLEL_WORK, NARROW_ROW_BYTES, PARALLEL_RUN_WORK)
+                     NARROW_MIN_BATCH, NARROW_PARALLEL_WORK, NARROW_ROW_BYTES, PARALLEL_RUN_WORK, threads_in_use)
 
 # Pixel bytes scaled at a time for an evaluation: one tile (3 MB of float32 MNIST inputs).
 BYTES_BLOCK = EVALUATION_TILE
@@ -26,7 +25,7 @@ BYTES_BLOCK = EVALUATION_TILE
 def parallel_pays(weights, samples):
     """True when more than one thread is allowed and a pass over `samples` samples at a time
     (a minibatch; 1 for evaluation) through these weights has PARALLEL_RUN_WORK multiply-adds."""
-    return numba.get_num_threads() > 1 and samples * sum(W.size for W in weights) >= PARALLEL_RUN_WORK
+    return threads_in_use() > 1 and samples * sum(W.size for W in weights) >= PARALLEL_RUN_WORK
 
 
 def narrow_pays(weights, batch_size=None):
@@ -52,7 +51,7 @@ def narrow_parallel(weights, samples):
     """True when nbnet.narrow's passes over `samples` samples at a time share their chunks among
     the threads: more than one thread is allowed, the samples make more than one chunk, and
     their forward pass has NARROW_PARALLEL_WORK multiply-adds."""
-    return (numba.get_num_threads() > 1 and samples > chunk_width(weights, samples)
+    return (threads_in_use() > 1 and samples > chunk_width(weights, samples)
             and samples * sum(W.size for W in weights) >= NARROW_PARALLEL_WORK)
 
 

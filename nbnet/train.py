@@ -15,6 +15,7 @@ import numpy as np
 from . import passes
 from .activations import f
 from .augment import TrainingRows
+from .config import workers_started
 from .costs import targets
 from .optimizers import Optimizer
 from .schedules import adaptive_rate, learning_rate
@@ -130,6 +131,8 @@ def guessing_cost(net, y):
 def set_threads(threads):
     """Use `threads` threads in the parallel kernels (None: every core Numba found)."""
     limit = numba.config.NUMBA_NUM_THREADS
+    if threads is None and not workers_started():  # (all of them, as they will start: see config.threads_in_use)
+        return limit
     threads = limit if threads is None else int(threads)
     if not 1 <= threads <= limit:
         raise ValueError(f"threads must lie in 1..{limit}, got {threads}")

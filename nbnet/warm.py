@@ -3,12 +3,14 @@ compiled at once on a cold start.
 
 A process compiles one function at a time. On a cold start (the run's training driver is
 not in the kernel cache) with two usable cores, a helper process compiles the backward half of
-a training step, the deltas and the update (with plain SGD also the minibatch gathering), into
-the disk cache while this process compiles the forward half: evaluation, the training forward
-pass (and the gathering, for the other optimisers). This process then waits for the helper and
-compiles the driver that chains the halves, loading the helper's part from the cache
-(bench/startup.py: an MNIST run starts training after 7.7 s instead of 11.4 s, the digits'
-after 4.3 s instead of 6.1 s). With --kernels loops
+a training step, the deltas and the update (with plain SGD on one thread also the minibatch
+gathering; first of all the activations' exp and tanh), into the disk cache while this process
+compiles the forward half: evaluation, the training forward pass (and the gathering
+otherwise). The helper is a fork of this process where that is safe (forked_helper: no Python
+start, no imports), else a new Python process. This process then waits for the helper (loading
+the plot's matplotlib meanwhile, for nbnet train) and compiles the driver that chains the halves,
+loading the helper's part from the cache (bench/startup.py: an MNIST run starts training after
+7.7 s instead of 11.4 s, the digits' after 4.3 s instead of 6.1 s). With --kernels loops
 the helper compiles the plain loops, which a Python driver calls, while this process
 compiles the evaluation pass.
 
@@ -22,6 +24,7 @@ half (seconds) and exits.
 import inspect
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -32,9 +35,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import kernels, narrow, passes
+from . import kernels, narrow, passes, vecmath
 from .augment import Augmentation, TrainingRows
 from .cache import cache_dir_writable, compile_lock, kernel_cache_dir
+from .config import workers_started
 from .numba_cache import cache_saves_locked
 from .network import Network
 from .optimizers import Optimizer
@@ -53,6 +57,8 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
     narrow: the run's network evaluates through nbnet.narrow; narrow_steps: it trains through it."""
     tiny, X, y = tiny_data(layers, dtype, targets)
     weights, biases = tuple(tiny.weights), tuple(tiny.biases)
+    if half == "backward":  # (the helper: first what the forward half calls later, so that it finds it cached)
+        warm_math(dtype)
     if half != "backward" and (pixel_bytes or augment):
         warm_pixels(dtype, pixel_bytes, augment and optimizer is not None)
     if narrow_steps and half != "both":
@@ -82,6 +88,18 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
     driver, args = same.compiled_call(tiny, *steps)
     for call in training_halves(same.fused, parallel_training, driver, args)[half]:
         call()
+
+
+def warm_math(dtype):
+    """Compile nbnet.vecmath's exp and tanh for `dtype`, which the activations of the forward
+    pass call (kernels.f): a forked helper starts with them and has them in the disk cache
+    within 0.2 s, before this process, which compiles its loop nest first, needs them. (The
+    costs' log and log1p stay with this process: with them the helper's half was the longer,
+    and the digits' cold command 0.1 s slower.)"""
+    x = np.dtype(dtype).type(0.5)
+    suffix = "32" if np.dtype(dtype) == np.float32 else "64"
+    for name in ("exp", "tanh"):
+        getattr(vecmath, name + suffix)(x)
 
 
 def warm_pixels(dtype, pixel_bytes, augment):
@@ -123,10 +141,11 @@ def training_halves(fused, parallel, driver, args):
         lambda: v(kernels.forward_layers)(np.int64(1 if fused else 0), a["weights"], a["biases"], a["acts"], x, zs,
                                           activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
     if fused:
-        # (SGD: the minibatch gathering goes to the helper's half, which is otherwise the lighter
-        # of the two by about 0.7 s on the digits: this process also compiles the evaluation pass)
+        # (SGD on one thread: the minibatch gathering goes to the helper's half, which is otherwise
+        # the lighter of the two by about 0.7 s on the digits, as this process also compiles the
+        # evaluation pass; with the parallel kernels the helper's half is the heavier by 2 s)
         backward = [
-            forward.pop(0),
+            *([] if parallel else [forward.pop(0)]),
             lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs, activations, deltas,
                                              a["masks"]),
             lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations, deltas, a["kept"], x, x, zs,
@@ -333,8 +352,12 @@ def in_disk_cache(dispatcher, args=None):
 
 
 def start_helper(settings):
-    """A Python process that compiles the backward half of warm_up(**settings) into the disk
-    cache, importing this same nbnet (None if it cannot start)."""
+    """A process that compiles the backward half of warm_up(**settings) into the disk cache
+    (None if it cannot start): a fork of this one where that is safe (forked_helper), else a
+    new Python process, importing this same nbnet."""
+    forked = forked_helper(settings)
+    if forked is not None:
+        return forked
     code = ("import json, sys; sys.path.insert(0, sys.argv[2]); from nbnet.warm import warm_up; "
             "warm_up(**json.loads(sys.argv[1]), half='backward')")
     package_parent = str(Path(__file__).resolve().parent.parent)  # (first on its path, whatever its directory holds)
@@ -343,6 +366,63 @@ def start_helper(settings):
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return None
+
+
+def forked_helper(settings):
+    """start_helper's process as a fork of this one, which has imported Numba and nbnet already:
+    it starts compiling at once, where a new Python process spends 0.3-0.4 s importing them
+    first. Only on Linux (elsewhere forking a process that has loaded system libraries is not
+    safe), from a process that runs no other thread: neither Python's nor Numba's workers (a fork
+    copies no thread, and would inherit any lock one held; GNU OpenMP, one of Numba's threading
+    layers, stops a forked process that uses it). nbnet train starts the workers only after
+    this (config.threads_in_use), unless --threads is given. None otherwise."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1 or workers_started():
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid:
+        return ForkedHelper(pid)
+    status = 1
+    try:  # the child: compile, then leave without running anything of the parent's at exit
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for descriptor in (0, 1, 2):
+            os.dup2(quiet, descriptor)
+        warm_up(**settings, half="backward")
+        status = 0
+    finally:
+        os._exit(status)
+
+
+class ForkedHelper:
+    """A forked helper, waited for as the subprocess.Popen of a new process would be."""
+
+    def __init__(self, pid):
+        self.pid, self.returncode = pid, None
+
+    def poll(self):
+        return self._reap(os.WNOHANG)
+
+    def wait(self):
+        return self._reap(0)
+
+    def _reap(self, options):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, options)
+            except ChildProcessError:  # (reaped elsewhere: its status is lost, so counted as failed)
+                pid, status = self.pid, 1 << 8
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self):
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def cache_misses():

@@ -39,8 +39,10 @@ SMALL = [((30,), 1), ((30,), 16)]  # small: the one-thread drivers, whatever the
 LAZY = DIGESTS + """
 from nbnet import kernels as K, narrow as N
 from nbnet.optimizers import Optimizer
+from nbnet import warm
 from nbnet.warm import helper_pays, run_settings
-set_threads(2)
+helpers, fork = [], warm.forked_helper  # (no set_threads: Numba's workers start after the helper forks)
+warm.forked_helper = lambda settings: helpers.append(fork(settings)) or helpers[-1]
 def compiled(*functions):
     return [bool(f.signatures) for f in functions]
 def loaded(*functions):  # compiled by prepare_kernels' helper process: loaded here, not compiled
@@ -64,6 +66,7 @@ print("nbnet.loops" in sys.modules)  # the plain loops (--kernels loops) are not
 print(digests(SMALL))  # trained by the one-thread drivers this process compiled
 from nbnet import loops  # --kernels loops: the helper compiles the plain loops, this process evaluation
 print(prepare_kernels(net, 10, Optimizer(kernels="loops"))[1], loaded(*loops.LOOPS))
+print(sorted({type(helper).__name__ for helper in helpers}), len(helpers))  # each a fork of this process
 """
 
 TRAIN = DIGESTS + """
@@ -127,6 +130,7 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert cached[0][2].split() == ["False"] * 4
     assert cached[0][1] == lazy[14] and cached[1][1] == started[0][1]
     assert lazy[15] == "True [True, True, True, True, True, True]"
+    assert lazy[16] == "['ForkedHelper'] 4"
     # A cached driver calls the machine code of the kernels it loads with it (numba_cache.
     # drivers_call_loaded_code). A kernel compiled again (its cache entries lost here) has other
     # symbols: the drivers that call it are compiled again too, and train the same.

@@ -20,6 +20,7 @@ from ..model_file import ModelError
 from ..network import Network
 from ..costs import OUTPUTS_OF
 from ..options import TrainConfig, output_mismatch
+from ..config import threads_in_use
 from ..plots import OutputError, plot_metrics, pyplot, write_metrics
 from ..tables import Columns, load_any_dataset
 from ..train import BestEpoch, Diverged, EpochMetrics, RunState, optimizer_for, set_threads, train, watched_cost
@@ -73,7 +74,7 @@ def train_command(ctx, data_dir, download, threads, plot_path, metrics_path, sav
              f"{data.n_inputs} features and {data.n_classes} classes")
     note(f"{config.dataset}: {len(split.X_train)} training, {len(split.X_test)} test samples; network {net.sizes}, "
          f"{net.activation}/{net.output}, {net.cost_name}, {net.dtype.name}, init {net.init}, {config.optimizer}, "
-         f"{numba.get_num_threads()} thread(s)" + (f"; resuming after epoch {state.first_epoch - 1}" if resume else ""))
+         f"{threads_in_use()} thread(s)" + (f"; resuming after epoch {state.first_epoch - 1}" if resume else ""))
     note("Preparing compiled kernels (compiled on first use, then loaded from the disk cache)...")
     seconds, compiled = prepare_kernels(net, config.batch_size, state.optimizer, config.dropout, config.train_metrics,
                                         "matrix" if data.targets else "ids", split.X_train.dtype == np.uint8,
