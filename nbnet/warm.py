@@ -57,7 +57,7 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
     narrow: the run's network evaluates through nbnet.narrow; narrow_steps: it trains through it."""
     tiny, X, y = tiny_data(layers, dtype, targets)
     weights, biases = tuple(tiny.weights), tuple(tiny.biases)
-    if half == "backward":  # (the helper: first what the forward half calls later, so that it finds it cached)
+    if half == "backward" and not parallel_training:  # (the helper: first what the forward half calls later)
         warm_math(dtype)
     if half != "backward" and (pixel_bytes or augment):
         warm_pixels(dtype, pixel_bytes, augment and optimizer is not None)
@@ -92,10 +92,11 @@ def warm_up(layers, dtype, parallel_evaluation, parallel_training, optimizer=Non
 
 def warm_math(dtype):
     """Compile nbnet.vecmath's exp and tanh for `dtype`, which the activations of the forward
-    pass call (kernels.f): a forked helper starts with them and has them in the disk cache
-    within 0.2 s, before this process, which compiles its loop nest first, needs them. (The
-    costs' log and log1p stay with this process: with them the helper's half was the longer,
-    and the digits' cold command 0.1 s slower.)"""
+    pass call (kernels.f): a forked helper of a one-thread run starts with them and has them in
+    the disk cache within 0.2 s, before this process, which compiles its loop nest first, needs
+    them. (The costs' log and log1p stay with this process: with them the helper's half was the
+    longer, and the digits' cold command 0.1 s slower. With the parallel kernels the helper's
+    half is the longer already.)"""
     x = np.dtype(dtype).type(0.5)
     suffix = "32" if np.dtype(dtype) == np.float32 else "64"
     for name in ("exp", "tanh"):
@@ -141,15 +142,14 @@ def training_halves(fused, parallel, driver, args):
         lambda: v(kernels.forward_layers)(np.int64(1 if fused else 0), a["weights"], a["biases"], a["acts"], x, zs,
                                           activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
     if fused:
-        # (SGD on one thread: the minibatch gathering goes to the helper's half, which is otherwise
-        # the lighter of the two by about 0.7 s on the digits, as this process also compiles the
-        # evaluation pass; with the parallel kernels the helper's half is the heavier by 2 s)
-        backward = [
-            *([] if parallel else [forward.pop(0)]),
-            lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs, activations, deltas,
-                                             a["masks"]),
-            lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations, deltas, a["kept"], x, x, zs,
-                                              a["lr"], a["l2_over_n"])]
+        backpropagate = lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs,  # noqa: E731
+                                                         activations, deltas, a["masks"])
+        gradient_steps = lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations,  # noqa: E731
+                                                           deltas, a["kept"], x, x, zs, a["lr"], a["l2_over_n"])
+        # (one thread: the minibatch gathering goes to the helper's half, otherwise the lighter of
+        # the two by about 0.7 s on the digits, as this process also compiles evaluation; with the
+        # parallel kernels the helper's half was the heavier by 2 s on MNIST)
+        backward = [*([] if parallel else [forward.pop(0)]), backpropagate, gradient_steps]
     else:
         grads_W, grads_b = a["grads"]
         backward = [
