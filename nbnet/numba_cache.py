@@ -395,9 +395,11 @@ NBNET_DISPATCHERS = {}  # (module, qualified name) -> each nbnet Dispatcher (Non
 COMPILED = {}  # the symbol of each nbnet function compiled or loaded here -> (module, qualified name, argument types)
 
 
-# The modules whose compiled functions a driver still links a copy of: element-wise functions small
-# enough for LLVM to inline into the loops that call them (see drivers_call_loaded_code).
-INLINED_MODULES = ("nbnet.vecmath",)
+# The modules whose compiled functions a driver calls as loaded instead of linking a copy of them in
+# (drivers_call_loaded_code): nbnet.kernels' bodies, loop nests, parallel kernels and drivers,
+# hundreds to thousands of instructions each, which LLVM would not inline into a driver anyway.
+# (nbnet.narrow's kernels stay copied: inlined into its drivers, small fits ran 4-8 % faster.)
+CALLED_MODULES = ("nbnet.kernels",)
 
 
 def drivers_call_loaded_code():
@@ -406,11 +408,12 @@ def drivers_call_loaded_code():
     Numba links a copy of each function a function calls into its module, and emits machine
     code for all of it: the compiled epochs of the digits emitted the code of every kernel once
     more, on top of each kernel's own copies; a parallel kernel's three `prange` functions each
-    emitted the kernel's body again. A driver (drivers_optimised_once) does not link in the nbnet
-    functions it calls, which this process has compiled or loaded already: its module declares
-    them, and its machine code calls theirs. LLVM would not inline them into a driver anyway
-    (kernel bodies, loop nests, parallel kernels and drivers: hundreds to thousands of
-    instructions each), except nbnet.vecmath's (INLINED_MODULES), which are linked as before.
+    emitted the kernel's body again. A driver (drivers_optimised_once) does not link in the
+    functions of CALLED_MODULES it calls, which this process has compiled or loaded already: its
+    module declares them, and its machine code calls theirs. LLVM would not inline them into a
+    driver anyway (kernel bodies, loop nests, parallel kernels and drivers: hundreds to
+    thousands of instructions each); the small ones, nbnet.vecmath's element-wise functions and
+    nbnet.narrow's kernels, are linked as before.
     Copies that still come in inside other linked code become `available_externally` once LLVM
     has optimised the driver (no machine code is emitted for them), and return to copies for
     whatever links the driver in later. Compiling the MNIST command in one process took 9.8 s
@@ -506,10 +509,9 @@ def drivers_call_loaded_code():
 
 def called_not_copied(library):
     """Whether a driver calls the code of `library` instead of linking a copy of it in: the
-    library of an nbnet function compiled or loaded in this process (COMPILED), other than
-    those of INLINED_MODULES."""
+    library of a function of CALLED_MODULES compiled or loaded in this process (COMPILED)."""
     entry = COMPILED.get(getattr(library, "_nbnet_symbol", None))
-    return entry is not None and entry[0] not in INLINED_MODULES
+    return entry is not None and entry[0] in CALLED_MODULES
 
 
 def load_called_code(engine, calls):
