@@ -403,7 +403,7 @@ CALLED_MODULES = ("nbnet.kernels",)
 
 
 def drivers_call_loaded_code():
-    """A driver's machine code calls the nbnet functions it calls, loaded, instead of holding a copy.
+    """A driver's machine code calls the kernels it calls, as loaded, instead of holding a copy.
 
     Numba links a copy of each function a function calls into its module, and emits machine
     code for all of it: the compiled epochs of the digits emitted the code of every kernel once
@@ -412,18 +412,19 @@ def drivers_call_loaded_code():
     functions of CALLED_MODULES it calls, which this process has compiled or loaded already: its
     module declares them, and its machine code calls theirs. LLVM would not inline them into a
     driver anyway (kernel bodies, loop nests, parallel kernels and drivers: hundreds to
-    thousands of instructions each); the small ones, nbnet.vecmath's element-wise functions and
-    nbnet.narrow's kernels, are linked as before.
-    Copies that still come in inside other linked code become `available_externally` once LLVM
-    has optimised the driver (no machine code is emitted for them), and return to copies for
-    whatever links the driver in later. Compiling the MNIST command in one process took 9.8 s
-    instead of 12.0 s; the machine code emitted fell from 4.7 s to 1.85 s of it.
+    thousands of instructions each). Copies of them that still come in inside other linked code
+    become `available_externally` once LLVM has optimised the driver (no machine code is
+    emitted for them) and return to copies for whatever links the driver in later. The small
+    functions, nbnet.vecmath's and nbnet.narrow's, are linked and copied as before: inlined,
+    they make the small fits faster, and a script's first fit loads 2 functions instead of 26.
+    Compiling the MNIST command in one process took 9.8-10.0 s instead of 12.0 s; the machine
+    code emitted fell from 4.7 s to 1.8 s of it.
 
-    A function's disk-cache entry then names the nbnet functions its machine code calls (symbol,
-    module, qualified name, argument types); loading it loads them first. When one of them
-    cannot be loaded as that symbol (its cache entry was compiled again since), the function is
-    compiled again too, like any function missing from the cache. Left as it is when Numba's
-    internals differ from what this expects."""
+    A function's disk-cache entry then names the kernels its machine code calls (symbol, module,
+    qualified name, argument types); loading it loads them first. When one of them cannot be
+    loaded as that symbol (its cache entry was compiled again since), the function is compiled
+    again too, like any function missing from the cache. Left as it is when Numba's internals
+    differ from what this expects."""
     try:
         import llvmlite.binding as ll
         from numba.core import codegen
@@ -475,7 +476,7 @@ def drivers_call_loaded_code():
             return finalize_final_module(self)
         functions = list(self._final_module.functions) if compiled_as_driver(self) else []
         declared = [fn for fn in self._final_module.functions if fn.is_declaration and fn.name in COMPILED]
-        copies = [fn for fn in functions if fn.name in COMPILED and not fn.is_declaration
+        copies = [fn for fn in functions if COMPILED.get(fn.name, ("",))[0] in CALLED_MODULES and not fn.is_declaration
                   and fn.linkage == ll.Linkage.linkonce_odr and self._codegen._engine.is_symbol_defined(fn.name)]
         for fn in copies:
             fn.linkage = ll.Linkage.available_externally

@@ -147,3 +147,27 @@ def test_the_garbage_collector_waits_while_nbnet_compiles():
     finally:
         event.unregister("numba:compile", watch)
     assert seen and not any(seen) and gc.isenabled()
+
+
+
+FIRST_FIT = """
+import sys
+import numpy as np
+from numba.core import caching
+loaded, load = [], caching.Cache._load_overload
+caching.Cache._load_overload = lambda self, *args: loaded.append(self._name) or load(self, *args)
+from nbnet.sklearn import MLPClassifier
+X, y = np.random.default_rng(0).normal(size=(150, 4)), np.arange(150) % 3
+MLPClassifier(random_state=0, max_iter=5).fit(X, y)
+print(len(loaded))
+"""
+
+
+def test_a_small_fit_loads_its_drivers_not_each_kernel(tmp_path):
+    """A script's first fit of a small table with the cache warm (bench/small.py's section 4): the
+    drivers of nbnet.narrow hold copies of its small kernels (numba_cache.CALLED_MODULES), so a
+    fresh process loads a couple of functions from the cache, not every kernel one by one (26,
+    when they called the kernels as loaded: 25 ms more)."""
+    run_python(FIRST_FIT, dict(os.environ), tmp_path)  # (the cache holds the fit's code after this)
+    loaded = int(run_python(FIRST_FIT, dict(os.environ), tmp_path))
+    assert 1 <= loaded <= 4, loaded
