@@ -10,7 +10,7 @@ otherwise). The helper is a fork of this process where that is safe (forked_help
 start, no imports), else a new Python process. This process then waits for the helper (loading
 the plot's matplotlib meanwhile, for nbnet train) and compiles the driver that chains the halves,
 loading the helper's part from the cache (bench/startup.py: an MNIST run starts training after
-7.0 s instead of 12.0 s, the digits' after 3.8 s instead of 6.4 s). With --kernels loops
+5.5 s instead of 9.6 s, the digits' after 3.6 s instead of 6.0 s). With --kernels loops
 the helper compiles the plain loops, which a Python driver calls, while this process
 compiles the evaluation pass.
 
