@@ -462,7 +462,7 @@ def drivers_call_loaded_code():
         if not compiled_as_driver(self) or not all(hasattr(self, name) for name in needed[4:]):
             return finalize(self)
         linked = self._linking_libraries
-        called = [other for other in linked if called_not_copied(other)]
+        called = [other for other in linked if called_not_copied(getattr(other, "_nbnet_symbol", None))]
         for other in called:
             self._reload_init.update(other._reload_init)  # (what Numba's linking would have passed on)
         self._linking_libraries = [other for other in linked if other not in called]
@@ -476,7 +476,7 @@ def drivers_call_loaded_code():
             return finalize_final_module(self)
         functions = list(self._final_module.functions) if compiled_as_driver(self) else []
         declared = [fn for fn in self._final_module.functions if fn.is_declaration and fn.name in COMPILED]
-        copies = [fn for fn in functions if COMPILED.get(fn.name, ("",))[0] in CALLED_MODULES and not fn.is_declaration
+        copies = [fn for fn in functions if called_not_copied(fn.name) and not fn.is_declaration
                   and fn.linkage == ll.Linkage.linkonce_odr and self._codegen._engine.is_symbol_defined(fn.name)]
         for fn in copies:
             fn.linkage = ll.Linkage.available_externally
@@ -508,10 +508,10 @@ def drivers_call_loaded_code():
     library._unserialize = classmethod(_unserialize)
 
 
-def called_not_copied(library):
-    """Whether a driver calls the code of `library` instead of linking a copy of it in: the
-    library of a function of CALLED_MODULES compiled or loaded in this process (COMPILED)."""
-    entry = COMPILED.get(getattr(library, "_nbnet_symbol", None))
+def called_not_copied(symbol):
+    """Whether a driver calls the function `symbol` as loaded instead of holding a copy of it: a
+    function of CALLED_MODULES compiled or loaded in this process (COMPILED)."""
+    entry = COMPILED.get(symbol)
     return entry is not None and entry[0] in CALLED_MODULES
 
 

@@ -3,8 +3,8 @@ compiled at once on a cold start.
 
 A process compiles one function at a time. On a cold start (the run's training driver is
 not in the kernel cache) with two usable cores, a helper process compiles the backward half of
-a training step, the deltas and the update (with plain SGD on one thread also the minibatch
-gathering; first of all the activations' exp and tanh), into the disk cache while this process
+a training step, the deltas and the update (on one thread, first of all the activations' exp and
+tanh, and with plain SGD also the minibatch gathering), into the disk cache while this process
 compiles the forward half: evaluation, the training forward pass (and the gathering
 otherwise). The helper is a fork of this process where that is safe (forked_helper: no Python
 start, no imports), else a new Python process. This process then waits for the helper (loading
