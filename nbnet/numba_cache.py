@@ -97,7 +97,7 @@ def stamp_with_compiled_sources():
 
 
 class CalledCodeMissing(Exception):
-    """A cached driver calls machine code that this process cannot load (drivers_call_loaded_code)."""
+    """A cached function calls machine code that this process cannot load (drivers_call_loaded_code)."""
 
 
 def load_without_refresh():
@@ -198,7 +198,7 @@ def compile_once_across_processes():
 
     def compile(self, sig):
         path = getattr(getattr(getattr(self, "_cache", None), "_cache_file", None), "_index_path", None)
-        if (path is None or path in held or not getattr(self.py_func, "__module__", "").startswith("nbnet.")
+        if (path is None or path in held or not of_nbnet(self.py_func)
                 or (isinstance(sig, tuple) and sig in self.overloads)):  # (compiled here already: no lock)
             return compile_unlocked(self, sig)
         try:
@@ -238,7 +238,7 @@ def collect_garbage_after_compiling():
     compile_collecting = Dispatcher.compile
 
     def compile(self, sig):
-        if not gc.isenabled() or not getattr(self.py_func, "__module__", "").startswith("nbnet."):
+        if not gc.isenabled() or not of_nbnet(self.py_func):
             return compile_collecting(self, sig)
         gc.disable()
         try:
@@ -248,6 +248,16 @@ def collect_garbage_after_compiling():
 
     compile.nbnet_gc = True
     Dispatcher.compile = compile
+
+
+def function_key(py_func):
+    """(module, qualified name) of the Python function `py_func`."""
+    return getattr(py_func, "__module__", None) or "", getattr(py_func, "__qualname__", "<")
+
+
+def of_nbnet(py_func):
+    """Whether the Python function `py_func` is one of nbnet's (its module is in the package)."""
+    return function_key(py_func)[0].startswith("nbnet.")
 
 
 def cache_saves_locked():
@@ -447,13 +457,13 @@ def drivers_call_loaded_code():
 
     def __init__(self, py_func, *args, **kwargs):
         init(self, py_func, *args, **kwargs)
-        key = (getattr(py_func, "__module__", None) or "", getattr(py_func, "__qualname__", "<"))
-        if key[0].startswith("nbnet.") and "<" not in key[1]:
+        key = function_key(py_func)
+        if of_nbnet(py_func) and "<" not in key[1]:
             NBNET_DISPATCHERS[key] = None if key in NBNET_DISPATCHERS else self
 
     def add_overload_(self, cres):
         add_overload(self, cres)
-        key = (getattr(self.py_func, "__module__", None) or "", self.py_func.__qualname__)
+        key = function_key(self.py_func)
         if NBNET_DISPATCHERS.get(key) is self and getattr(cres, "fndesc", None) is not None:
             COMPILED[cres.fndesc.mangled_name] = key + (tuple(cres.signature.args),)
             cres.library._nbnet_symbol = cres.fndesc.mangled_name
@@ -474,10 +484,11 @@ def drivers_call_loaded_code():
     def _finalize_final_module(self):
         if not all(hasattr(self, name) for name in needed[4:]):
             return finalize_final_module(self)
-        functions = list(self._final_module.functions) if compiled_as_driver(self) else []
-        declared = [fn for fn in self._final_module.functions if fn.is_declaration and fn.name in COMPILED]
-        copies = [fn for fn in functions if called_not_copied(fn.name) and not fn.is_declaration
-                  and fn.linkage == ll.Linkage.linkonce_odr and self._codegen._engine.is_symbol_defined(fn.name)]
+        functions = list(self._final_module.functions)
+        declared = [fn for fn in functions if fn.is_declaration and fn.name in COMPILED]
+        copies = [fn for fn in functions if compiled_as_driver(self) and called_not_copied(fn.name)
+                  and not fn.is_declaration and fn.linkage == ll.Linkage.linkonce_odr
+                  and self._codegen._engine.is_symbol_defined(fn.name)]
         for fn in copies:
             fn.linkage = ll.Linkage.available_externally
         try:

@@ -97,10 +97,9 @@ def warm_math(dtype):
     them. (The costs' log and log1p stay with this process: with them the helper's half was the
     longer, and the digits' cold command 0.1 s slower. With the parallel kernels the helper's
     half is the longer already.)"""
-    x = np.dtype(dtype).type(0.5)
-    suffix = "32" if np.dtype(dtype) == np.float32 else "64"
-    for name in ("exp", "tanh"):
-        getattr(vecmath, name + suffix)(x)
+    single = np.dtype(dtype) == np.float32
+    for function in (vecmath.exp32, vecmath.tanh32) if single else (vecmath.exp64, vecmath.tanh64):
+        function(np.dtype(dtype).type(0.5))
 
 
 def warm_pixels(dtype, pixel_bytes, augment):
