@@ -72,6 +72,13 @@ PARALLEL_RUN_WORK = 50_000
 GATHER_ROWS = 256
 # Samples per tile in weighted_sum: a tile of 784-pixel float32 rows is 0.8 MB, within L2.
 SAMPLE_TILE = 256
+# For a minibatch of at most ROW_PARTS_MAX_SAMPLES samples, hidden_delta splits its sum over the
+# rows j of a W^(m+1) of ROW_PARTS_MIN_ROWS rows or more into ROW_PARTS parts of consecutive rows,
+# so that threads own rows of W^(m+1) as they do in weighted_sum and gradient_step
+# (kernels.hidden_delta). A constant, not the thread count: the same sums for any thread count.
+ROW_PARTS = 4
+ROW_PARTS_MIN_ROWS = 64
+ROW_PARTS_MAX_SAMPLES = 64
 # Samples per tile when evaluating a whole data set (kernels.evaluate_tiles).
 EVALUATION_TILE = 1024
 

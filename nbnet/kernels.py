@@ -396,56 +396,95 @@ def output_delta(z, a, y, act, cost, delta, lo, hi):
 
 
 @loop_nest
-def back_sums(W_next, delta_next, z, a, act, delta, s0, s1):
-    """delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j] for the samples s0..s1-1
-    (s0 even), two at a time: the loop nest of hidden_delta.
+def back_sums(W_next, delta_next, z, a, act, out, j0, j1, s0, s1):
+    """out[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j] over the rows j0..j1-1 of
+    W_next (j0 a multiple of 4), for the samples s0..s1-1 (s0 even): the loop nest of
+    hidden_delta (act IDENTITY: the sums alone).
 
     The sum over j is the outer loop, so the inner loop walks rows of W_next (contiguous).
-    Rows are added four at a time, for both samples s, s + 1 at once (n = 2; an odd last sample
-    alone, n = 1): each load of W_next[j, k] feeds both samples, and delta[s, k] is loaded and
-    stored once per 4 rows (8 multiply-adds per 6 loads and 2 stores).
+    Samples go in tiles of 4, whose rows of `out` stay in L1 while the rows of W_next pass by,
+    four at a time; each four rows are added for both pairs of samples of the tile, two samples
+    s, s + 1 at once (an odd last sample alone): each load of W_next[j, k] feeds both samples,
+    and out[s, k] is loaded and stored once per 4 rows (8 multiply-adds per 6 loads and 2
+    stores).
     """
-    n_next, n_here = W_next.shape
-    for s in range(s0, s1, 2):
-        n = min(2, s1 - s)
-        for i in range(n):
+    n_here = W_next.shape[1]
+    for t0 in range(s0, s1, 4):
+        t1 = min(t0 + 4, s1)
+        for s in range(t0, t1):
             for k in range(n_here):
-                delta[s + i, k] = ZERO
-        j = 0
-        while j + 4 <= n_next:
-            d0, d1, d2, d3 = delta_next[s, j], delta_next[s, j + 1], delta_next[s, j + 2], delta_next[s, j + 3]
-            if n == 2:
-                t = s + 1
-                e0, e1, e2, e3 = delta_next[t, j], delta_next[t, j + 1], delta_next[t, j + 2], delta_next[t, j + 3]
-                for k in range(n_here):
-                    w0, w1, w2, w3 = W_next[j, k], W_next[j + 1, k], W_next[j + 2, k], W_next[j + 3, k]
-                    delta[s, k] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
-                    delta[t, k] += w0 * e0 + w1 * e1 + w2 * e2 + w3 * e3
-            else:
-                for k in range(n_here):
-                    delta[s, k] += W_next[j, k] * d0 + W_next[j + 1, k] * d1 + W_next[j + 2, k] * d2 + W_next[j + 3, k] * d3
+                out[s, k] = ZERO
+        j = j0
+        while j + 4 <= j1:
+            for s in range(t0, t1, 2):
+                d0, d1, d2, d3 = delta_next[s, j], delta_next[s, j + 1], delta_next[s, j + 2], delta_next[s, j + 3]
+                if s + 1 < t1:
+                    t = s + 1
+                    e0, e1, e2, e3 = delta_next[t, j], delta_next[t, j + 1], delta_next[t, j + 2], delta_next[t, j + 3]
+                    for k in range(n_here):
+                        w0, w1, w2, w3 = W_next[j, k], W_next[j + 1, k], W_next[j + 2, k], W_next[j + 3, k]
+                        out[s, k] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+                        out[t, k] += w0 * e0 + w1 * e1 + w2 * e2 + w3 * e3
+                else:
+                    for k in range(n_here):
+                        out[s, k] += W_next[j, k] * d0 + W_next[j + 1, k] * d1 + W_next[j + 2, k] * d2 + W_next[j + 3, k] * d3
             j += 4
-        for jj in range(j, n_next):  # the last 1 to 3 rows
-            for i in range(n):
-                d = delta_next[s + i, jj]
+        for jj in range(j, j1):  # the last 1 to 3 rows
+            for s in range(t0, t1):
+                d = delta_next[s, jj]
                 for k in range(n_here):
-                    delta[s + i, k] += W_next[jj, k] * d
+                    out[s, k] += W_next[jj, k] * d
         if act != IDENTITY:
-            for i in range(n):
+            for s in range(t0, t1):
                 for k in range(n_here):
-                    delta[s + i, k] *= f_prime(z[s + i, k], a[s + i, k], act)
+                    out[s, k] *= f_prime(z[s, k], a[s, k], act)
 
 
-@kernel(work=lambda W_next, delta_next, z, a, act, delta: z.shape[0] * W_next.size,
-        owners=lambda W_next, delta_next, z, a, act, delta: (z.shape[0] + 1) // 2)
-def hidden_delta(W_next, delta_next, z, a, act, delta, lo, hi):
+@inlined
+def parts_or_1(parts):
+    """The number of parts hidden_delta splits its sum into: 1 when `parts` is empty.
+    (A conditional, not max(): a compiled max costs three functions more to compile.)"""
+    return parts.shape[0] if parts.shape[0] > 0 else 1
+
+
+@kernel(work=lambda W_next, delta_next, z, a, act, delta, parts, phase: z.shape[0] * W_next.size,
+        owners=lambda W_next, delta_next, z, a, act, delta, parts, phase: parts_or_1(parts) * ((z.shape[0] + 1) // 2))
+def hidden_delta(W_next, delta_next, z, a, act, delta, parts, phase, lo, hi):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j].
-    Plain loop: loops.hidden_delta.
+    Plain loop: loops.hidden_delta. `parts`: nbnet.passes.row_parts(W_next, delta); `phase` 0,
+    then 1 when there are parts (see below).
 
     Threads own pairs of samples (back_sums computes both sums at once); an odd last sample
     goes alone.
+
+    Speed trick for a W_next of many rows and a minibatch (parts not empty): the sum over j is
+    split into the sums over ROW_PARTS parts of consecutive rows of W_next, and threads own
+    (part p, pair of samples), in that order. Phase 0 writes f' times the sum over the rows of
+    part p into parts[p]; phase 1 adds the parts, in order, for the columns k of part p
+    (f' (S_0 + S_1 + ...) computed as f' S_0 + f' S_1 + ..., equal up to rounding). With two threads each thread reads only half of the rows of W_next, the half that
+    weighted_sum and gradient_step on that layer give it too, so the rows stay in its own core's
+    cache instead of moving between cores three times a step (that traffic made hidden_delta and
+    gradient_step on a 300 x 500 W^(m+1) 2.2x slower at batch size 10). The parts depend on the
+    shape, not the thread count: the same sums for any.
     """
-    back_sums(W_next, delta_next, z, a, act, delta, 2 * lo, min(2 * hi, a.shape[0]))
+    pairs, n_here = (z.shape[0] + 1) // 2, z.shape[1]
+    n_parts, blocks = parts_or_1(parts), blocks_of_4(W_next)
+    for p in range(lo // pairs, -(-hi // pairs)):  # each part this thread owns pairs of samples in
+        s0 = 2 * (lo - p * pairs) if lo > p * pairs else 0  # (its pairs of samples in part p)
+        s1 = min(2 * (min(hi, p * pairs + pairs) - p * pairs), z.shape[0])
+        if phase == 0:  # f' times the sums over the rows of part p, into parts[p] (no parts: every row, into delta)
+            j0, j1 = 4 * -(-p * blocks // n_parts), min(4 * -(-(p + 1) * blocks // n_parts), W_next.shape[0])
+            back_sums(W_next, delta_next, z, a, act, parts[p] if parts.shape[0] > 0 else delta, j0, j1, s0, s1)
+        else:  # the parts added, for the columns k0..k1-1 of part p
+            k0, k1 = p * n_here // n_parts, (p + 1) * n_here // n_parts
+            for s in range(s0, s1):
+                total, part = delta[s, k0:k1], parts[0, s, k0:k1]  # (row slices: loops from k = 0 are SIMD loops)
+                for k in range(total.shape[0]):
+                    total[k] = part[k]
+                for q in range(1, n_parts):
+                    part = parts[q, s, k0:k1]
+                    for k in range(total.shape[0]):
+                        total[k] += part[k]
 
 
 @loop_nest
@@ -808,13 +847,14 @@ def forward_layers(first, weights, biases, acts, X, zs, activations, keep, seed,
 
 
 @driver
-def backpropagate(weights, acts, cost, y, zs, activations, deltas, masks):
+def backpropagate(weights, acts, cost, y, zs, activations, deltas, parts, masks):
     """delta^L, then delta^m for m = L-1..1 (after forward_layers), masked as the forward pass
-    was when it used dropout."""
+    was when it used dropout. parts[m] is hidden_delta's for delta^m (nbnet.passes.row_parts)."""
     L = len(weights)
     output_delta_auto(zs[L - 1], activations[L - 1], y, acts[L - 1], cost, deltas[L - 1])
     for m in range(L - 2, -1, -1):
-        hidden_delta_auto(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m])
+        for phase in range(2 if parts[m].shape[0] > 0 else 1):  # (phase 1 adds the parts, when there are)
+            hidden_delta_auto(weights[m + 1], deltas[m + 1], zs[m], activations[m], acts[m], deltas[m], parts[m], phase)
         if masks is not None:
             apply_mask_auto(deltas[m], masks[m])
 
@@ -833,10 +873,10 @@ def weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_
 
 
 @driver
-def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept):
+def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, parts, grads_W, grads_b, masks, kept):
     """All deltas, then every dJ/dW^m and dJ/db^m (after forward_layers, with dropout if masks
     is not None)."""
-    backpropagate(weights, acts, cost, y, zs, activations, deltas, masks)
+    backpropagate(weights, acts, cost, y, zs, activations, deltas, parts, masks)
     weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept)
 
 
@@ -930,18 +970,18 @@ def train_batches(weights, biases, acts, cost, X, y, order, batch_size, first, s
     Each step: forward, backpropagate the deltas, gradient_steps on layers L..1. The step on
     layer 1 also computes the next batch's z^1, so the next forward pass starts from there.
     With dropout (masks not None), hidden units are dropped out with masks drawn from (seed,
-    batch, layer, sample, unit). `buffers` holds (zs, activations, deltas) for batch_size
+    batch, layer, sample, unit). `buffers` holds (zs, activations, deltas, parts) for batch_size
     samples; unless `totals` is empty, add_costs adds each minibatch's cost and correct count
     (before its step) to it.
     """
-    zs, activations, deltas = buffers
+    zs, activations, deltas, parts = buffers
     x_now, y_now = gathered_batch(X, y, order, batch_size, first, stop, first, x_chunks, y_chunks)
     weighted_sum_auto(weights[0], biases[0], x_now, zs[0])
     for batch in range(first, stop):
         forward_layers(np.int64(1), weights, biases, acts, x_now, zs, activations, keep, seed, batch, masks, kept)
         if totals.shape[0] > 0:  # running train metrics
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
-        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, masks)
+        backpropagate(weights, acts, cost, y_now, zs, activations, deltas, parts, masks)
         if batch + 1 == stop:
             gradient_steps(weights, biases, activations, deltas, kept, x_now, x_now[:0], zs, lr, l2_over_n)
             break
@@ -957,14 +997,15 @@ def train_batches_with(code, settings, step, weights, biases, state, acts, cost,
     """Minibatch steps like train_batches, for the optimisers that need the whole gradient
     first: forward, backward (the deltas and every gradient), then optimizer_steps. `step`
     counts earlier steps (for Adam's bias correction) and the new count is returned."""
-    zs, activations, deltas = buffers
+    zs, activations, deltas, parts = buffers
     grads_W, grads_b = grads
     for batch in range(first, stop):
         x, y_now = gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks)
         forward_layers(np.int64(0), weights, biases, acts, x, zs, activations, keep, seed, batch, masks, kept)
         if totals.shape[0] > 0:  # running train metrics
             add_costs(zs, activations, acts, cost, y_now, J, correct, totals)
-        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, grads_W, grads_b, masks, kept)
+        backward(weights, acts, cost, x, y_now, l2_over_n, zs, activations, deltas, parts, grads_W, grads_b, masks,
+                 kept)
         step += 1
         optimizer_steps(code, settings, step, weights, biases, state, grads, gradient_sums)
     return step

@@ -55,6 +55,7 @@ class FullBatch:
         self.grads_W, self.grads_b = (tuple(views) for views in net.parameter_views(self.gradient))
         self.weights, self.biases = tuple(net.weights), tuple(net.biases)  # (views of theta: made once)
         self.zs, self.activations, self.deltas = (passes.layer_buffers(self.weights, self.n) for _ in range(3))
+        self.parts = passes.parts_buffers(self.weights, self.deltas)
         self.J, self.correct = passes.cost_buffers(self.n, X.dtype)
         parallel = passes.parallel_pays(self.weights, self.n)
         self.forward, self.add_costs, self.backward = (passes.variant(driver, parallel) for driver in
@@ -85,7 +86,7 @@ class FullBatch:
         self.forward(weights, self.biases, net.acts, self.X, self.zs, self.activations)
         self.add_costs(self.zs, self.activations, net.acts, code, self.y, self.J, self.correct, totals)
         self.backward(weights, net.acts, code, self.X, self.y, self.l2 / self.n_train, self.zs, self.activations,
-                      self.deltas, self.grads_W, self.grads_b, None, None)
+                      self.deltas, self.parts, self.grads_W, self.grads_b, None, None)
         self.calls += 1
         return totals[0] / self.n + net.l2_penalty(self.l2, self.n_train), self.gradient.astype(np.float64)
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from . import kernels, passes, pixels
 from .activations import CODES, HIDDEN, OUTPUT
-from .aligned import aligned
+from .aligned import aligned, empty
 from .costs import COSTS, OUTPUTS_OF
 from .model_file import ModelError, read_model_file, write_model_file
 from .scaling import Scaling
@@ -283,11 +283,11 @@ class Network:
             return self._in_cost_units(grads_W, grads_b)
         weights, zs, activations = self._forward(X)
         deltas = passes.layer_buffers(weights, X.shape[0])
-        grads_W = tuple(np.empty_like(W) for W in self.weights)
-        grads_b = tuple(np.empty_like(b) for b in self.biases)
+        grads_W = tuple(empty(W.shape, W.dtype) for W in self.weights)
+        grads_b = tuple(empty(b.shape, b.dtype) for b in self.biases)
         passes.variant(kernels.backward, self._parallel())(
-            weights, self.acts, self.cost_function.code, X, y, l2_over_n, zs, activations, deltas, grads_W, grads_b,
-            None, None)  # no dropout
+            weights, self.acts, self.cost_function.code, X, y, l2_over_n, zs, activations, deltas,
+            passes.parts_buffers(weights, deltas), grads_W, grads_b, None, None)  # no dropout
         return self._in_cost_units(grads_W, grads_b)
 
     def _in_cost_units(self, grads_W, grads_b):

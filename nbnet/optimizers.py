@@ -132,7 +132,7 @@ class Optimizer:
                 float(l2_over_n), float(keep), int(seed), buffers, x_chunks, y_chunks, masks, kept, J, correct,
                 totals)
         state = tuple(tuple(arrays) for arrays in self.attach(net).state)
-        grads = (tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases))
+        grads = (tuple(empty(W.shape, W.dtype) for W in weights), tuple(empty(b.shape, b.dtype) for b in biases))
         gradient_l2 = 0.0 if self.decoupled else l2_over_n
         return passes.variant(kernels.train_batches_with, parallel), (
             self.code, self.settings(lr, l2_over_n, net.dtype), self.step, weights, biases, state, net.acts,

@@ -16,7 +16,8 @@ import numpy as np
 from . import kernels, narrow, pixels
 from .aligned import empty
 from .config import (EVALUATION_TILE, GATHER_ROWS, LANE_PAD, NARROW_CHUNK_BUFFERS, NARROW_MAX_INPUTS, NARROW_MAX_WEIGHTS,
-                     NARROW_MIN_BATCH, NARROW_PARALLEL_WORK, NARROW_ROW_BYTES, PARALLEL_RUN_WORK, threads_in_use)
+                     NARROW_MIN_BATCH, NARROW_PARALLEL_WORK, NARROW_ROW_BYTES, PARALLEL_RUN_WORK, ROW_PARTS,
+                     ROW_PARTS_MAX_SAMPLES, ROW_PARTS_MIN_ROWS, threads_in_use)
 
 # Pixel bytes scaled at a time for an evaluation: one tile (3 MB of float32 MNIST inputs).
 BYTES_BLOCK = EVALUATION_TILE
@@ -78,10 +79,26 @@ def layer_buffers(weights, n_samples):
     return tuple(empty((n_samples, W.shape[0]), W.dtype) for W in weights)
 
 
+def row_parts(W_next, delta):
+    """kernels.hidden_delta's `parts` for a delta of shape (S, n) fed back through W_next:
+    (ROW_PARTS, S, n) when W_next has ROW_PARTS_MIN_ROWS rows or more and S is at most
+    ROW_PARTS_MAX_SAMPLES (a minibatch), else empty, (0, S, n)."""
+    n_parts = ROW_PARTS if W_next.shape[0] >= ROW_PARTS_MIN_ROWS and delta.shape[0] <= ROW_PARTS_MAX_SAMPLES else 0
+    return empty((n_parts, *delta.shape), delta.dtype)
+
+
+def parts_buffers(weights, deltas):
+    """row_parts for the delta of each layer (kernels.backpropagate's `parts`); the output
+    layer's, never used, is empty."""
+    unused = empty((0, *deltas[-1].shape), deltas[-1].dtype)
+    return tuple(row_parts(weights[m + 1], deltas[m]) for m in range(len(weights) - 1)) + (unused,)
+
+
 def step_buffers(weights, batch_size, dropout):
-    """((zs, activations, deltas), masks, kept) for minibatches of batch_size samples; masks
-    and kept are None without dropout."""
-    buffers = tuple(layer_buffers(weights, batch_size) for _ in range(3))
+    """((zs, activations, deltas, parts), masks, kept) for minibatches of batch_size samples
+    (parts: parts_buffers); masks and kept are None without dropout."""
+    zs, activations, deltas = (layer_buffers(weights, batch_size) for _ in range(3))
+    buffers = zs, activations, deltas, parts_buffers(weights, deltas)
     if not dropout:
         return buffers, None, None
     return buffers, layer_buffers(weights, batch_size), layer_buffers(weights, batch_size)

@@ -40,6 +40,20 @@ def hidden_delta(W_next, delta_next, z, a, act):
     return f_prime(z, a, act) * (delta_next @ W_next)
 
 
+def hidden_delta_parts(W_next, delta_next, z, a, act, n_parts):
+    """kernels.hidden_delta's parts: parts[p] = f'(z) * (delta_next[:, rows] @ W_next[rows]) for
+    the rows of part p, consecutive blocks of 4 rows split into n_parts nearly equal runs."""
+    blocks = -(-W_next.shape[0] // 4)
+    bounds = [min(4 * -(-p * blocks // n_parts), W_next.shape[0]) for p in range(n_parts + 1)]
+    return np.stack([f_prime(z, a, act) * (delta_next[:, lo:hi] @ W_next[lo:hi])
+                     for lo, hi in zip(bounds[:-1], bounds[1:])])
+
+
+def add_parts(parts):
+    """kernels.hidden_delta's phase 1: delta = the sum of the parts."""
+    return parts.sum(axis=0)
+
+
 def weight_gradient(delta, a_prev, W, l2_over_n):
     """(delta^T a_prev / S + l2_over_n W,  mean of delta over samples)."""
     scale = W.dtype.type(1.0 / a_prev.shape[0])

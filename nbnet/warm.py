@@ -132,7 +132,7 @@ def training_halves(fused, parallel, driver, args):
     one-thread drivers, that the driver then compiles no new signature of them; a parallel
     driver is the same Python body, so it passes its callees the same types.)"""
     a = dict(zip(inspect.signature(driver.py_func).parameters, args))
-    zs, activations, deltas = a["buffers"]
+    zs, activations, deltas, parts = a["buffers"]
     x, y = a["X"][:a["batch_size"]], a["y"][:a["batch_size"]]
     v = lambda driver: passes.variant(driver, parallel)  # noqa: E731
     forward = [
@@ -142,18 +142,17 @@ def training_halves(fused, parallel, driver, args):
                                           activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
     if fused:
         backpropagate = lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs,  # noqa: E731
-                                                         activations, deltas, a["masks"])
+                                                         activations, deltas, parts, a["masks"])
         gradient_steps = lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations,  # noqa: E731
                                                            deltas, a["kept"], x, x, zs, a["lr"], a["l2_over_n"])
-        # (one thread: the minibatch gathering goes to the helper's half, otherwise the lighter of
-        # the two by about 0.7 s on the digits, as this process also compiles evaluation; with the
-        # parallel kernels the helper's half was the heavier by 2 s on MNIST)
-        backward = [*([] if parallel else [forward.pop(0)]), backpropagate, gradient_steps]
+        # (the minibatch gathering stays in this process's half: the helper's half, with
+        # hidden_delta's two phases, is the heavier even without it, on the digits by 0.05 s)
+        backward = [backpropagate, gradient_steps]
     else:
         grads_W, grads_b = a["grads"]
         backward = [
             lambda: v(kernels.backward)(a["weights"], a["acts"], a["cost"], x, y, a["l2_over_n"], zs, activations,
-                                        deltas, grads_W, grads_b, a["masks"], a["kept"]),
+                                        deltas, parts, grads_W, grads_b, a["masks"], a["kept"]),
             lambda: v(kernels.optimizer_steps)(a["code"], a["settings"], a["step"] + 1, a["weights"], a["biases"],
                                                a["state"], a["grads"], a["gradient_sums"])]
     return {"forward": forward, "backward": backward}

@@ -64,8 +64,8 @@ def test_masked_backward_is_the_gradient_of_the_dropped_network():
     masks, kept = passes.layer_buffers(weights, 9), passes.layer_buffers(weights, 9)
     K.forward_layers.serial(np.int64(0), weights, biases, net.acts, X, zs, activations, 0.6, 99, 3, masks, kept)
     grads_W, grads_b = tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases)
-    K.backward.serial(weights, net.acts, net.cost_function.code, X, y, 0.0, zs, activations, deltas, grads_W,
-                      grads_b, masks, kept)
+    K.backward.serial(weights, net.acts, net.cost_function.code, X, y, 0.0, zs, activations, deltas,
+                      passes.parts_buffers(weights, deltas), grads_W, grads_b, masks, kept)
     for analytic, numeric in zip(list(grads_W) + list(grads_b), numeric_W + numeric_b):
         assert relative_error(analytic, numeric) < 1e-7
 

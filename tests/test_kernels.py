@@ -14,6 +14,7 @@ from numba.core.compiler_machinery import FunctionPass, register_pass
 from nbnet import Network
 from nbnet import kernels as K
 from nbnet import reference as R
+from nbnet.passes import row_parts
 from nbnet.train import set_threads, train_epoch
 
 from kernel_cases import VARIANTS, check_all, check_layer
@@ -42,7 +43,7 @@ def test_random_shapes_match_numpy_twin():
 def test_kernels_as_plain_python_match_numpy_twin():
     """The loop bodies themselves, run by the Python interpreter (NUMBA_DISABLE_JIT=1)."""
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    code = "from kernel_cases import check_all; check_all([(1, 1, 1), (3, 5, 2), (4, 7, 6)]); print('ok')"
+    code = "from kernel_cases import check_all; check_all([(1, 1, 1), (3, 5, 2), (4, 7, 6), (3, 2, 64)]); print('ok')"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -58,7 +59,7 @@ def float32_arguments(name):
         "weighted_sum": (W, b, a, z),
         "activate": (z, K.SOFTMAX, d),
         "output_delta": (z, d, y, K.SIGMOID, K.QUADRATIC, d),
-        "hidden_delta": (W, d, a, a.copy(), K.SIGMOID, a.copy()),
+        "hidden_delta": (W, d, a, a.copy(), K.SIGMOID, a.copy(), np.ones((4, 4, 3), f32), np.int64(1)),
         "weight_gradient": (d, a, W, 0.1, W.copy(), b.copy()),
         "gradient_step": (d, a, 0.1, 0.01, W, b),
         "dropout": (z, 0.5, 7, 3, 1, d, d.copy()),
@@ -179,9 +180,13 @@ def test_loop_nests_inlined_or_called_give_the_same_bits(n_samples, n_in, n_out)
     delta, z_in = rng.standard_normal((n_samples, n_out)).astype(np.float32), rng.standard_normal((n_samples, n_in))
     x_next = rng.random((n_samples - 3, n_in)).astype(np.float32)
     a_in = (1 / (1 + np.exp(-z_in))).astype(np.float32)
+    parts = row_parts(W, a_in)  # (parts when W has many rows: the second shape)
     calls = {  # kernel: (arguments, the indices of those it writes)
         "weighted_sum": ((W, b, a_prev, np.empty((n_samples, n_out), np.float32)), (3,)),
-        "hidden_delta": ((W, delta, z_in.astype(np.float32), a_in, K.SIGMOID, np.empty_like(a_in)), (5,)),
+        "hidden_delta": ((W, delta, z_in.astype(np.float32), a_in, K.SIGMOID, np.zeros_like(a_in), parts, np.int64(0)),
+                         (5, 6)),
+        "hidden_delta phase 1": ((W, delta, z_in.astype(np.float32), a_in, K.SIGMOID, np.empty_like(a_in),
+                                  rng.standard_normal((3, *a_in.shape)).astype(np.float32), np.int64(1)), (5,)),
         "weight_gradient": ((delta, a_prev, W, 0.3, np.empty_like(W), np.empty_like(b)), (4, 5)),
         "gradient_step": ((delta, a_prev, 0.1, 0.02, W, b), (4, 5)),
         "gradient_step_then_weighted_sum": ((delta, a_prev, 0.1, 0.02, W, b, x_next,
@@ -189,7 +194,8 @@ def test_loop_nests_inlined_or_called_give_the_same_bits(n_samples, n_in, n_out)
     }
     for name, (args, written) in calls.items():
         results = []
-        for variant in (getattr(K, name).one_thread, getattr(K, name).serial):
+        kernel = getattr(K, name.split()[0])
+        for variant in (kernel.one_thread, kernel.serial):
             copies = [arg.copy() if isinstance(arg, np.ndarray) else arg for arg in args]
             variant(*copies)
             results.append([copies[i] for i in written])
