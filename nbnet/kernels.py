@@ -458,18 +458,18 @@ def hidden_delta(W_next, delta_next, z, a, act, delta, parts, phase, lo, hi):
     goes alone.
 
     Speed trick for a W_next of many rows and a minibatch (parts not empty): the sum over j is
-    split into the sums over ROW_PARTS parts of consecutive rows of W_next, and threads own
-    (part p, pair of samples), in that order. Phase 0 writes f' times the sum over the rows of
-    part p into parts[p]; in phase 1 threads own the pairs of samples whose (part 0, pair) they
-    own, and add the parts in order (f' (S_0 + S_1 + ...) computed as f' S_0 + f' S_1 + ...,
-    equal up to rounding). With two threads each thread reads only half of the rows of W_next, the half that
-    weighted_sum and gradient_step on that layer give it too, so the rows stay in its own core's
-    cache instead of moving between cores three times a step (that traffic made hidden_delta and
-    gradient_step on a 300 x 500 W^(m+1) 2.2x slower at batch size 10). The parts depend on the
-    shape, not the thread count: the same sums for any.
+    split into the sums S_p over ROW_PARTS parts p of consecutive rows of W_next. Phase 0:
+    threads own (part p, pair of samples), part by part, and write f' S_p into parts[p].
+    Phase 1: the same owners, counted pair by pair, and the thread that owns a pair's first adds
+    its parts in order (f' (S_0 + S_1 + ...) computed as f' S_0 + f' S_1 + ..., equal up to
+    rounding). With two threads each thread reads only half of the rows of W_next in phase 0,
+    the half that weighted_sum and gradient_step on that layer give it too, so the rows stay in
+    its own core's cache instead of moving between cores three times a step (that traffic made
+    hidden_delta and gradient_step on a 300 x 500 W^(m+1) 2.2x slower at batch size 10). The
+    parts depend on the shape, not the thread count: the same sums for any.
     """
     pairs, n_parts = (z.shape[0] + 1) // 2, parts_or_1(parts)
-    if phase == 1:  # the parts added, for the samples of the pairs whose item (part 0, pair) this thread owns
+    if phase == 1:  # the parts added, for each pair whose first owner (pair * n_parts) is in lo..hi-1
         for s in range(2 * -(-lo // n_parts), min(2 * -(-hi // n_parts), z.shape[0])):
             for k in range(z.shape[1]):
                 delta[s, k] = parts[0, s, k]

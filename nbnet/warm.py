@@ -4,15 +4,14 @@ compiled at once on a cold start.
 A process compiles one function at a time. On a cold start (the run's training driver is
 not in the kernel cache) with two usable cores, a helper process compiles the backward half of
 a training step, the deltas and the update (on one thread, first of all the activations' exp and
-tanh, and with plain SGD also the minibatch gathering), into the disk cache while this process
-compiles the forward half: evaluation, the training forward pass (and the gathering
-otherwise). The helper is a fork of this process where that is safe (forked_helper: no Python
-start, no imports), else a new Python process. This process then waits for the helper (loading
-the plot's matplotlib meanwhile, for nbnet train) and compiles the driver that chains the halves,
-loading the helper's part from the cache (bench/startup.py: an MNIST run starts training after
-5.5 s instead of 9.6 s, the digits' after 3.6 s instead of 6.0 s). With --kernels loops
-the helper compiles the plain loops, which a Python driver calls, while this process
-compiles the evaluation pass.
+tanh), into the disk cache while this process compiles the forward half: evaluation, the
+training forward pass and the minibatch gathering. The helper is a fork of this process where
+that is safe (forked_helper: no Python start, no imports), else a new Python process. This
+process then waits for the helper (loading the plot's matplotlib meanwhile, for nbnet train)
+and compiles the driver that chains the halves, loading the helper's part from the cache
+(bench/startup.py: an MNIST run starts training after 5.5 s instead of 10.0 s, the digits'
+after 3.7 s instead of 6.1 s). With --kernels loops the helper compiles the plain loops,
+which a Python driver calls, while this process compiles the evaluation pass.
 
 The helper only adds entries to the cache (under numba_cache.lock_numba_cache_index's lock): if
 it cannot start, fails or is disabled (NBNET_COMPILE_HELPER=0), this process compiles what is
