@@ -2,7 +2,8 @@ import numba
 import numpy as np
 import pytest
 
-from nbnet import Network
+from nbnet import Network, passes
+from nbnet import kernels as K
 from nbnet import reference as R
 from nbnet.data import Split, load_digits
 from nbnet.options import TrainConfig
@@ -122,6 +123,35 @@ def test_one_and_two_threads_give_identical_weights(digits, restore_threads, bat
             "[(m.train_cost, m.train_accuracy) for m in net.history])))")
         assert all(np.array_equal(a, b) for a, b in zip(loaded, two.weights + two.biases, strict=True))
         assert loaded_figures == figures
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_the_backward_pass_in_row_parts_is_the_same_on_one_and_two_threads(restore_threads):
+    """A W^(m+1) of 64 rows or more and a minibatch: hidden_delta sums over 4 parts of its rows
+    (passes.row_parts), in two phases. The parallel driver on two threads gives the bits of the
+    one-thread driver, and the gradients of the NumPy reference."""
+    rng = np.random.default_rng(4)
+    net = Network([30, 70, 66, 10], seed=3)
+    x, y = net.as_inputs(rng.random((20, 30))), net.as_labels(rng.integers(0, 10, 20), 20)
+    weights, biases = tuple(net.weights), tuple(net.biases)
+    zs, activations = passes.layer_buffers(weights, 20), passes.layer_buffers(weights, 20)
+    K.forward.serial(weights, biases, net.acts, x, zs, activations)
+    results = []
+    for driver, threads in ((K.backward.serial, 1), (K.backward, 2)):
+        set_threads(threads)
+        deltas = passes.layer_buffers(weights, 20)
+        parts = passes.parts_buffers(weights, deltas)
+        assert [p.shape[0] for p in parts] == [4, 0, 0]  # (delta^1, fed back through the 66 rows of W^2)
+        grads_W, grads_b = tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases)
+        driver(weights, net.acts, net.cost_function.code, x, y, 0.0, zs, activations, deltas, parts, grads_W, grads_b,
+               None, None)
+        results.append(grads_W + grads_b)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+    want_W, want_b = R.backward(net.weights, net.acts, net.cost_function.code, x, y, 0.0,
+                                *R.forward(net.weights, net.biases, net.acts, x))
+    for got, want in zip(results[0], want_W + want_b):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_set_threads_rejects_impossible_counts():
