@@ -19,7 +19,7 @@ import numba  # noqa: E402
 
 from nbnet import kernels as K  # noqa: E402
 from nbnet import reference as R  # noqa: E402
-from nbnet.passes import row_parts  # noqa: E402
+from nbnet.passes import hidden_delta_in_phases  # noqa: E402
 from nbnet.train import set_threads  # noqa: E402
 
 
@@ -44,7 +44,6 @@ def cases(n_samples, n_in, n_out, rng):
     z_below = rng.standard_normal((n_samples, n_in)).astype(f32)
     a_below = R.activate(z_below, K.SIGMOID)
     delta_below = np.empty_like(z_below)
-    parts = row_parts(W, delta_below)  # (W of many rows: hidden_delta's two phases)
     grad_W, grad_b = np.empty_like(W), np.empty_like(b)
     y = rng.integers(0, n_out, n_samples)
     return [
@@ -53,8 +52,7 @@ def cases(n_samples, n_in, n_out, rng):
         ("activate softmax", lambda: K.activate(z, K.SOFTMAX, a), lambda: R.activate(z, K.SOFTMAX)),
         ("output_delta", lambda: K.output_delta(z, a, y, K.SOFTMAX, K.CROSS_ENTROPY, delta),
          lambda: R.output_delta(z, a, y, K.SOFTMAX, K.CROSS_ENTROPY)),
-        ("hidden_delta", lambda: [K.hidden_delta(W, delta, z_below, a_below, K.SIGMOID, delta_below, parts, phase)
-                                  for phase in range(2 if parts.shape[0] else 1)],
+        ("hidden_delta", lambda: hidden_delta_in_phases(W, delta, z_below, a_below, K.SIGMOID, delta_below),
          lambda: R.hidden_delta(W, delta, z_below, a_below, K.SIGMOID)),
         ("weight_gradient", lambda: K.weight_gradient(delta, a_prev, W, 0.0, grad_W, grad_b),
          lambda: R.weight_gradient(delta, a_prev, W, 0.0)),

@@ -87,6 +87,16 @@ def row_parts(W_next, delta):
     return empty((n_parts, *delta.shape), delta.dtype)
 
 
+def hidden_delta_in_phases(W_next, delta_next, z, a, act, delta, kernel=kernels.hidden_delta):
+    """delta^m by `kernel` (kernels.hidden_delta or one of its variants) from Python, as
+    kernels.backpropagate runs it: with the parts a step gives it (row_parts), phase 0, then
+    phase 1 when there are parts. Returns the parts."""
+    parts = row_parts(W_next, delta)
+    for phase in range(2 if parts.shape[0] > 0 else 1):
+        kernel(W_next, delta_next, z, a, act, delta, parts, np.int64(phase))
+    return parts
+
+
 def parts_buffers(weights, deltas):
     """row_parts for the delta of each layer (kernels.backpropagate's `parts`); the output
     layer's, never used, is empty."""

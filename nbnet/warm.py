@@ -140,13 +140,13 @@ def training_halves(fused, parallel, driver, args):
         lambda: v(kernels.forward_layers)(np.int64(1 if fused else 0), a["weights"], a["biases"], a["acts"], x, zs,
                                           activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
     if fused:
-        backpropagate = lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs,  # noqa: E731
-                                                         activations, deltas, parts, a["masks"])
-        gradient_steps = lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations,  # noqa: E731
-                                                           deltas, a["kept"], x, x, zs, a["lr"], a["l2_over_n"])
         # (the minibatch gathering stays in this process's half: the helper's half, with
         # hidden_delta's two phases, is the heavier even without it, on the digits by 0.05 s)
-        backward = [backpropagate, gradient_steps]
+        backward = [
+            lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs, activations, deltas, parts,
+                                             a["masks"]),
+            lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations, deltas, a["kept"], x, x, zs,
+                                              a["lr"], a["l2_over_n"])]
     else:
         grads_W, grads_b = a["grads"]
         backward = [

@@ -14,7 +14,7 @@ import numpy as np
 from nbnet import kernels as K
 from nbnet import loops as P
 from nbnet import reference as R
-from nbnet.passes import row_parts
+from nbnet.passes import hidden_delta_in_phases
 from nbnet.kernels import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP,
                            SIGMOID, SOFTMAX, TANH)
 
@@ -52,16 +52,6 @@ class Serial:
 
     def __getattr__(self, name):
         return getattr(getattr(K, name), self.twin, None) or getattr(K, name)
-
-
-def hidden_delta(K, W_next, delta_next, z, a, act, delta):
-    """K.hidden_delta with the parts a training step gives it (nbnet.passes.row_parts): phase
-    0, then phase 1 when it has parts; returns the parts."""
-    parts = row_parts(W_next, delta)
-    K.hidden_delta(W_next, delta_next, z, a, act, delta, parts, np.int64(0))
-    if parts.shape[0] > 0:
-        K.hidden_delta(W_next, delta_next, z, a, act, delta, parts, np.int64(1))
-    return parts
 
 
 def kernels_of(variant):
@@ -123,7 +113,7 @@ def check_layer(rng, dtype, n_samples, n_in, n_out, variant="parallel"):
     for act in (SIGMOID, TANH, RELU, IDENTITY):
         a_hidden = R.activate(z_hidden, act)
         delta = np.empty_like(z_hidden)
-        parts = hidden_delta(K, W, delta_next, z_hidden, a_hidden, act, delta)
+        parts = hidden_delta_in_phases(W, delta_next, z_hidden, a_hidden, act, delta, K.hidden_delta)
         close(delta, R.hidden_delta(W, delta_next, z_hidden, a_hidden, act), dtype, f"hidden_delta {act} " + shape)
         if parts.shape[0] > 0:  # (a W_next of many rows: phase 0's sums over parts of its rows, phase 1's sum)
             close(parts, R.hidden_delta_parts(W, delta_next, z_hidden, a_hidden, act, parts.shape[0]), dtype,
@@ -206,10 +196,11 @@ def check_loops(rng, dtype, n_samples, n_in, n_out):
                  [f"output_delta {act} {cost}"])
     z_hidden = rng.standard_normal((n_samples, n_in)).astype(dtype)
     delta_next = rng.standard_normal((n_samples, n_out)).astype(dtype)
+    in_phases = lambda *args: hidden_delta_in_phases(*args, K.hidden_delta)  # noqa: E731
     for act in (SIGMOID, TANH, RELU, IDENTITY):
         a_hidden = R.activate(z_hidden, act)
-        same(P.hidden_delta, lambda *args: hidden_delta(K, *args), (W, delta_next, z_hidden, a_hidden, act,
-             np.empty_like(z_hidden)), [R.hidden_delta(W, delta_next, z_hidden, a_hidden, act)], [f"hidden_delta {act}"])
+        same(P.hidden_delta, in_phases, (W, delta_next, z_hidden, a_hidden, act, np.empty_like(z_hidden)),
+             [R.hidden_delta(W, delta_next, z_hidden, a_hidden, act)], [f"hidden_delta {act}"])
     for l2_over_n in (0.0, 0.37):
         same(P.weight_gradient, K.weight_gradient, (delta_next, a_prev, W, l2_over_n, np.empty_like(W), np.empty_like(b)),
              R.weight_gradient(delta_next, a_prev, W, l2_over_n), ["weight_gradient W", "weight_gradient b"])
