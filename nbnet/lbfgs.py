@@ -1,25 +1,29 @@
-"""Full-batch training by L-BFGS (scikit-learn's solver="lbfgs"): SciPy's L-BFGS-B minimises
-the mean cost of the whole training set plus the L2 term,
+"""Full-batch training by L-BFGS (scikit-learn's solver="lbfgs"): minimise the mean cost of the
+whole training set plus the L2 term,
 
     J(theta) = 1/n sum_s J_s + lambda/(2n) sum_m ||W^m||^2,
 
-over one flat vector theta of every weight and bias (Network.flat_parameters). Each time SciPy
-asks for J and dJ/dtheta at a point, nbnet's compiled passes run once over all n samples:
-kernels.forward (z^m, a^m), kernels.add_costs (sum_s J_s), kernels.backward (delta^m, then
-dJ/dW^m and dJ/db^m written straight into the gradient vector). The network's weights are
-views of theta, so the only copies per call are the ones SciPy needs: its point into theta,
-and the gradient handed back (SciPy keeps a reference to it).
+over one flat vector theta of every weight and bias (Network.flat_parameters).
 
-No optimiser is written here: the line search, the curvature pairs and the stopping rules are
-SciPy's (`max_iter`, `max_fun`, `tol` mean what scipy.optimize.minimize's maxiter, maxfun and
-gtol mean).
+* A narrow network (nbnet.narrow: the small data sets) runs nbnet.quasi_newton's compiled
+  L-BFGS, which is SciPy's L-BFGS-B without bounds, step for step, in one compiled call that
+  evaluates J and dJ/dtheta itself (nbnet.narrow's objective). No SciPy is needed.
+* A wider one runs SciPy's L-BFGS-B, which asks for J and dJ/dtheta at each point; nbnet's
+  compiled passes then run once over all n samples: kernels.forward (z^m, a^m),
+  kernels.add_costs (sum_s J_s), kernels.backward (delta^m, then dJ/dW^m and dJ/db^m written
+  straight into the gradient vector). The network's weights are views of theta, so the only
+  copies per call are the ones SciPy needs: its point into theta, and the gradient handed back.
+  There an evaluation takes far longer than SciPy's own work around it.
+
+Both stop by the same rules: `max_iter`, `max_fun` and `tol` mean what
+scipy.optimize.minimize's maxiter, maxfun and gtol mean for L-BFGS-B.
 """
 
 import contextlib
 
 import numpy as np
 
-from . import kernels, narrow, passes
+from . import kernels, narrow, passes, quasi_newton
 
 
 def one_blas_thread():
@@ -63,18 +67,20 @@ class FullBatch:
 
     def _narrow_objective(self):
         """`objective` for a narrow network: one call of nbnet.narrow's objective, which reads
-        SciPy's point and writes the float64 gradient it hands back, into buffers made once."""
+        SciPy's point and writes the float64 gradient it hands back, into buffers made once.
+        `narrow_arguments` and `parallel` are what nbnet.quasi_newton's loop calls it with."""
         net, weights = self.net, tuple(self.net.weights)
-        driver = passes.variant(narrow.objective, passes.narrow_parallel(weights, self.n))
-        arguments = (passes.sizes_of(weights), net.acts, net.cost_function.code, self.theta, self.X, self.y,
-                     np.arange(self.n), self.l2 / self.n_train, passes.narrow_buffers(weights, self.n, self.y),
-                     self.gradient, np.zeros(2))
+        self.parallel = passes.narrow_parallel(weights, self.n)
+        driver = passes.variant(narrow.objective, self.parallel)
+        self.narrow_arguments = (passes.sizes_of(weights), net.acts, net.cost_function.code, self.theta, self.X,
+                                 self.y, np.arange(self.n), self.l2 / self.n_train,
+                                 passes.narrow_buffers(weights, self.n, self.y), self.gradient, np.zeros(2))
         gradient_out = np.empty(self.theta.size)
 
         def objective(theta):
             self.calls += 1
             theta = theta if theta.dtype == np.float64 else theta.astype(np.float64)
-            return driver(theta, *arguments, gradient_out), gradient_out  # (SciPy copies the gradient it keeps)
+            return driver(theta, *self.narrow_arguments, gradient_out), gradient_out  # (SciPy copies the gradient it keeps)
 
         self.objective = objective
 
@@ -91,18 +97,71 @@ class FullBatch:
         return totals[0] / self.n + net.l2_penalty(self.l2, self.n_train), self.gradient.astype(np.float64)
 
 
+class Result:
+    """The end of a fit by nbnet.quasi_newton, with the fields of SciPy's OptimizeResult that nbnet
+    reads: x, fun (J at x), nit (iterations), nfev (evaluations), status (0: converged, 1: the
+    limit of iterations or evaluations, 2: the line search failed or a callback stopped it),
+    message and success."""
+
+    def __init__(self, x, fun, nit, nfev, status, message):
+        self.x, self.fun, self.nit, self.nfev, self.status, self.message = x, fun, nit, nfev, status, message
+        self.success = status == 0
+
+
 def minimize(net, X, y, l2=0.0, n_train=None, max_iter=200, max_fun=15000, tol=1e-4, verbose=False, callback=None):
-    """Train `net` in place by L-BFGS-B on the whole of (X, y); returns SciPy's OptimizeResult
-    (fun: the final J, nit: iterations, nfev: evaluations, status 0 when it converged).
+    """Train `net` in place by L-BFGS on the whole of (X, y); returns SciPy's OptimizeResult or a
+    Result (fun: the final J, nit: iterations, nfev: evaluations, status 0 when it converged).
     callback(theta) after each iteration, as SciPy calls it (raising StopIteration stops)."""
+    problem = FullBatch(net, X, y, l2, n_train)
+    if net.family == "narrow":
+        result = compiled_minimize(problem, max_iter, max_fun, tol, verbose, callback)
+    else:
+        result = scipy_minimize(problem, max_iter, max_fun, tol, verbose, callback)
+    problem.theta[...] = result.x
+    return result
+
+
+def compiled_minimize(problem, max_iter, max_fun, tol, verbose, callback):
+    """nbnet.quasi_newton's L-BFGS on a narrow network's FullBatch: all its iterations in one
+    compiled call, or one call per iteration when a line is printed or a callback called after
+    each (the same bits either way)."""
+    state = quasi_newton.State(problem.theta)
+    counters = state.counters
+    iterate = quasi_newton.iterate if problem.parallel else quasi_newton.iterate.serial
+    limits = (int(max_iter), int(max_fun), float(tol), quasi_newton.RELATIVE_REDUCTION)
+    one_by_one = bool(verbose) or callback is not None
+    status, message = None, None
+    while counters[quasi_newton.STATUS] == quasi_newton.RUNNING:
+        done = counters[quasi_newton.ITERATION]
+        iterate(*state.arrays(), *limits, 1 if one_by_one else int(max_iter), problem.narrow_arguments)
+        if counters[quasi_newton.ITERATION] == done:
+            continue  # (the first evaluation, or a line search that failed and restarts)
+        if verbose:
+            print(f"Iteration {counters[quasi_newton.ITERATION]}, loss = {state.values[0]:.8f}, largest |gradient| = "
+                  f"{np.abs(state.g).max():.3e}")
+        if callback is not None:
+            try:
+                callback(state.x.copy())
+            except StopIteration:
+                status, message = 2, "STOP: the callback raised StopIteration"
+                break
+    code = int(counters[quasi_newton.STATUS])
+    if status is None:
+        status = {quasi_newton.GRADIENT_SMALL: 0, quasi_newton.REDUCTION_SMALL: 0, quasi_newton.ITERATIONS: 1,
+                  quasi_newton.EVALUATIONS: 1}.get(code, 2)
+        message = quasi_newton.MESSAGES[code]
+    problem.calls += int(counters[quasi_newton.EVALUATION])
+    return Result(state.x, float(state.values[0]), int(counters[quasi_newton.ITERATION]),
+                  int(counters[quasi_newton.EVALUATION]), status, message)
+
+
+def scipy_minimize(problem, max_iter, max_fun, tol, verbose, callback):
+    """SciPy's L-BFGS-B on a FullBatch."""
     from scipy.optimize import minimize as scipy_minimize
 
-    problem = FullBatch(net, X, y, l2, n_train)
     options = dict(maxfun=int(max_fun), maxiter=int(max_iter), gtol=float(tol))
     if verbose:
         options["iprint"] = 1  # (newer SciPy warns about iprint; it is only passed when asked for)
     with one_blas_thread():
-        result = scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-                                options=options, callback=callback)
-    problem.theta[...] = result.x
-    return result
+        return scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+                              options=options, callback=callback)

@@ -32,7 +32,9 @@ def patch_numba_cache():
     * drivers_optimised_once: a driver (config.driver) is not optimised again with all the code
       it links in, which was optimised when that was compiled;
     * drivers_call_loaded_code: nor does it link in, and emit machine code again for, the nbnet
-      functions it calls: it calls theirs.
+      functions it calls: it calls theirs;
+    * thread_start_passed_on: a function that calls a parallel one loaded from the cache starts
+      Numba's threads when it is itself loaded from the cache (Numba issue 8578: a crash).
 
     Each is left out, and Numba behaves as it does, when its internals differ from what the
     patch expects."""
@@ -44,6 +46,7 @@ def patch_numba_cache():
     parse_linking_code_when_linked()
     drivers_optimised_once()
     drivers_call_loaded_code()
+    thread_start_passed_on()
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,6 +101,36 @@ def stamp_with_compiled_sources():
 
 class CalledCodeMissing(Exception):
     """A cached function calls machine code that this process cannot load (drivers_call_loaded_code)."""
+
+
+def thread_start_passed_on():
+    """Keep, in the code library of a function loaded from the cache, the start-up calls its cache
+    entry holds (Numba's `reload_init`: for a parallel function, starting the threads).
+
+    Numba passes these calls on from each library a function links to the function, and saves
+    them with it in the cache, but gives a library loaded from the cache none. So a function
+    compiled in a process where a parallel function it calls was loaded from the cache (nbnet:
+    a narrow network's L-BFGS objective around its parallel gradient pass, compiled in a later
+    process than the pass) was saved without them, and when the next process loaded it and
+    nothing else had started Numba's threads, its parallel loop crashed (Numba issue 8578;
+    tests/test_compile.py runs the three processes)."""
+    try:
+        from numba.core.compiler import CompileResult
+    except ImportError:
+        return
+    rebuild = getattr(CompileResult._rebuild, "__func__", None)
+    if rebuild is None or getattr(rebuild, "nbnet_passed_on", False) or "reload_init" not in CompileResult._fields:
+        return
+
+    def _rebuild(cls, *args, **kwargs):
+        result = rebuild(cls, *args, **kwargs)
+        starts = getattr(getattr(result, "library", None), "_reload_init", None)
+        if result.reload_init and isinstance(starts, set):
+            starts.update(result.reload_init)
+        return result
+
+    _rebuild.nbnet_passed_on = True
+    CompileResult._rebuild = classmethod(_rebuild)
 
 
 def load_without_refresh():
