@@ -9,6 +9,8 @@ that Numba allocates inside compiled code start on 32 bytes, which is enough for
 for AMD's AVX-512 (done in 32-byte halves).
 """
 
+import math
+
 import numpy as np
 
 ALIGNMENT = 64
@@ -17,7 +19,7 @@ ALIGNMENT = 64
 def empty(shape, dtype):
     """An uninitialised C-contiguous array whose data start on an ALIGNMENT boundary."""
     dtype = np.dtype(dtype)
-    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    n_bytes = math.prod((shape,) if isinstance(shape, (int, np.integer)) else shape) * dtype.itemsize  # (np.prod: 10x the time)
     raw = np.empty(n_bytes + ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start:start + n_bytes].view(dtype).reshape(shape)

@@ -305,16 +305,19 @@ def remember(d, stp, g, g_old, sy, slope, S, Y, rho, counters):
     rho[slot] = 1.0 / sy
 
 
-def _variants(body, calls):
+def _variants(body, calls, **options):
     """NAME, calling the compiled functions `calls` ({global name: function}), and NAME.serial,
     calling their .serial variants (nbnet.narrow's objective with its chunks shared among the
     threads, or on one), from one body. Both are drivers (config.driver): they chain compiled
     passes."""
     mark_driver(body)
-    compiled = serial(renamed(body, "", **calls))
-    compiled.serial = serial(renamed(body, "_serial", **{name: callee.serial for name, callee in calls.items()}))
+    compiled = serial(renamed(body, "", **calls), **options)
+    compiled.serial = serial(renamed(body, "_serial", **{name: callee.serial for name, callee in calls.items()}),
+                             **options)
     return compiled
 
 
-line_search = _variants(line_search, dict(objective=narrow.objective))
+# line_search is inlined into iterate (called, it would hold a second copy of the objective's
+# machine code)
+line_search = _variants(line_search, dict(objective=narrow.objective), inline="always", cache=False)
 iterate = _variants(iterate, dict(objective=narrow.objective, line_search=line_search))

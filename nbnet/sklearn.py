@@ -687,6 +687,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
+            kind = self._label_binarizer.y_type_
+            if y.ndim == 1 and (kind == "multiclass" or (kind == "binary" and len(self.classes_) == 2)):
+                # The binarizer's transform of the y it was just fitted to, without its checks again
+                # (a third of a small fit's Python): a column per class (binary: the second's).
+                Y = y[:, None] == self.classes_[None, :] if kind == "multiclass" else (y == self.classes_[1])[:, None]
+                return X, Y, self._class_weights(y, incremental)
         else:
             classes = unique_labels(y)
             if self.warm_start:

@@ -82,6 +82,22 @@ def test_string_labels_pickling_and_coefs_in_scikit_learn_orientation(digits, tm
     np.testing.assert_allclose(again.predict_proba(X[:3]), 0.1)
 
 
+def test_the_targets_of_a_fit_are_the_label_binarizers():
+    """The classifier's targets of y at a fit (written without the binarizer's transform, which
+    checks y again) are LabelBinarizer's, for several and two classes, numbers and strings."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3))
+    labels = [rng.integers(0, 4, 50), rng.integers(0, 2, 50), np.where(rng.integers(0, 2, 50) > 0, 5, -3),
+              rng.integers(0, 3, 50).astype(float), np.array(list("abc") * 16 + ["a", "c"], dtype=object),
+              np.array(["x", "y"] * 25), rng.integers(0, 2, (50, 3))]
+    for y in labels:
+        _, Y, _ = MLPClassifier()._validate_input(X, y, incremental=False, reset=True)
+        expected = LabelBinarizer().fit(y).transform(y).astype(bool)
+        assert Y.dtype == expected.dtype and Y.shape == expected.shape and np.array_equal(Y, expected), y[:4]
+
+
 @pytest.mark.parametrize("hidden", [30, 330], ids=["narrow-compiled-epochs", "wide-epoch-by-epoch"])
 def test_fit_trains_what_nbnet_train_trains(digits, monkeypatch, hidden):
     """The estimator adds no maths of its own: its weights equal those of nbnet.train run on the
