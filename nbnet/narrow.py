@@ -96,103 +96,91 @@ def gather_targets(y, order, first, count, t):
 
 # ----------------------------------------------------------------------------- forward
 @lanes
-def add_products(M, row_step, term_step, x, out):
-    """out[i, s] += sum_l M[i, l] x[l, s] for every row i of out, where M[i, l] = M[i * row_step + l * term_step]
-    of a flat matrix: W^m read by rows for weighted_sum (z = W a), (W^(m+1))^T read by columns
-    for hidden_delta (W^T delta).
+def add_products(M, row_step, term_step, x, base, out):
+    """out[i, s] = base[i] + sum_l M[i, l] x[l, s] for every row i of out (base empty: 0), where
+    M[i, l] = M[i * row_step + l * term_step] of a flat matrix: W^m read by rows for weighted_sum
+    (z = b + W a), (W^(m+1))^T read by columns for hidden_delta (W^T delta).
 
     Speed trick: four rows and four terms at a time. Each load of x[l, s] feeds four rows, and
-    each row is loaded and stored once per four terms: 16 multiply-adds per 8 loads and 4
-    stores, along s, in SIMD lanes (two rows at a time did 8 per 6 loads and 2 stores, and the
-    small data sets' fits ran 10-40 % slower in these loops). The last 1 to 3 terms go in one
-    more pass (with zero weights for the missing ones, on rows of x that exist); the last 1 to 3
-    rows two and one at a time."""
+    each row is loaded and stored once per four terms (written without a load for the first
+    four, from base): 16 multiply-adds per 8 loads and 4 stores, along s, in SIMD lanes (two
+    rows at a time did 8 per 6 loads and 2 stores, and the small data sets' fits ran 10-40 %
+    slower in these loops; a pass of its own to set out to base cost a tenth more). When the
+    terms are not a multiple of four, the last pass has zero weights for the missing ones (on
+    rows of x that exist); the last 1 to 3 rows go two and one at a time."""
     n_rows = out.shape[0]
     i = 0
     while i + 4 <= n_rows:
-        add_to_four_rows(M, i * row_step, row_step, term_step, x, out, i)
+        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, 4)
         i += 4
     if i + 2 <= n_rows:
-        add_to_rows(M, i * row_step, (i + 1) * row_step, term_step, x, out, i, i + 1)
+        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, 2)
         i += 2
     if i < n_rows:  # an odd last row: added to itself twice, at half weight each, would round differently; so alone
-        add_to_rows(M, i * row_step, i * row_step, term_step, x, out, i, -1)
+        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, 1)
 
 
 @lanes
-def add_to_four_rows(M, u, row_step, step, x, out, i):
-    """out[i + r, s] += sum_l M[u + r row_step + l step] x[l, s] for r = 0, 1, 2, 3: the body of
-    add_products for four rows."""
+def add_to_rows(M, u, row_step, step, x, base, out, i, rows):
+    """out[i + r, s] = base[i + r] + sum_l M[u + r row_step + l step] x[l, s] for r < rows (4, 2 or
+    1): the body of add_products for a block of rows. (Rows past the block's are computed from
+    its last row's weights and never stored: one loop body serves the three sizes.)"""
     n_terms, width = x.shape
-    u1, u2, u3 = u + row_step, u + 2 * row_step, u + 3 * row_step
-    l = 0
-    while l < n_terms:
+    zero = M[u] * ZERO
+    r1, r2, r3 = min(1, rows - 1) * row_step, min(2, rows - 1) * row_step, min(3, rows - 1) * row_step
+    b0 = base[i] if base.shape[0] else zero
+    b1 = base[i + min(1, rows - 1)] if base.shape[0] else zero
+    b2 = base[i + min(2, rows - 1)] if base.shape[0] else zero
+    b3 = base[i + min(3, rows - 1)] if base.shape[0] else zero
+    for l in range(0, n_terms, 4):
         l1, l2, l3 = min(l + 1, n_terms - 1), min(l + 2, n_terms - 1), min(l + 3, n_terms - 1)
         p, q, r, t = l * step, l1 * step, l2 * step, l3 * step
-        zero = M[u] * ZERO  # (the weight of a term past the last: rows l1..l3 repeat the last one)
-        a0, a1 = M[u + p], M[u + q] if l + 1 < n_terms else zero
-        a2, a3 = M[u + r] if l + 2 < n_terms else zero, M[u + t] if l + 3 < n_terms else zero
-        b0, b1 = M[u1 + p], M[u1 + q] if l + 1 < n_terms else zero
-        b2, b3 = M[u1 + r] if l + 2 < n_terms else zero, M[u1 + t] if l + 3 < n_terms else zero
-        c0, c1 = M[u2 + p], M[u2 + q] if l + 1 < n_terms else zero
-        c2, c3 = M[u2 + r] if l + 2 < n_terms else zero, M[u2 + t] if l + 3 < n_terms else zero
-        d0, d1 = M[u3 + p], M[u3 + q] if l + 1 < n_terms else zero
-        d2, d3 = M[u3 + r] if l + 2 < n_terms else zero, M[u3 + t] if l + 3 < n_terms else zero
-        for s in range(width):
-            x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
-            out[i, s] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
-            out[i + 1, s] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
-            out[i + 2, s] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
-            out[i + 3, s] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
-        l += 4
-
-
-@lanes
-def add_to_rows(M, u, v, step, x, out, i, i2):
-    """out[i, s] += sum_l M[u + l step] x[l, s], and the same into row i2 from M[v + l step] unless i2 < 0:
-    the body of add_products for one pair of rows (or one row)."""
-    n_terms, width = x.shape
-    two = i2 >= 0
-    l = 0
-    while l + 4 <= n_terms:
-        p, q, r, t = l * step, (l + 1) * step, (l + 2) * step, (l + 3) * step
-        w0, w1, w2, w3 = M[u + p], M[u + q], M[u + r], M[u + t]
-        if two:
-            v0, v1, v2, v3 = M[v + p], M[v + q], M[v + r], M[v + t]
+        has1, has2, has3 = l + 1 < n_terms, l + 2 < n_terms, l + 3 < n_terms  # (weight 0 for a term past the last)
+        a0, a1, a2, a3 = M[u + p], M[u + q] if has1 else zero, M[u + r] if has2 else zero, M[u + t] if has3 else zero
+        v = u + r1
+        c0, c1, c2, c3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
+        v = u + r2
+        d0, d1, d2, d3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
+        v = u + r3
+        e0, e1, e2, e3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
+        if rows == 4:
+            if l == 0:
+                for s in range(width):
+                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
+                    out[i, s] = b0 + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3)
+                    out[i + 1, s] = b1 + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3)
+                    out[i + 2, s] = b2 + (d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3)
+                    out[i + 3, s] = b3 + (e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3)
+            else:
+                for s in range(width):
+                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
+                    out[i, s] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                    out[i + 1, s] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+                    out[i + 2, s] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
+                    out[i + 3, s] += e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
+        elif rows == 2:
+            if l == 0:
+                for s in range(width):
+                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
+                    out[i, s] = b0 + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3)
+                    out[i + 1, s] = b1 + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3)
+            else:
+                for s in range(width):
+                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
+                    out[i, s] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                    out[i + 1, s] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+        elif l == 0:
             for s in range(width):
-                x0, x1, x2, x3 = x[l, s], x[l + 1, s], x[l + 2, s], x[l + 3, s]
-                out[i, s] += w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
-                out[i2, s] += v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3
+                out[i, s] = b0 + (a0 * x[l, s] + a1 * x[l1, s] + a2 * x[l2, s] + a3 * x[l3, s])
         else:
             for s in range(width):
-                out[i, s] += w0 * x[l, s] + w1 * x[l + 1, s] + w2 * x[l + 2, s] + w3 * x[l + 3, s]
-        l += 4
-    rest = n_terms - l  # the last 1 to 3 terms, in one pass
-    if rest == 0:
-        return
-    w0, v0 = M[u + l * step], M[v + l * step]
-    w1 = M[u + (l + 1) * step] if rest > 1 else w0 * ZERO
-    v1 = M[v + (l + 1) * step] if rest > 1 else w0 * ZERO
-    w2 = M[u + (l + 2) * step] if rest > 2 else w0 * ZERO
-    v2 = M[v + (l + 2) * step] if rest > 2 else w0 * ZERO
-    l1, l2 = min(l + 1, n_terms - 1), min(l + 2, n_terms - 1)  # (rows read at weight 0 when there are fewer terms)
-    if two:
-        for s in range(width):
-            x0, x1, x2 = x[l, s], x[l1, s], x[l2, s]
-            out[i, s] += w0 * x0 + w1 * x1 + w2 * x2
-            out[i2, s] += v0 * x0 + v1 * x1 + v2 * x2
-    else:
-        for s in range(width):
-            out[i, s] += w0 * x[l, s] + w1 * x[l1, s] + w2 * x[l2, s]
+                out[i, s] += a0 * x[l, s] + a1 * x[l1, s] + a2 * x[l2, s] + a3 * x[l3, s]
 
 
 @lanes
 def weighted_sum(W, b, a_prev, z):
     """z^m = W^m a^(m-1) + b^m:   z[j, s] = b[j] + sum_k W[j, k] a_prev[k, s]."""
-    for j in range(z.shape[0]):
-        for s in range(z.shape[1]):
-            z[j, s] = b[j]
-    add_products(W.reshape(-1), np.int64(W.shape[1]), np.int64(1), a_prev, z)
+    add_products(W.reshape(-1), np.int64(W.shape[1]), np.int64(1), a_prev, b, z)
 
 
 @serial(inline="always")
@@ -293,10 +281,7 @@ def f_prime(z, a, act):
 def hidden_delta(W_next, delta_next, z, a, act, delta):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[k, s] = f'(z[k, s]) sum_j W_next[j, k] delta_next[j, s]."""
     n, width = delta.shape
-    for k in range(n):
-        for s in range(width):
-            delta[k, s] = ZERO
-    add_products(W_next.reshape(-1), np.int64(1), np.int64(W_next.shape[1]), delta_next, delta)
+    add_products(W_next.reshape(-1), np.int64(1), np.int64(W_next.shape[1]), delta_next, W_next[0, :0], delta)
     if act == SIGMOID:
         for k in range(n):
             for s in range(width):
