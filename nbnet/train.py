@@ -331,7 +331,9 @@ def _train_epoch(net, X, y, config, state, epoch, on_progress, slices=50, rows=N
     n = X.shape[0]
     n_batches = -(-n // config.batch_size)
     slice_size = max(1, n_batches // slices)  # ~50 progress updates (and divergence checks, Ctrl-C) per epoch
-    order = state.rng.permutation(n).astype(np.int64) if config.shuffle else np.arange(n, dtype=np.int64)
+    # (one minibatch of every sample: no shuffle, whose order would change only the sums' rounding)
+    shuffled = config.shuffle and config.batch_size < n
+    order = state.rng.permutation(n).astype(np.int64) if shuffled else np.arange(n, dtype=np.int64)
     if state.learning_rate is not None:
         lr = state.learning_rate
     elif config.schedule == "adaptive":

@@ -66,6 +66,23 @@ def test_one_epoch_per_call_gives_the_same_fit(digits, monkeypatch, settings):
     assert together._optimizer.learning_rate == apart._optimizer.learning_rate
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_minibatch_of_every_sample_is_not_shuffled(digits, monkeypatch):
+    """With one minibatch per epoch (batch_size >= n) neither the compiled epochs nor the epochs
+    one by one draw a shuffle (its order would change only the rounding of the gradient's sums):
+    shuffle=True fits the same bits as shuffle=False; with two minibatches it does not."""
+    X, y = digits[0][:150], digits[1][:150]
+    fits = {}
+    for batch, shuffle, one_by_one in [(150, True, False), (150, False, False), (150, True, True), (75, True, False),
+                                       (75, False, False)]:
+        if one_by_one:
+            epoch_by_epoch(monkeypatch)
+        fits[batch, shuffle, one_by_one] = MLPClassifier(hidden_layer_sizes=(12,), batch_size=batch, shuffle=shuffle,
+                                                          max_iter=8, random_state=0, dtype="float64").fit(X, y)
+    assert same(fits[150, True, False], fits[150, False, False]) and same(fits[150, True, False], fits[150, True, True])
+    assert not same(fits[75, True, False], fits[75, False, False])
+
+
 def test_verbose_lines_are_scikit_learns_and_the_fit_is_the_same(digits):
     X, y = digits
     params = dict(hidden_layer_sizes=(20,), max_iter=40, random_state=0, early_stopping=True, n_iter_no_change=3)
