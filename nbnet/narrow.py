@@ -102,79 +102,61 @@ def add_products(M, row_step, term_step, x, base, out):
     (z = b + W a), (W^(m+1))^T read by columns for hidden_delta (W^T delta).
 
     Speed trick: four rows and four terms at a time. Each load of x[l, s] feeds four rows, and
-    each row is loaded and stored once per four terms (written without a load for the first
-    four, from base): 16 multiply-adds per 8 loads and 4 stores, along s, in SIMD lanes (two
-    rows at a time did 8 per 6 loads and 2 stores, and the small data sets' fits ran 10-40 %
-    slower in these loops; a pass of its own to set out to base cost a tenth more). When the
-    terms are not a multiple of four, the last pass has zero weights for the missing ones (on
-    rows of x that exist); the last 1 to 3 rows go two and one at a time."""
+    each row is loaded and stored once per four terms: 16 multiply-adds per 8 loads and 4
+    stores, along s, in SIMD lanes (two rows at a time did 8 per 6 loads and 2 stores, and the
+    small data sets' fits ran 10-40 % slower in these loops). The first four terms store their
+    sums from base without loading out (a pass of its own to set out to base cost a tenth more).
+    When the terms are not a multiple of four, the last pass has zero weights for the missing
+    ones (on rows of x that exist); the last 1 to 3 rows go one at a time."""
     n_rows = out.shape[0]
     i = 0
-    while i + 4 <= n_rows:
-        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, 4)
-        i += 4
-    if i + 2 <= n_rows:
-        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, 2)
-        i += 2
-    if i < n_rows:  # an odd last row: added to itself twice, at half weight each, would round differently; so alone
-        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, 1)
+    while i < n_rows:
+        rows = 4 if i + 4 <= n_rows else 1
+        add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, rows)
+        i += rows
 
 
 @lanes
 def add_to_rows(M, u, row_step, step, x, base, out, i, rows):
-    """out[i + r, s] = base[i + r] + sum_l M[u + r row_step + l step] x[l, s] for r < rows (4, 2 or
-    1): the body of add_products for a block of rows. (Rows past the block's are computed from
-    its last row's weights and never stored: one loop body serves the three sizes.)"""
+    """out[i + r, s] = base[i + r] + sum_l M[u + r row_step + l step] x[l, s] for r < rows (4, or 1):
+    the body of add_products for a block of rows."""
     n_terms, width = x.shape
     zero = M[u] * ZERO
-    r1, r2, r3 = min(1, rows - 1) * row_step, min(2, rows - 1) * row_step, min(3, rows - 1) * row_step
-    b0 = base[i] if base.shape[0] else zero
-    b1 = base[i + min(1, rows - 1)] if base.shape[0] else zero
-    b2 = base[i + min(2, rows - 1)] if base.shape[0] else zero
-    b3 = base[i + min(3, rows - 1)] if base.shape[0] else zero
+    if rows == 1:
+        start = base[i] if base.shape[0] else zero
+        for s in range(width):
+            out[i, s] = start
     for l in range(0, n_terms, 4):
         l1, l2, l3 = min(l + 1, n_terms - 1), min(l + 2, n_terms - 1), min(l + 3, n_terms - 1)
         p, q, r, t = l * step, l1 * step, l2 * step, l3 * step
         has1, has2, has3 = l + 1 < n_terms, l + 2 < n_terms, l + 3 < n_terms  # (weight 0 for a term past the last)
         a0, a1, a2, a3 = M[u + p], M[u + q] if has1 else zero, M[u + r] if has2 else zero, M[u + t] if has3 else zero
-        v = u + r1
-        c0, c1, c2, c3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
-        v = u + r2
-        d0, d1, d2, d3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
-        v = u + r3
-        e0, e1, e2, e3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
-        if rows == 4:
-            if l == 0:
-                for s in range(width):
-                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
-                    out[i, s] = b0 + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3)
-                    out[i + 1, s] = b1 + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3)
-                    out[i + 2, s] = b2 + (d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3)
-                    out[i + 3, s] = b3 + (e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3)
-            else:
-                for s in range(width):
-                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
-                    out[i, s] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
-                    out[i + 1, s] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
-                    out[i + 2, s] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
-                    out[i + 3, s] += e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
-        elif rows == 2:
-            if l == 0:
-                for s in range(width):
-                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
-                    out[i, s] = b0 + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3)
-                    out[i + 1, s] = b1 + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3)
-            else:
-                for s in range(width):
-                    x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
-                    out[i, s] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
-                    out[i + 1, s] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
-        elif l == 0:
-            for s in range(width):
-                out[i, s] = b0 + (a0 * x[l, s] + a1 * x[l1, s] + a2 * x[l2, s] + a3 * x[l3, s])
-        else:
+        if rows == 1:
             for s in range(width):
                 out[i, s] += a0 * x[l, s] + a1 * x[l1, s] + a2 * x[l2, s] + a3 * x[l3, s]
+            continue
+        v = u + row_step
+        c0, c1, c2, c3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
+        v += row_step
+        d0, d1, d2, d3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
+        v += row_step
+        e0, e1, e2, e3 = M[v + p], M[v + q] if has1 else zero, M[v + r] if has2 else zero, M[v + t] if has3 else zero
+        if l == 0:  # the first four terms: the sums start from base, stored without a load
+            b0, b1, b2, b3 = (base[i], base[i + 1], base[i + 2], base[i + 3]) if base.shape[0] else (zero, zero, zero,
+                                                                                                     zero)
+            for s in range(width):
+                x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
+                out[i, s] = b0 + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3)
+                out[i + 1, s] = b1 + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3)
+                out[i + 2, s] = b2 + (d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3)
+                out[i + 3, s] = b3 + (e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3)
+        else:
+            for s in range(width):
+                x0, x1, x2, x3 = x[l, s], x[l1, s], x[l2, s], x[l3, s]
+                out[i, s] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                out[i + 1, s] += c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+                out[i + 2, s] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
+                out[i + 3, s] += e0 * x0 + e1 * x1 + e2 * x2 + e3 * x3
 
 
 @lanes
