@@ -283,60 +283,42 @@ def weight_gradient(delta, a_prev, grad_W, grad_b):
     """dJ/dW^m and dJ/db^m summed over the chunk's samples (the mean and the L2 term come when the
     chunks are added up):  grad_W[j, k] = sum_s delta[j, s] a_prev[k, s],  grad_b[j] = sum_s delta[j, s].
 
-    Speed trick: tiles of four rows by four inputs (gradient_of_four_rows), sixteen running sums in
-    registers; each load of delta[j, s] feeds four of them and each load of a_prev[k, s] four (the
-    sums run along s, in SIMD lanes). The last 1 to 3 rows in tiles of two rows by four inputs."""
-    n_out, n_in = grad_W.shape
-    width = delta.shape[1]
+    Speed trick: tiles of four rows by four inputs, sixteen running sums in registers; each load
+    of delta[j, s] feeds four of them and each load of a_prev[k, s] four (the sums run along s,
+    in SIMD lanes; two rows by four inputs, 8 sums, made the small data sets' fits slower). The
+    last 1 to 3 rows one at a time, in tiles of one row by four inputs."""
+    n_out, width = grad_W.shape[0], delta.shape[1]
     for j in range(n_out):
         total = delta[j, 0] * ZERO
         for s in range(width):
             total += delta[j, s]
         grad_b[j] = total
     j = 0
-    while j + 4 <= n_out:
-        gradient_of_four_rows(delta, a_prev, grad_W, j)
-        j += 4
-    while j + 2 <= n_out:
-        k = 0
-        while k + 4 <= n_in:
-            g00 = g01 = g02 = g03 = g10 = g11 = g12 = g13 = delta[j, 0] * ZERO
-            for s in range(width):
-                d0, d1 = delta[j, s], delta[j + 1, s]
-                x0, x1, x2, x3 = a_prev[k, s], a_prev[k + 1, s], a_prev[k + 2, s], a_prev[k + 3, s]
-                g00 += d0 * x0
-                g01 += d0 * x1
-                g02 += d0 * x2
-                g03 += d0 * x3
-                g10 += d1 * x0
-                g11 += d1 * x1
-                g12 += d1 * x2
-                g13 += d1 * x3
-            grad_W[j, k], grad_W[j, k + 1], grad_W[j, k + 2], grad_W[j, k + 3] = g00, g01, g02, g03
-            grad_W[j + 1, k], grad_W[j + 1, k + 1], grad_W[j + 1, k + 2], grad_W[j + 1, k + 3] = g10, g11, g12, g13
-            k += 4
-        for kk in range(k, n_in):  # the last 1 to 3 inputs
-            g0 = g1 = delta[j, 0] * ZERO
-            for s in range(width):
-                g0 += delta[j, s] * a_prev[kk, s]
-                g1 += delta[j + 1, s] * a_prev[kk, s]
-            grad_W[j, kk], grad_W[j + 1, kk] = g0, g1
-        j += 2
-    if j < n_out:  # an odd last row
-        for k in range(n_in):
-            g = delta[j, 0] * ZERO
-            for s in range(width):
-                g += delta[j, s] * a_prev[k, s]
-            grad_W[j, k] = g
+    while j < n_out:
+        rows = 4 if j + 4 <= n_out else 1
+        gradient_rows(delta, a_prev, grad_W, j, rows)
+        j += rows
 
 
 @lanes
-def gradient_of_four_rows(delta, a_prev, grad_W, j):
-    """grad_W[j + r, k] = sum_s delta[j + r, s] a_prev[k, s] for r = 0..3 and every input k: the
-    body of weight_gradient for four rows (tiles of four inputs, then the last 1 to 3 alone)."""
+def gradient_rows(delta, a_prev, grad_W, j, rows):
+    """grad_W[j + r, k] = sum_s delta[j + r, s] a_prev[k, s] for r < rows (4, or 1) and every input k:
+    the body of weight_gradient for a block of rows (tiles of four inputs, then the last 1 to 3
+    inputs alone)."""
     n_in, width = grad_W.shape[1], delta.shape[1]
     k = 0
     while k + 4 <= n_in:
+        if rows == 1:
+            g00 = g01 = g02 = g03 = delta[j, 0] * ZERO
+            for s in range(width):
+                d0 = delta[j, s]
+                g00 += d0 * a_prev[k, s]
+                g01 += d0 * a_prev[k + 1, s]
+                g02 += d0 * a_prev[k + 2, s]
+                g03 += d0 * a_prev[k + 3, s]
+            grad_W[j, k], grad_W[j, k + 1], grad_W[j, k + 2], grad_W[j, k + 3] = g00, g01, g02, g03
+            k += 4
+            continue
         g00 = g01 = g02 = g03 = g10 = g11 = g12 = g13 = delta[j, 0] * ZERO
         g20 = g21 = g22 = g23 = g30 = g31 = g32 = g33 = delta[j, 0] * ZERO
         for s in range(width):
@@ -364,14 +346,11 @@ def gradient_of_four_rows(delta, a_prev, grad_W, j):
         grad_W[j + 3, k], grad_W[j + 3, k + 1], grad_W[j + 3, k + 2], grad_W[j + 3, k + 3] = g30, g31, g32, g33
         k += 4
     for kk in range(k, n_in):  # the last 1 to 3 inputs
-        g0 = g1 = g2 = g3 = delta[j, 0] * ZERO
-        for s in range(width):
-            x = a_prev[kk, s]
-            g0 += delta[j, s] * x
-            g1 += delta[j + 1, s] * x
-            g2 += delta[j + 2, s] * x
-            g3 += delta[j + 3, s] * x
-        grad_W[j, kk], grad_W[j + 1, kk], grad_W[j + 2, kk], grad_W[j + 3, kk] = g0, g1, g2, g3
+        for r in range(rows):
+            g = delta[j, 0] * ZERO
+            for s in range(width):
+                g += delta[j + r, s] * a_prev[kk, s]
+            grad_W[j + r, kk] = g
 
 
 # ----------------------------------------------------------------------------- cost and accuracy

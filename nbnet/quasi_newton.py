@@ -317,6 +317,7 @@ def _variants(body, calls, **options):
     return compiled
 
 
+objective = narrow.objective  # (the name line_search and iterate call: each compiled variant binds its own)
 # line_search is inlined into iterate (called, it would hold a second copy of the objective's
 # machine code)
 line_search = _variants(line_search, dict(objective=narrow.objective), inline="always", cache=False)
