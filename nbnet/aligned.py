@@ -19,7 +19,8 @@ ALIGNMENT = 64
 def empty(shape, dtype):
     """An uninitialised C-contiguous array whose data start on an ALIGNMENT boundary."""
     dtype = np.dtype(dtype)
-    n_bytes = math.prod((shape,) if isinstance(shape, (int, np.integer)) else shape) * dtype.itemsize  # (np.prod: 10x the time)
+    n_items = math.prod((shape,) if isinstance(shape, (int, np.integer)) else shape)  # (np.prod took 10x as long)
+    n_bytes = n_items * dtype.itemsize
     raw = np.empty(n_bytes + ALIGNMENT, dtype=np.uint8)
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start:start + n_bytes].view(dtype).reshape(shape)

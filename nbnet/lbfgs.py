@@ -80,7 +80,8 @@ class FullBatch:
         def objective(theta):
             self.calls += 1
             theta = theta if theta.dtype == np.float64 else theta.astype(np.float64)
-            return driver(theta, *self.narrow_arguments, gradient_out), gradient_out  # (SciPy copies the gradient it keeps)
+            # (SciPy copies the gradient it keeps)
+            return driver(theta, *self.narrow_arguments, gradient_out), gradient_out
 
         self.objective = objective
 
@@ -133,7 +134,8 @@ def compiled_minimize(problem, max_iter, max_fun, tol, verbose, callback):
     status, message = None, None
     while counters[quasi_newton.STATUS] == quasi_newton.RUNNING:
         done = counters[quasi_newton.ITERATION]
-        iterate(*state.arrays(), *limits, 1 if one_by_one else int(max_iter), problem.narrow_arguments)
+        # (max_iter 0 runs one iteration, as SciPy's L-BFGS-B does)
+        iterate(*state.arrays(), *limits, 1 if one_by_one else max(1, int(max_iter)), problem.narrow_arguments)
         if counters[quasi_newton.ITERATION] == done:
             continue  # (the first evaluation, or a line search that failed and restarts)
         if verbose:

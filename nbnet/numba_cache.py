@@ -113,7 +113,7 @@ def thread_start_passed_on():
     a narrow network's L-BFGS objective around its parallel gradient pass, compiled in a later
     process than the pass) was saved without them, and when the next process loaded it and
     nothing else had started Numba's threads, its parallel loop crashed (Numba issue 8578;
-    tests/test_compile.py runs the three processes)."""
+    tests/test_quasi_newton.py runs the three processes)."""
     try:
         from numba.core.compiler import CompileResult
     except ImportError:

@@ -8,8 +8,8 @@ sklearn.neural_network's, trained by nbnet's compiled loops.
 They need scikit-learn (`pip install nbnet[sklearn]`; SciPy comes with it). Every parameter,
 fitted attribute and behaviour of scikit-learn's estimators is there with the same meaning,
 defaults, errors and warnings: the solvers 'adam', 'sgd' (with momentum, Nesterov's by default)
-and 'lbfgs' (L-BFGS-B on nbnet's full-batch passes: nbnet.lbfgs, compiled for narrow networks); the activations
-'identity', 'logistic', 'tanh', 'relu'; learning_rate 'constant', 'invscaling' (with power_t)
+and 'lbfgs' (L-BFGS-B on nbnet's full-batch passes, compiled for narrow networks: nbnet.lbfgs);
+the activations 'identity', 'logistic', 'tanh', 'relu'; learning_rate 'constant', 'invscaling' (with power_t)
 and 'adaptive'; scikit-learn's initialisation (Glorot's uniform, drawn from random_state as
 scikit-learn draws it); its output layers (softmax for several classes, one logistic unit for
 two, one per label for multi-label y; identity, or exp for loss='poisson', in the regressor);

@@ -96,14 +96,16 @@ def test_one_iteration_per_call_gives_the_same_bits(one_thread):
 
 
 def test_the_stopping_rules(one_thread, capsys):
-    """gtol reached at the start (no iteration), max_fun, a relative reduction below ftol, and the
-    verbose lines; the weights are the final point's."""
+    """gtol reached at the start (no iteration), max_fun, max_iter 0, a relative reduction below
+    ftol, and the verbose lines; the weights are the final point's."""
     X, y = regression()
     fit = lbfgs.compiled_minimize(problem(X, y), 50, 15000, 1e9, False, None)
     assert (fit.nit, fit.nfev, fit.status, fit.success) == (0, 1, 0, True) and "PGTOL" in fit.message
 
     fit = lbfgs.compiled_minimize(problem(X, y), 50, 3, 1e-5, False, None)
     assert fit.status == 1 and fit.nfev > 3 and fit.nit < 50 and "EVALUATIONS" in fit.message
+    fit = lbfgs.compiled_minimize(problem(X, y), 0, 15000, 1e-5, False, None)  # (one iteration, as in SciPy)
+    assert (fit.nit, fit.status) == (1, 1) and "ITERATIONS" in fit.message
 
     easy = problem(X, y, hidden=2, l2=10.0)
     fit = lbfgs.minimize(easy.net, easy.X, easy.y, l2=10.0, max_iter=500, tol=0.0, verbose=True)
