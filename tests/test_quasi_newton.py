@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numba
 import numpy as np
 import pytest
 
@@ -93,6 +94,26 @@ def test_one_iteration_per_call_gives_the_same_bits(one_thread):
     stopped = lbfgs.compiled_minimize(problem(X, y), 30, 15000, 1e-5, False, stop_at_five)
     assert stopped.nit == 6 and stopped.status == 2 and "StopIteration" in stopped.message
     assert stopped.x.tobytes() == lbfgs.compiled_minimize(problem(X, y), 6, 15000, 1e-5, False, None).x.tobytes()
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
+def test_the_parallel_variant_on_two_threads_gives_the_same_bits():
+    """Three chunks of a classifier's samples shared by two threads (the variant a fit on the
+    digits takes) or run on one: the same fit, bit for bit (the chunks' sums are added in order)."""
+    rng = np.random.default_rng(1)
+    X, labels = rng.standard_normal((600, 6)), rng.integers(0, 3, 600)
+    fits = []
+    for threads, parallel in ((2, True), (1, False)):
+        set_threads(threads)
+        try:
+            net = Network([6, 8, 3], activation="relu", output="softmax", cost="cross-entropy", seed=0, dtype="float64")
+            fit = lbfgs.FullBatch(net, net.as_inputs(X), net.as_labels(labels, len(X)), l2=0.01)
+            assert fit.narrow_arguments[8][0].shape[0] == 3  # (three chunks)
+            fit.parallel = parallel
+            fits.append(lbfgs.compiled_minimize(fit, 15, 15000, 1e-5, False, None))
+        finally:
+            set_threads(None)
+    assert fits[0].x.tobytes() == fits[1].x.tobytes() and fits[0].nfev == fits[1].nfev and fits[0].nit == 15
 
 
 def test_the_stopping_rules(one_thread, capsys):
