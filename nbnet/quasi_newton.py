@@ -202,8 +202,9 @@ def line_search(x, g, d, x_old, f0, g0, stp, counters, problem):
     """More and Thuente's line search (MINPACK-2's dcsrch) along d from x_old, where J = f0 and
     dJ/dstp = g0 < 0, first trying stp: x = x_old + stp d and g = dJ/dx there, for a step with
     J <= f0 + 1e-3 stp g0 (sufficient decrease) and |dJ/dstp| <= 0.9 |g0| (curvature). Returns
-    (found, J, dJ/dstp, stp): found is False after LINE_SEARCH_EVALUATIONS evaluations without
-    such a step (or one that satisfies the first condition where the interval closed)."""
+    (found, J, dJ/dstp, stp) of the last step tried. dcsrch's warnings (the interval too small
+    to tell steps apart, the step at a bound) also end the search with that step, which
+    L-BFGS-B takes; found is False when LINE_SEARCH_EVALUATIONS evaluations ended neither way."""
     gtest = SUFFICIENT_DECREASE * g0
     brackt, stage = False, 1
     width, width1 = MAX_STEP, MAX_STEP / 0.5
@@ -244,7 +245,7 @@ def line_search(x, g, d, x_old, f0, g0, stp, counters, problem):
 
 
 def iterate(x, g, d, x_old, g_old, S, Y, rho, alpha, values, counters, max_iter, max_fun, gtol, ftol, iterations,
-        problem):
+            problem):
     """Up to `iterations` L-BFGS iterations (module docstring) from the state in the arrays (State),
     J and dJ/dx given by objective(x, *problem, gradient_out); it stops earlier when the fit
     ends (counters[STATUS] says why). The first call evaluates the starting point."""
