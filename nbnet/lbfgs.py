@@ -159,11 +159,11 @@ def compiled_minimize(problem, max_iter, max_fun, tol, verbose, callback):
 
 def scipy_minimize(problem, max_iter, max_fun, tol, verbose, callback):
     """SciPy's L-BFGS-B on a FullBatch."""
-    from scipy.optimize import minimize as scipy_minimize
+    from scipy import optimize
 
     options = dict(maxfun=int(max_fun), maxiter=int(max_iter), gtol=float(tol))
     if verbose:
         options["iprint"] = 1  # (newer SciPy warns about iprint; it is only passed when asked for)
     with one_blas_thread():
-        return scipy_minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-                              options=options, callback=callback)
+        return optimize.minimize(problem.objective, problem.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+                                 options=options, callback=callback)

@@ -104,10 +104,11 @@ def add_products(M, row_step, term_step, x, base, out):
     Speed trick: four rows and four terms at a time. Each load of x[l, s] feeds four rows, and
     each row is loaded and stored once per four terms: 16 multiply-adds per 8 loads and 4
     stores, along s, in SIMD lanes (two rows at a time did 8 per 6 loads and 2 stores, and the
-    small data sets' fits ran 10-40 % slower in these loops). The first four terms store their
-    sums from base without loading out (a pass of its own to set out to base cost a tenth more).
-    When the terms are not a multiple of four, the last pass has zero weights for the missing
-    ones (on rows of x that exist); the last 1 to 3 rows go one at a time."""
+    small data sets' fits ran 10-40 % slower in these loops). In a block of four rows the first
+    four terms store their sums from base without loading out (a pass of its own to set out to
+    base cost a tenth more). When the terms are not a multiple of four, the last pass has zero
+    weights for the missing ones (on rows of x that exist); the last 1 to 3 rows go one at a
+    time, each set to base first."""
     n_rows = out.shape[0]
     i = 0
     while i < n_rows:
