@@ -10,6 +10,7 @@ seconds of each and their ratio (above 1: this checkout is slower).
     python bench/against.py HEAD~1 --optimizer adam
     python bench/against.py HEAD~1 --sets       # whole fits of the estimators on scikit-learn's small
                                                 # data sets instead (bench/small.py's section 3)
+    python bench/against.py HEAD~1 --compile    # seconds of compiling instead: cold runs, one process
 """
 
 import argparse
@@ -94,6 +95,63 @@ def compare_sets(here, other, revision, rounds):
     print(f"geometric mean of the ratios: {statistics.geometric_mean(ratios):.3f}")
 
 
+# --compile: the seconds a process spends compiling (Numba's compile events, outermost only) for
+# a cold run in an empty kernel cache, one process (no compile helper): the default `nbnet train`
+# (digits), one MNIST 784-100-10 epoch, and a first scikit-learn fit (iris, then L-BFGS on diabetes).
+CHILD_COMPILE = """
+import sys, time, warnings
+import numba.core.event as event
+depth, total = [0], [0.0]
+class Timer(event.Listener):
+    def on_start(self, ev):
+        if depth[0] == 0:
+            self.start = time.perf_counter()
+        depth[0] += 1
+    def on_end(self, ev):
+        depth[0] -= 1
+        if depth[0] == 0:
+            total[0] += time.perf_counter() - self.start
+event.register("numba:compile", Timer())
+case, plot = sys.argv[1], sys.argv[2]
+if case in ("digits", "mnist"):
+    from nbnet.cli import main
+    extra = ["--dataset", "mnist", "--hidden", "100", "--epochs", "1", "--data-dir", sys.argv[3]] if case == "mnist" else []
+    main(["train", "-q", "--plot", plot, *extra], standalone_mode=False)
+else:
+    from sklearn.datasets import load_diabetes, load_iris
+    from nbnet.sklearn import MLPClassifier, MLPRegressor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if case == "iris fit":
+            MLPClassifier(random_state=0).fit(*load_iris(return_X_y=True))
+        else:
+            MLPRegressor(solver="lbfgs", random_state=0).fit(*load_diabetes(return_X_y=True))
+print(total[0])
+"""
+COMPILE_CASES = ("digits", "mnist", "iris fit", "diabetes lbfgs")
+
+
+def compile_seconds(tree, case, data_dir):
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_CACHE_DIR=cache, NBNET_COMPILE_HELPER="0")
+        result = subprocess.run([sys.executable, "-c", CHILD_COMPILE, case, str(Path(cache) / "plot.png"),
+                                 str(data_dir)], cwd=tree, env=env, capture_output=True, text=True, check=True)
+    return float(result.stdout.split()[-1])
+
+
+def compare_compiling(here, other, revision, rounds, data_dir):
+    print(f"nbnet seconds of compiling a cold run in one process (empty kernel cache, no compile helper), this "
+          f"checkout against {revision}; medians of {rounds} turns alternating")
+    print(f"{'case':<16} {'this s':>8} {revision + ' s':>10} {'this / other':>13}")
+    for case in COMPILE_CASES:
+        mine, theirs = [], []
+        for _ in range(rounds):
+            theirs.append(compile_seconds(other, case, data_dir))
+            mine.append(compile_seconds(here, case, data_dir))
+        a, b = statistics.median(mine), statistics.median(theirs)
+        print(f"{case:<16} {a:>8.2f} {b:>10.2f} {a / b:>13.3f}", flush=True)
+
+
 def epoch_seconds(tree, hidden, batch_size, epochs, data_dir, optimizer="sgd"):
     env = dict(os.environ, PYTHONPATH=str(tree))
     result = subprocess.run([sys.executable, "-c", CHILD, repr(hidden), str(batch_size), str(epochs), str(data_dir),
@@ -111,6 +169,7 @@ def main():
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--optimizer", default="sgd", help="the epochs' optimiser (sgd: lr 0.1; the others: lr 0.001)")
     parser.add_argument("--sets", action="store_true", help="estimator fits on small data sets instead of MNIST epochs")
+    parser.add_argument("--compile", action="store_true", help="seconds of compiling cold runs instead of epochs")
     args = parser.parse_args()
     data_dir = None if args.sets else args.data_dir or mnist_dir()
     here = HERE.parent
@@ -122,6 +181,8 @@ def main():
                                       text=True).stdout.strip()
             if args.sets:
                 return compare_sets(here, Path(other), revision, args.rounds)
+            if args.compile:
+                return compare_compiling(here, Path(other), revision, args.rounds, data_dir)
             print(f"nbnet epoch seconds, MNIST, {args.optimizer}, this checkout against {args.revision} ({revision}); medians of "
                   f"{args.rounds} x {args.epochs} epochs, turns alternating")
             print(f"{'network':<16} {'batch':>5} {'this s':>8} {revision + ' s':>10} {'this / other':>13}")

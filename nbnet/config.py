@@ -19,6 +19,9 @@ kernels.kernel builds each kernel's variants with these. All share:
   `$NUMBA_CACHE_DIR` when set). nbnet.numba_cache adjusts how Numba uses it (patch_numba_cache):
   an edit to any file of compiled code, this one included, makes every kernel compile again;
   concurrent saves are locked; loading does not wait for Numba's compiler to set up.
+* no_cfunc_wrapper: no C-callable entry point besides the function itself and its entry for
+  Python (Numba's `cfunc` wrapper, for first-class function values, which nbnet never makes):
+  a tenth of each function's code for LLVM to optimise and emit, for nothing.
 * 512-bit vectors on CPUs with AVX-512 (`wide_vectors`).
 """
 
@@ -29,6 +32,7 @@ from numba.core import codegen
 from numba.core import config as numba_config
 
 from .numba_cache import DRIVERS, THIN_PARALLEL, patch_numba_cache
+from .numba_inline import share_callee_scope
 
 
 def wide_vectors():
@@ -58,7 +62,7 @@ KERNEL_FASTMATH = FASTMATH - {"reassoc", "contract"}  # the flags outside the lo
 # away from the inputs NumPy's division makes (pixel bytes and float inputs train the same).
 PIXEL_FASTMATH = FASTMATH - {"arcp"}
 
-JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True)
+JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True, no_cfunc_wrapper=True)
 
 # A kernel call with less work than this (multiply-adds, or elements) runs its one-thread
 # twin: starting threads costs about a microsecond per call, more than such work takes.
@@ -241,3 +245,4 @@ def parallel(fn, fastmath=KERNEL_FASTMATH):
 
 
 patch_numba_cache()  # before anything is compiled (nbnet.numba_cache)
+share_callee_scope()  # (nbnet.numba_inline: Numba's inliner, faster)
