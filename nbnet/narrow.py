@@ -110,7 +110,7 @@ def add_products(M, row_step, term_step, x, base, out):
     weights for the missing ones (on rows of x that exist); the last 1 to 3 rows go one at a
     time, each set to base first."""
     n_rows = out.shape[0]
-    i = 0
+    i = np.int64(0)  # (a literal 0 would compile add_to_rows for it too: Numba types the call before i's loop)
     while i < n_rows:
         rows = 4 if i + 4 <= n_rows else 1
         add_to_rows(M, i * row_step, row_step, term_step, x, base, out, i, rows)
@@ -294,7 +294,7 @@ def weight_gradient(delta, a_prev, grad_W, grad_b):
         for s in range(width):
             total += delta[j, s]
         grad_b[j] = total
-    j = 0
+    j = np.int64(0)  # (as in add_products)
     while j < n_out:
         rows = 4 if j + 4 <= n_out else 1
         gradient_rows(delta, a_prev, grad_W, j, rows)
@@ -614,10 +614,10 @@ def run_chunks(sizes, acts, cost, params, X, y, order, first, n, buffers, gradie
             chunk_pass(sizes, acts, cost, params, X, y, order, first + start, min(width, n - start), xs, ts, zs,
                        activations, deltas, scratch, grads, chunk_totals, np.int64(0), backward, costs)
         else:
-            for c in prange(in_round):
+            for c in prange(in_round):  # (c is unsigned here: passed as int64, it takes the chunk_pass above)
                 start = (round_start + c) * width
                 chunk_pass(sizes, acts, cost, params, X, y, order, first + start, min(width, n - start), xs, ts, zs,
-                           activations, deltas, scratch, grads, chunk_totals, c, backward, costs)
+                           activations, deltas, scratch, grads, chunk_totals, np.int64(c), backward, costs)
         for c in range(in_round):
             if costs:
                 totals[0] += chunk_totals[c, 0]

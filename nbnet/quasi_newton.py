@@ -206,7 +206,7 @@ def line_search(x, g, d, x_old, f0, g0, stp, counters, problem):
     to tell steps apart, the step at a bound) also end the search with that step, which
     L-BFGS-B takes; found is False when LINE_SEARCH_EVALUATIONS evaluations ended neither way."""
     gtest = SUFFICIENT_DECREASE * g0
-    brackt, stage = False, 1
+    brackt, stage = np.bool_(False), 1  # (np.bool_: a literal False would compile safeguarded_step for it too)
     width, width1 = MAX_STEP, MAX_STEP / 0.5
     stx, fx, gx, sty, fy, gy = 0.0, f0, g0, 0.0, f0, g0
     stmin, stmax = 0.0, stp + 4.0 * stp
