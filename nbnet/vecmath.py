@@ -41,7 +41,7 @@ from numba import types
 from numba.core import config as numba_config
 from numba.extending import intrinsic, overload
 
-from .config import serial
+from .config import helper
 
 F32, F64 = np.float32, np.float64
 
@@ -118,7 +118,7 @@ as_bits = _either(_bitcast_llvm, lambda x: x.view(np.int32 if x.dtype == np.floa
 from_bits = _either(_bitcast_llvm, lambda n: n.view(np.float32 if n.dtype == np.int32 else np.float64))
 
 
-@serial
+@helper
 def horner(c, x):
     """c[0] x^(n-1) + c[1] x^(n-2) + ... + c[n-1] by Horner's rule, one fma a step."""
     p = c[0]
@@ -142,7 +142,7 @@ BIAS_32, BIAS_64 = np.int32(127), np.int64(1023)
 SHIFT_32, SHIFT_64 = np.int32(23), np.int64(52)
 
 
-@serial
+@helper
 def exp32(x):
     """e^x for a float32 x."""
     t = min(max(x, EXP_RANGE_32[0]), EXP_RANGE_32[1])
@@ -157,7 +157,7 @@ def exp32(x):
     return select(x == x, y, x)  # NaN stays NaN
 
 
-@serial
+@helper
 def exp64(x):
     """e^x for a float64 x."""
     t = min(max(x, EXP_RANGE_64[0]), EXP_RANGE_64[1])
@@ -191,7 +191,7 @@ LOG_POLY_64 = tuple(F64(c) for c in (6.666666666666735130e-01, 3.999999999940941
 LN2_SPLIT_64 = F64(6.93147180369123816490e-01), F64(1.90821492927058770002e-10)
 
 
-@serial
+@helper
 def log32(x):
     """ln x for a float32 x."""
     tiny = x < SMALLEST_NORMAL_32
@@ -209,7 +209,7 @@ def log32(x):
     return _log_special(x, y, INF_32)
 
 
-@serial
+@helper
 def log64(x):
     """ln x for a float64 x."""
     tiny = x < SMALLEST_NORMAL_64
@@ -231,7 +231,7 @@ def log64(x):
     return _log_special(x, y, INF_64)
 
 
-@serial
+@helper
 def _log_special(x, y, inf):
     """ln x's value at the special points, else y: ln 0 = -inf, ln(-x) = NaN, ln inf = inf, NaN."""
     y = select(x == 0, -inf, y)
@@ -239,7 +239,7 @@ def _log_special(x, y, inf):
     return select((x == inf) | (x != x), x, y)
 
 
-@serial
+@helper
 def log1p32(x):
     """ln(1 + x) for a float32 x: ln w + (x - (w - 1)) / w, w = 1 + x."""
     w = x + F32(1)
@@ -247,7 +247,7 @@ def log1p32(x):
     return select(lost == lost, strict_add(ln_w, lost), ln_w)
 
 
-@serial
+@helper
 def log1p64(x):
     """ln(1 + x) for a float64 x."""
     w = x + F64(1)
@@ -265,7 +265,7 @@ TANH_P_64 = tuple(F64(c) for c in (-9.64399179425052238628e-1, -9.92877231001918
 TANH_Q_64 = tuple(F64(c) for c in (1.0, 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3))
 
 
-@serial
+@helper
 def tanh32(x):
     """tanh x for a float32 x. e^(2|x|) by exp32's steps, for arguments up to 88 only (beyond, tanh
     rounds to 1 anyway): no clamping below, one scaling; the sign is copied last, which also
@@ -281,7 +281,7 @@ def tanh32(x):
     return select(x == x, math.copysign(select(ax < TANH_SMALL_32, near, far), x), x)
 
 
-@serial
+@helper
 def tanh64(x):
     """tanh x for a float64 x, as tanh32 (e^(2|x|) for arguments up to 708)."""
     ax = abs(x)

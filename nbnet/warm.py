@@ -98,7 +98,7 @@ def warm_math(dtype):
     half is the longer already.)"""
     single = np.dtype(dtype) == np.float32
     for function in (vecmath.exp32, vecmath.tanh32) if single else (vecmath.exp64, vecmath.tanh64):
-        function(np.dtype(dtype).type(0.5))
+        function.compile((numba.from_dtype(np.dtype(dtype)),))  # (compiled code alone calls them: config.helper)
 
 
 def warm_pixels(dtype, pixel_bytes, augment):

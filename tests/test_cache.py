@@ -125,6 +125,7 @@ def test_the_garbage_collector_waits_while_nbnet_compiles():
     """numba_cache.collect_garbage_after_compiling: off during a compile of nbnet's, on after."""
     import gc
 
+    import numba
     import numpy as np
     from numba.core import event
 
@@ -143,7 +144,8 @@ def test_the_garbage_collector_waits_while_nbnet_compiles():
     watch = Watch()
     event.register("numba:compile", watch)
     try:
-        K.sum_rows(W, np.zeros(8), np.zeros((2, 3)), np.zeros((2, 8)), 0, 8, 0, 2)
+        K.sum_rows.compile(tuple(numba.typeof(x) for x in (W, np.zeros(8), np.zeros((2, 3)), np.zeros((2, 8)), 0, 8,
+                                                            0, 2)))
     finally:
         event.unregister("numba:compile", watch)
     assert seen and not any(seen) and gc.isenabled()

@@ -232,3 +232,21 @@ def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
             "('float32',)}))")
         for name, outputs in here.items():
             assert all(np.array_equal(a, b) for a, b in zip(outputs, loaded[name], strict=True)), name
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="plain Python functions under NUMBA_DISABLE_JIT")
+def test_loop_nests_and_vecmath_have_no_entry_for_python():
+    """config.compiled_only: the loop nests and nbnet.vecmath's functions are compiled without
+    Numba's entry for Python (only compiled code calls them); called from Python they raise
+    TypeError instead of jumping to the entry they do not have, and the kernels that call
+    them work."""
+    from nbnet import vecmath
+
+    W, b, a_prev = np.ones((4, 3)), np.arange(4.0), np.ones((2, 3))
+    z = np.zeros((2, 4))
+    with pytest.raises(TypeError, match=r"nbnet\.kernels\.sum_rows is compiled only for other compiled functions"):
+        K.sum_rows(W, b, a_prev, z, 0, 4, 0, 2)
+    with pytest.raises(TypeError, match=r"nbnet\.vecmath\.exp64 is compiled only"):
+        vecmath.exp64(1.0)
+    K.weighted_sum.serial(W, b, a_prev, z)  # (through sum_rows)
+    np.testing.assert_array_equal(z, [[3, 4, 5, 6], [3, 4, 5, 6]])
