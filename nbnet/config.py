@@ -30,9 +30,9 @@ kernels.kernel builds each kernel's variants with these. All share:
 import types
 
 from numba import njit
-from numba.core.registry import CPUDispatcher
 from numba.core import codegen
 from numba.core import config as numba_config
+from numba.core.registry import CPUDispatcher
 
 from .numba_cache import DRIVERS, THIN_PARALLEL, patch_numba_cache
 from .numba_inline import share_callee_scope

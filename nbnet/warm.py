@@ -96,6 +96,8 @@ def warm_math(dtype):
     them. (The costs' log and log1p stay with this process: with them the helper's half was the
     longer, and the digits' cold command 0.1 s slower. With the parallel kernels the helper's
     half is the longer already.)"""
+    if numba.config.DISABLE_JIT:  # (plain Python functions: nothing to compile)
+        return
     single = np.dtype(dtype) == np.float32
     for function in (vecmath.exp32, vecmath.tanh32) if single else (vecmath.exp64, vecmath.tanh64):
         function.compile((numba.from_dtype(np.dtype(dtype)),))  # (compiled code alone calls them: config.helper)
