@@ -67,6 +67,7 @@ print(digests(SMALL))  # trained by the one-thread drivers this process compiled
 from nbnet import loops  # --kernels loops: the helper compiles the plain loops, this process evaluation
 print(prepare_kernels(net, 10, Optimizer(kernels="loops"))[1], loaded(*loops.LOOPS))
 print(sorted({type(helper).__name__ for helper in helpers}), len(helpers))  # each a fork of this process
+print(N.add_to_rows.signatures)  # one, compiled here for the forward half: no copy for a literal first row 0
 """
 
 TRAIN = DIGESTS + """
@@ -131,6 +132,7 @@ def test_runs_compile_only_what_they_use_and_nbnet_compile_fills_the_cache(tmp_p
     assert cached[0][1] == lazy[14] and cached[1][1] == started[0][1]
     assert lazy[15] == "True [True, True, True, True, True, True]"
     assert lazy[16] == "['ForkedHelper'] 4"
+    assert lazy[17].count("Array(") == 4 and "Literal" not in lazy[17], lazy[17]
     # A cached driver calls the machine code of the kernels it loads with it (numba_cache.
     # drivers_call_loaded_code). A kernel compiled again (its cache entries lost here) has other
     # symbols: the drivers that call it are compiled again too, and train the same.
