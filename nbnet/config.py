@@ -212,7 +212,8 @@ def compiled_only(dispatcher):
     """Mark `dispatcher`, compiled with no_cpython_wrapper=True, as callable only from compiled code:
     the loop nests (`loop_nest`) and nbnet.vecmath's functions (`helper`). Numba gives every
     compiled function an entry for Python (its `cpython` wrapper, which unboxes each argument:
-    for these a fifth of the LLVM IR of the digits' run, and 0.25 s of its 5.5 s of compiling);
+    for these 1,700 of the 21,000 lines of LLVM IR of the digits' run, and 0.25 s of its 5.5 s
+    of compiling);
     only compiled code calls these. (Unchanged under NUMBA_DISABLE_JIT, where `njit` returns
     the Python function.)"""
     if isinstance(dispatcher, CPUDispatcher):
