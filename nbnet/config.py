@@ -239,6 +239,18 @@ def driver(fn=None, **extra):
     return serial(fn, **extra)
 
 
+def inner_driver(fn):
+    """A `driver` that only other drivers call (a pass of a training step), callable only from
+    compiled code (`compiled_only`): nbnet.warm compiles it with `.compile(signature)`."""
+    return compiled_only(driver(fn, no_cpython_wrapper=True))
+
+
+def same_entries(dispatcher):
+    """The options that give a copy of `dispatcher` (its one-thread twin) the same entries:
+    no entry for Python when it has none (`compiled_only`)."""
+    return {"no_cpython_wrapper": True} if isinstance(dispatcher, CompiledOnly) else {}
+
+
 def mark_driver(fn):
     """Count the function `fn` (and its copy NAME_serial, see `renamed`) among the drivers."""
     python_function = getattr(fn, "py_func", fn)

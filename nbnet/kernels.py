@@ -25,8 +25,8 @@ from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
-from .config import (PARALLEL_MIN_WORK, SAMPLE_TILE, driver, inlined, inlined_nests, loop_nest, parallel,
-                     renamed, serial, thin_parallel, thread_count)
+from .config import (PARALLEL_MIN_WORK, SAMPLE_TILE, compiled_only, driver, inlined, inlined_nests, inner_driver,
+                     loop_nest, parallel, renamed, same_entries, serial, thin_parallel, thread_count)
 from .vecmath import exp, log, log1p, tanh
 
 
@@ -75,7 +75,8 @@ def kernel(work, owners):
     every call), as:
 
       NAME.rows        the body, compiled once on its own: the work of every variant below
-                       but NAME.serial;
+                       but NAME.serial (only they call it: no entry for Python,
+                       config.compiled_only);
       NAME             the parallel kernel: the owners split into one chunk per thread
                        (`prange`), each thread calling NAME.rows on its chunk;
       NAME.one_thread  NAME.rows over all owners;
@@ -102,7 +103,7 @@ def kernel(work, owners):
     """
     def compile_variants(fn):
         name, how_many = fn.__name__, inlined(owners)
-        rows = serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True)
+        rows = compiled_only(serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True, no_cpython_wrapper=True))
         compiled = written_out(PARALLEL, name, fn, lambda f: parallel(thin_parallel(f)), qualname=name + "_parallel",
                                OWNERS=how_many, ROWS=rows)
         compiled.rows = rows
@@ -827,7 +828,7 @@ dropout_auto, apply_mask_auto, optimizer_step_auto = dropout.auto, apply_mask.au
 output_cost_auto = output_cost.auto
 
 
-@driver
+@inner_driver
 def forward_layers(first, weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept):
     """Layers first+1..L of the forward pass: z^m = W^m a^(m-1) + b^m, a^m = f(z^m), a^0 = X.
     With first = 1, z^1 is already in zs[0] (train_batches computed it) but a^1 is not. With
@@ -845,7 +846,7 @@ def forward_layers(first, weights, biases, acts, X, zs, activations, keep, seed,
                 a_prev = kept[m]
 
 
-@driver
+@inner_driver
 def backpropagate(weights, acts, cost, y, zs, activations, deltas, parts, masks):
     """delta^L, then delta^m for m = L-1..1 (after forward_layers), masked as the forward pass
     was when it used dropout. parts[m] is hidden_delta's for delta^m (nbnet.passes.row_parts)."""
@@ -858,7 +859,7 @@ def backpropagate(weights, acts, cost, y, zs, activations, deltas, parts, masks)
             apply_mask_auto(deltas[m], masks[m])
 
 
-@driver
+@inner_driver
 def weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept):
     """Every dJ/dW^m and dJ/db^m from the deltas (after backpropagate); with dropout, layer
     m + 1 reads the kept activations of layer m."""
@@ -891,7 +892,7 @@ def add_costs(zs, activations, acts, cost, y, J, correct, totals):
         totals[1] += correct[s]
 
 
-@driver
+@inner_driver
 def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chunks):
     """The inputs and labels of minibatch `batch`, for batches asked for in turn from `first`
     on. The samples of several minibatches are gathered (gather_rows) into one of the two
@@ -910,7 +911,7 @@ def gathered_batch(X, y, order, batch_size, first, stop, batch, x_chunks, y_chun
     return x_chunk[i * batch_size:(i + 1) * batch_size], y_chunk[i * batch_size:(i + 1) * batch_size]
 
 
-@driver
+@inner_driver
 def gradient_steps(weights, biases, activations, deltas, kept, x_now, x_next, zs, lr, l2_over_n):
     """gradient_step on layers L..1 (after backpropagate); with dropout (kept not None), layer
     m + 1 reads the kept activations of layer m. Unless x_next (the next minibatch) is empty,
@@ -940,7 +941,7 @@ def mean_abs(A):
     return total / flat.shape[0]
 
 
-@driver
+@inner_driver
 def optimizer_steps(code, settings, step, weights, biases, state, grads, gradient_sums):
     """optimizer_step on every layer (after backward), as step number `step` (from 1) of the
     optimiser, with the optimiser state (s1_W, s1_b, s2_W, s2_b) of every layer; `settings`
@@ -1033,11 +1034,14 @@ def forward(weights, biases, acts, X, zs, activations):
 def one_thread(drivers, kernels):
     """NAME.serial for every driver: the same Python body compiled again with every
     `KERNEL_auto` it calls replaced by KERNEL.serial and every driver by its own .serial (so
-    a one-thread run compiles no parallel kernel)."""
+    a one-thread run compiles no parallel kernel), with the same entries (config.same_entries)."""
     replaced = {kernel.__name__ + "_auto": kernel.serial for kernel in kernels}
     for compiled in drivers:  # callees first
         python_function = getattr(compiled, "py_func", compiled)  # (NUMBA_DISABLE_JIT=1: the function itself)
-        compiled.serial = serial(renamed(python_function, "_serial", **replaced))
+        entries = same_entries(compiled)
+        compiled.serial = serial(renamed(python_function, "_serial", **replaced), **entries)
+        if entries:
+            compiled_only(compiled.serial)
         replaced[compiled.__name__] = compiled.serial
 
 

@@ -32,7 +32,7 @@ from numba import prange
 from numba.extending import overload
 
 from .codes import ADAM, CROSS_ENTROPY, EXP, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
-from .config import FASTMATH, driver, mark_driver, parallel, renamed, serial
+from .config import FASTMATH, inner_driver, mark_driver, parallel, renamed, serial
 from .kernels import FLUSH_BELOW, SQUARE_FLUSH_BELOW
 from .vecmath import exp, log, log1p, select, tanh
 
@@ -504,7 +504,7 @@ def layer_parameters(params, sizes, m):
     return params[w_first:w_first + n_out * n_in].reshape(n_out, n_in), params[b_first:b_first + n_out]
 
 
-@driver
+@inner_driver
 def chunk_pass(sizes, acts, cost, params, X, y, order, first, count, xs, ts, zs, activations, deltas, scratch,
                grads, chunk_totals, c, backward, costs):
     """Chunk c of a pass: its samples order[first:first + count] gathered, the forward pass
@@ -545,7 +545,7 @@ def chunk_pass(sizes, acts, cost, params, X, y, order, first, count, xs, ts, zs,
         weight_gradient(deltas[c, lo:hi], a_prev, grad_W, grad_b)
 
 
-@driver
+@inner_driver
 def forward_out(sizes, acts, params, X, no_targets, order, start, xs, ts, zs, activations, deltas, scratch, grads,
                 chunk_totals, c, out):
     """Chunk c of forward_rows: the forward pass of the samples from `start` on, a^L into rows of out."""

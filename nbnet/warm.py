@@ -126,10 +126,10 @@ def tiny_steps(X, y, dropout, running, parallel):
 
 
 def training_halves(fused, parallel, driver, args):
-    """{"forward": calls, "backward": calls}: calls of the compiled passes that `driver`
+    """{"forward": calls, "backward": calls}: calls that compile the passes that `driver`
     (kernels.train_batches when `fused`, else train_batches_with, called with `args`) calls
-    in its forward and backward half, each with the argument types the driver passes, so that
-    compiling them compiles the driver's callees. (tests/test_compile.py checks, for the
+    in its forward and backward half, each for the argument types the driver passes, so that
+    compiling them compiles the driver's callees (compile_for). (tests/test_compile.py checks, for the
     one-thread drivers, that the driver then compiles no new signature of them; a parallel
     driver is the same Python body, so it passes its callees the same types.)"""
     a = dict(zip(inspect.signature(driver.py_func).parameters, args))
@@ -137,26 +137,36 @@ def training_halves(fused, parallel, driver, args):
     x, y = a["X"][:a["batch_size"]], a["y"][:a["batch_size"]]
     v = lambda driver: passes.variant(driver, parallel)  # noqa: E731
     forward = [
-        lambda: v(kernels.gathered_batch)(a["X"], a["y"], a["order"], a["batch_size"], a["first"], a["stop"],
-                                          a["first"], a["x_chunks"], a["y_chunks"]),
-        lambda: v(kernels.forward_layers)(np.int64(1 if fused else 0), a["weights"], a["biases"], a["acts"], x, zs,
-                                          activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
+        lambda: compile_for(v(kernels.gathered_batch), a["X"], a["y"], a["order"], a["batch_size"], a["first"],
+                            a["stop"], a["first"], a["x_chunks"], a["y_chunks"]),
+        lambda: compile_for(v(kernels.forward_layers), np.int64(1 if fused else 0), a["weights"], a["biases"],
+                            a["acts"], x, zs, activations, a["keep"], a["seed"], a["first"], a["masks"], a["kept"])]
     if fused:
         # (the minibatch gathering stays in this process's half: the helper's half, with
         # hidden_delta's two phases, is the heavier even without it, on the digits by 0.05 s)
         backward = [
-            lambda: v(kernels.backpropagate)(a["weights"], a["acts"], a["cost"], y, zs, activations, deltas, parts,
-                                             a["masks"]),
-            lambda: v(kernels.gradient_steps)(a["weights"], a["biases"], activations, deltas, a["kept"], x, x, zs,
-                                              a["lr"], a["l2_over_n"])]
+            lambda: compile_for(v(kernels.backpropagate), a["weights"], a["acts"], a["cost"], y, zs, activations,
+                                deltas, parts, a["masks"]),
+            lambda: compile_for(v(kernels.gradient_steps), a["weights"], a["biases"], activations, deltas, a["kept"],
+                                x, x, zs, a["lr"], a["l2_over_n"])]
     else:
         grads_W, grads_b = a["grads"]
         backward = [
-            lambda: v(kernels.backward)(a["weights"], a["acts"], a["cost"], x, y, a["l2_over_n"], zs, activations,
-                                        deltas, parts, grads_W, grads_b, a["masks"], a["kept"]),
-            lambda: v(kernels.optimizer_steps)(a["code"], a["settings"], a["step"] + 1, a["weights"], a["biases"],
-                                               a["state"], a["grads"], a["gradient_sums"])]
+            lambda: compile_for(v(kernels.backward), a["weights"], a["acts"], a["cost"], x, y, a["l2_over_n"], zs,
+                                activations, deltas, parts, grads_W, grads_b, a["masks"], a["kept"]),
+            lambda: compile_for(v(kernels.optimizer_steps), a["code"], a["settings"], a["step"] + 1, a["weights"],
+                                a["biases"], a["state"], a["grads"], a["gradient_sums"])]
     return {"forward": forward, "backward": backward}
+
+
+def compile_for(dispatcher, *args):
+    """Compile `dispatcher` for the types of `args`, as a call with them would, without running it: the
+    passes of a training step have no entry for Python (config.inner_driver). (Under
+    NUMBA_DISABLE_JIT, plain Python functions: the call itself.)"""
+    if numba.config.DISABLE_JIT:
+        dispatcher(*args)
+        return
+    dispatcher.compile(tuple(dispatcher.typeof_pyval(arg) for arg in args))
 
 
 def narrow_halves(tiny, X, y):
@@ -205,7 +215,7 @@ def warm_narrow_half(tiny, X, y, half, parallel_evaluation, steps):
     parts = narrow_halves(tiny, X, y)
     if half == "chunk":
         for dispatcher, arguments in parts["chunk"]:
-            dispatcher(*arguments)
+            compile_for(dispatcher, *arguments)
         passes.evaluate(tuple(tiny.weights), tuple(tiny.biases), tiny.acts, tiny.cost_function.code, X, y,
                         parallel_evaluation, True)
         return

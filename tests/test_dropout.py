@@ -43,6 +43,16 @@ def test_masks_do_not_depend_on_thread_count():
     np.testing.assert_array_equal(*masks)
 
 
+forward_layers = K.forward_layers.serial
+
+
+@numba.njit
+def forward_dropped(weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept):
+    """kernels.forward_layers with dropout, for Python (its pass has no entry for Python:
+    config.inner_driver)."""
+    forward_layers(np.int64(0), weights, biases, acts, X, zs, activations, keep, seed, step, masks, kept)
+
+
 def test_masked_backward_is_the_gradient_of_the_dropped_network():
     """With the masks fixed, backward(keep < 1) must be the derivative of the cost of the
     network whose hidden layers are multiplied by those masks."""
@@ -62,7 +72,7 @@ def test_masked_backward_is_the_gradient_of_the_dropped_network():
     weights, biases = tuple(net.weights), tuple(net.biases)
     zs, activations, deltas = (passes.layer_buffers(weights, 9) for _ in range(3))
     masks, kept = passes.layer_buffers(weights, 9), passes.layer_buffers(weights, 9)
-    K.forward_layers.serial(np.int64(0), weights, biases, net.acts, X, zs, activations, 0.6, 99, 3, masks, kept)
+    forward_dropped(weights, biases, net.acts, X, zs, activations, 0.6, 99, 3, masks, kept)
     grads_W, grads_b = tuple(np.empty_like(W) for W in weights), tuple(np.empty_like(b) for b in biases)
     K.backward.serial(weights, net.acts, net.cost_function.code, X, y, 0.0, zs, activations, deltas,
                       passes.parts_buffers(weights, deltas), grads_W, grads_b, masks, kept)

@@ -236,7 +236,8 @@ def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="plain Python functions under NUMBA_DISABLE_JIT")
 def test_loop_nests_and_vecmath_have_no_entry_for_python():
-    """config.compiled_only: the loop nests and nbnet.vecmath's functions are compiled without
+    """config.compiled_only: the loop nests, nbnet.vecmath's functions, the kernels' bodies and the
+    inner passes of the drivers are compiled without
     Numba's entry for Python (only compiled code calls them); called from Python they raise
     TypeError instead of jumping to the entry they do not have, and the kernels that call
     them work."""
@@ -250,3 +251,17 @@ def test_loop_nests_and_vecmath_have_no_entry_for_python():
         vecmath.exp64(1.0)
     K.weighted_sum.serial(W, b, a_prev, z)  # (through sum_rows)
     np.testing.assert_array_equal(z, [[3, 4, 5, 6], [3, 4, 5, 6]])
+    # the kernels' bodies and the passes that only drivers call (config.inner_driver), both variants
+    from nbnet import narrow
+    from nbnet.config import CompiledOnly
+
+    inner = [K.weighted_sum.rows, K.hidden_delta.rows, narrow.chunk_pass, narrow.forward_out]
+    for name in ("forward_layers", "backpropagate", "weight_gradients", "gathered_batch", "gradient_steps",
+                 "optimizer_steps"):
+        inner += [getattr(K, name), getattr(K, name).serial]
+    assert all(isinstance(function, CompiledOnly) and function.targetoptions["no_cpython_wrapper"] for function in inner)
+    with pytest.raises(TypeError, match=r"nbnet\.kernels\.weighted_sum_rows is compiled only"):
+        K.weighted_sum.rows(W, b, a_prev, z, 0, 1)
+    # what Python calls keeps its entry
+    assert not any(isinstance(function, CompiledOnly) for function in (
+        K.weighted_sum, K.train_batches, K.train_batches.serial, K.backward.serial, K.add_costs, K.forward.serial))
