@@ -27,6 +27,7 @@ kernels.kernel builds each kernel's variants with these. All share:
 * 512-bit vectors on CPUs with AVX-512 (`wide_vectors`).
 """
 
+import inspect
 import types
 
 from numba import njit
@@ -245,10 +246,60 @@ def inner_driver(fn):
     return compiled_only(driver(fn, no_cpython_wrapper=True))
 
 
+def on_demand_driver(fn):
+    """A `driver` that compiled drivers call in a run and Python calls elsewhere (kernels.add_costs:
+    nbnet.lbfgs and nbnet.loops), with its entry for Python compiled on demand (`entry_on_demand`)."""
+    return entry_on_demand(driver(fn, no_cpython_wrapper=True))
+
+
+class EntryOnDemand(CPUDispatcher):
+    """A compiled function whose entry for Python is compiled when Python first calls it: a
+    driver of its own that calls it (`python_entry`). See `entry_on_demand`."""
+
+    def __call__(self, *args, **kwargs):
+        entry = self.__dict__.get("python_entry")
+        if entry is None:
+            entry = self.python_entry = python_entry(self)
+        return entry(*args, **kwargs)
+
+
+def entry_on_demand(dispatcher):
+    """Mark `dispatcher`, compiled with no_cpython_wrapper=True, as one that compiled code calls
+    in a run and Python calls elsewhere: the parallel kernels (tests and bench/ call them, the
+    drivers do in a run) and kernels.add_costs. Its entry for Python is compiled only for a call
+    from Python, as a driver that calls it (a few lines of LLVM IR: drivers call the kernels'
+    machine code as loaded, numba_cache.drivers_call_loaded_code), not with each function (for
+    the parallel kernels, 2,500 of the 35,000 lines of LLVM IR an MNIST run compiles)."""
+    if isinstance(dispatcher, CPUDispatcher):
+        dispatcher.__class__ = EntryOnDemand
+    return dispatcher
+
+
+def python_entry(dispatcher):
+    """NAME_from_python(ARGS): return NAME(ARGS), for the parameters ARGS of `dispatcher`'s
+    Python function, compiled as a driver and cached as if written in NAME's file (as
+    kernels.written_out does)."""
+    fn = dispatcher.py_func
+    args = ", ".join(inspect.signature(fn).parameters)
+    name = fn.__name__ + "_from_python"
+    scope = {"NAME": dispatcher, "__name__": fn.__module__}
+    exec(compile(f"def {name}({args}):\n    return NAME({args})\n", fn.__code__.co_filename, "exec"), scope)
+    entry = scope[name]
+    entry.__qualname__ = fn.__qualname__ + "_from_python"
+    return driver(entry)
+
+
 def same_entries(dispatcher):
     """The options that give a copy of `dispatcher` (its one-thread twin) the same entries:
-    no entry for Python when it has none (`compiled_only`)."""
-    return {"no_cpython_wrapper": True} if isinstance(dispatcher, CompiledOnly) else {}
+    no entry for Python compiled with it when it has none (`compiled_only`, `entry_on_demand`)."""
+    return {"no_cpython_wrapper": True} if isinstance(dispatcher, (CompiledOnly, EntryOnDemand)) else {}
+
+
+def same_class(original, copy):
+    """`copy` (a dispatcher) with the entries of `original` (`same_entries`)."""
+    if isinstance(original, (CompiledOnly, EntryOnDemand)) and isinstance(copy, CPUDispatcher):
+        copy.__class__ = original.__class__
+    return copy
 
 
 def mark_driver(fn):
@@ -284,9 +335,9 @@ def renamed(fn, suffix, **replaced_globals):
     return copy
 
 
-def parallel(fn, fastmath=KERNEL_FASTMATH):
+def parallel(fn, fastmath=KERNEL_FASTMATH, **extra):
     """Compile `fn` with its `prange` loops run on several threads."""
-    return njit(parallel=True, fastmath=set(fastmath), **JIT_OPTIONS)(fn)
+    return njit(parallel=True, fastmath=set(fastmath), **dict(JIT_OPTIONS, **extra))(fn)
 
 
 patch_numba_cache()  # before anything is compiled (nbnet.numba_cache)

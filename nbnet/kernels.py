@@ -25,8 +25,9 @@ from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
-from .config import (PARALLEL_MIN_WORK, SAMPLE_TILE, compiled_only, driver, inlined, inlined_nests, inner_driver,
-                     loop_nest, parallel, renamed, same_entries, serial, thin_parallel, thread_count)
+from .config import (PARALLEL_MIN_WORK, SAMPLE_TILE, compiled_only, driver, entry_on_demand, inlined, inlined_nests,
+                     inner_driver, loop_nest, on_demand_driver, parallel, renamed, same_class, same_entries, serial,
+                     thin_parallel, thread_count)
 from .vecmath import exp, log, log1p, tanh
 
 
@@ -78,7 +79,8 @@ def kernel(work, owners):
                        but NAME.serial (only they call it: no entry for Python,
                        config.compiled_only);
       NAME             the parallel kernel: the owners split into one chunk per thread
-                       (`prange`), each thread calling NAME.rows on its chunk;
+                       (`prange`), each thread calling NAME.rows on its chunk (its entry for
+                       Python is compiled when Python calls it: config.entry_on_demand);
       NAME.one_thread  NAME.rows over all owners;
       NAME.serial      the same, with the body inlined: what the one-thread drivers call (a
                        compiled function of its own costs about 0.3 s of compile time however
@@ -104,8 +106,9 @@ def kernel(work, owners):
     def compile_variants(fn):
         name, how_many = fn.__name__, inlined(owners)
         rows = compiled_only(serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True, no_cpython_wrapper=True))
-        compiled = written_out(PARALLEL, name, fn, lambda f: parallel(thin_parallel(f)), qualname=name + "_parallel",
-                               OWNERS=how_many, ROWS=rows)
+        parallel_kernel = lambda f: entry_on_demand(parallel(thin_parallel(f), no_cpython_wrapper=True))  # noqa: E731
+        compiled = written_out(PARALLEL, name, fn, parallel_kernel, qualname=name + "_parallel", OWNERS=how_many,
+                               ROWS=rows)
         compiled.rows = rows
         compiled.one_thread = written_out(ONE_THREAD, name + "_one_thread", fn, inlined, OWNERS=how_many, ROWS=rows)
         compiled.serial = written_out(ONE_THREAD, name + "_serial", fn, inlined, OWNERS=how_many,
@@ -880,7 +883,7 @@ def backward(weights, acts, cost, X, y, l2_over_n, zs, activations, deltas, part
     weight_gradients(weights, X, l2_over_n, activations, deltas, grads_W, grads_b, kept)
 
 
-@driver
+@on_demand_driver
 def add_costs(zs, activations, acts, cost, y, J, correct, totals):
     """totals[0] += the costs of these samples, totals[1] += how many are classified correctly
     (output_cost, then sums in float64 in sample order)."""
@@ -1038,10 +1041,8 @@ def one_thread(drivers, kernels):
     replaced = {kernel.__name__ + "_auto": kernel.serial for kernel in kernels}
     for compiled in drivers:  # callees first
         python_function = getattr(compiled, "py_func", compiled)  # (NUMBA_DISABLE_JIT=1: the function itself)
-        entries = same_entries(compiled)
-        compiled.serial = serial(renamed(python_function, "_serial", **replaced), **entries)
-        if entries:
-            compiled_only(compiled.serial)
+        compiled.serial = same_class(compiled, serial(renamed(python_function, "_serial", **replaced),
+                                                      **same_entries(compiled)))
         replaced[compiled.__name__] = compiled.serial
 
 

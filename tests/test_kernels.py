@@ -253,7 +253,7 @@ def test_loop_nests_and_vecmath_have_no_entry_for_python():
     np.testing.assert_array_equal(z, [[3, 4, 5, 6], [3, 4, 5, 6]])
     # the kernels' bodies and the passes that only drivers call (config.inner_driver), both variants
     from nbnet import narrow
-    from nbnet.config import CompiledOnly
+    from nbnet.config import CompiledOnly, EntryOnDemand
 
     inner = [K.weighted_sum.rows, K.hidden_delta.rows, narrow.chunk_pass, narrow.forward_out]
     for name in ("forward_layers", "backpropagate", "weight_gradients", "gathered_batch", "gradient_steps",
@@ -262,6 +262,14 @@ def test_loop_nests_and_vecmath_have_no_entry_for_python():
     assert all(isinstance(function, CompiledOnly) and function.targetoptions["no_cpython_wrapper"] for function in inner)
     with pytest.raises(TypeError, match=r"nbnet\.kernels\.weighted_sum_rows is compiled only"):
         K.weighted_sum.rows(W, b, a_prev, z, 0, 1)
-    # what Python calls keeps its entry
-    assert not any(isinstance(function, CompiledOnly) for function in (
-        K.weighted_sum, K.train_batches, K.train_batches.serial, K.backward.serial, K.add_costs, K.forward.serial))
+    # what Python calls in a run keeps its entry
+    assert not any(isinstance(function, CompiledOnly) or function.targetoptions.get("no_cpython_wrapper")
+                   for function in (K.train_batches, K.train_batches.serial, K.backward.serial, K.forward.serial))
+    # what Python calls elsewhere (tests, bench/, nbnet.lbfgs) gets it when called (config.entry_on_demand)
+    on_demand = [K.weighted_sum, K.activate, K.gradient_step_then_weighted_sum, K.add_costs, K.add_costs.serial]
+    assert all(isinstance(function, EntryOnDemand) and function.targetoptions["no_cpython_wrapper"]
+               for function in on_demand)
+    z2 = np.zeros((2, 4))
+    K.weighted_sum(W, b, a_prev, z2)
+    np.testing.assert_array_equal(z2, z)
+    assert K.weighted_sum.python_entry.py_func.__qualname__ == "weighted_sum_parallel_from_python"
