@@ -3,8 +3,9 @@
 All compiled code in nbnet is built by `parallel` (`prange` loops run on several threads),
 `serial` (one thread), `loop_nest` (the long sums, with every fast-math flag), `helper`
 (nbnet.vecmath's functions) or `inlined` (only ever inlined into its callers: the kernels'
-one-thread variants and their choosers); loop nests and helpers have no entry for Python
-(`compiled_only`);
+one-thread variants and their choosers); loop nests, helpers, the kernels' bodies and the passes
+that only drivers call (`inner_driver`) have no entry for Python (`compiled_only`), and the
+parallel kernels get theirs when Python first calls them (`entry_on_demand`);
 kernels.kernel builds each kernel's variants with these. All share:
 
 * FASTMATH: LLVM fast-math flags *without* `nnan` and `ninf`, so NaN/inf checks and the
