@@ -247,6 +247,15 @@ def inner_driver(fn):
     return compiled_only(driver(fn, no_cpython_wrapper=True))
 
 
+def on_demand(fn=None, **extra):
+    """Compile `fn` as `serial` does (with `extra` options), its entry for Python compiled when
+    Python first calls it (`entry_on_demand`): the small kernels of nbnet.narrow and the helpers
+    of nbnet.epochs, which drivers call in a run and the tests call from Python."""
+    if fn is None:
+        return lambda f: on_demand(f, **extra)
+    return entry_on_demand(serial(fn, no_cpython_wrapper=True, **extra))
+
+
 def on_demand_driver(fn):
     """A `driver` that compiled drivers call in a run and Python calls elsewhere (kernels.add_costs:
     nbnet.lbfgs and nbnet.loops), with its entry for Python compiled on demand (`entry_on_demand`)."""

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numba.np.random.random_methods import random_interval
 
-from .config import driver, renamed, serial
+from .config import driver, on_demand, renamed, serial
 from .narrow import evaluate, flatten, forward_rows, train_batches
 
 # why run_epochs returned (the epoch it ran last is recorded in progress and curves)
@@ -44,7 +44,7 @@ CONSTANT, INVSCALING, ADAPTIVE = range(3)
 ADAPTIVE_FACTOR, ADAPTIVE_FLOOR = 5.0, 1e-6
 
 
-@serial
+@on_demand
 def permutation(rng, n):
     """rng.permutation(n) as NumPy's Generator draws it: 0..n-1 shuffled by Fisher-Yates from the
     last place down, place i swapped with a place j in 0..i drawn by the generator's bounded
@@ -65,7 +65,7 @@ if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1): random_inter
         return rng.permutation(n)
 
 
-@serial
+@on_demand
 def copy_into(source, target):
     """target[...] = source for a matrix or a vector, as a loop (a slice assignment compiles
     Numba's shape-mismatch message, a second or two of string code)."""
@@ -74,7 +74,7 @@ def copy_into(source, target):
         flat_target[i] = flat_source[i]
 
 
-@serial
+@on_demand
 def score(kind, out, y, w):
     """The validation score of the outputs out (n_samples, n_out) against y: accuracy (ACCURACY_IDS:
     the first largest output is the class id in y[s, 0]; ACCURACY_LABELS: every output is on the
@@ -123,7 +123,7 @@ def score(kind, out, y, w):
     return r2 / n_out
 
 
-@serial
+@on_demand
 def parameters_finite(weights, biases):
     """False once a weight or bias is NaN or infinite."""
     for m in range(len(weights)):
@@ -137,7 +137,7 @@ def parameters_finite(weights, biases):
     return True
 
 
-@serial
+@on_demand
 def sum_of_squares(weights):
     """sum_m ||W^m||^2 in float64 (the L2 term is l2_over_n / 2 times it)."""
     total = 0.0

@@ -32,7 +32,7 @@ from numba import prange
 from numba.extending import overload
 
 from .codes import ADAM, CROSS_ENTROPY, EXP, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD, SIGMOID, SOFTMAX, TANH  # noqa: F401
-from .config import FASTMATH, inner_driver, mark_driver, parallel, renamed, serial
+from .config import FASTMATH, inner_driver, mark_driver, on_demand, parallel, renamed, serial
 from .kernels import FLUSH_BELOW, SQUARE_FLUSH_BELOW
 from .vecmath import exp, log, log1p, select, tanh
 
@@ -46,7 +46,7 @@ def lanes(fn):
     checks before each loop; the small data sets' fits took 5-12 % less time). Every call
     passes arrays whose elements it writes that no other argument reaches (rows of one
     buffer, such as delta^(m+1) and delta^m, are different rows)."""
-    return serial(fn, fastmath=FASTMATH, noalias=True)
+    return on_demand(fn, fastmath=FASTMATH, noalias=True)
 
 
 # ----------------------------------------------------------------------------- targets
@@ -81,7 +81,7 @@ def gather_inputs(X, order, first, count, x):
                 x[k, i] = ZERO
 
 
-@serial
+@on_demand
 def gather_targets(y, order, first, count, t):
     """Column i of t = the targets of y[order[first + i]] (a class id, or a row of the target
     matrix) for i < count; 0 in the padding columns."""
@@ -177,7 +177,7 @@ def column_tops(z, top, total):
             top[s] = max(top[s], z[j, s])
 
 
-@serial
+@on_demand
 def activate(z, act, a, scratch):
     """a^m = f(z^m) element by element; softmax by columns: a[j, s] = e^(z[j, s] - top_s) / sum_i
     e^(z[i, s] - top_s), top_s = max_i z[i, s] (kept, with the sums, in the rows of scratch)."""
@@ -215,7 +215,7 @@ def activate(z, act, a, scratch):
 
 
 # ----------------------------------------------------------------------------- backward
-@serial
+@on_demand
 def output_delta(z, a, t, act, cost, count, scratch, delta):
     """delta^L = w_s f'(z^L) * dJ/da^L for the chunk's `count` samples (kernels.output_delta: a - y
     for each output and cost that cancel f', times f' or the softmax Jacobian for the quadratic
@@ -355,7 +355,7 @@ def gradient_rows(delta, a_prev, grad_W, j, rows):
 
 
 # ----------------------------------------------------------------------------- cost and accuracy
-@serial
+@on_demand
 def output_cost(z, a, t, act, cost, count, scratch, totals):
     """totals[0] += sum_s w_s J_s and totals[1] += how many samples are classified right, over the
     chunk's `count` samples, J_s the cost of sample s as kernels.output_cost computes it:
@@ -409,7 +409,7 @@ def output_cost(z, a, t, act, cost, count, scratch, totals):
     totals[1] += right_count
 
 
-@serial
+@on_demand
 def is_right(a, t, right, best):
     """right[s] = 1 where sample s is classified right, else 0 (best: a row of scratch)."""
     n, width = a.shape
@@ -431,7 +431,7 @@ def is_right(a, t, right, best):
 
 
 # ----------------------------------------------------------------------------- the update
-@serial
+@on_demand
 def update(code, settings, c1, c2, grad, P, s1, s2, shrink):
     """P -= change(dJ/dP) for one array of parameters P (flat), updating the optimiser state s1, s2:
     kernels.optimizer_element's rules, in the same order of operations, with a loop of its own
@@ -482,7 +482,7 @@ def flush(x, tiny):
 # layout), and each buffer as one array with a leading chunk index: zs[c] holds chunk c's
 # z^1 .. z^L, one block of rows per layer; grads[c] its gradient sums laid out as params. (Numba
 # runs a `prange` loop body as a function of arrays and numbers: no tuples of arrays in it.)
-@serial
+@on_demand
 def layer_rows(sizes, m):
     """(first, end): the rows of layer m + 1's neurons in a chunk buffer of z, a or delta."""
     first = 0
@@ -491,7 +491,7 @@ def layer_rows(sizes, m):
     return first, first + sizes[m + 1]
 
 
-@serial
+@on_demand
 def layer_parameters(params, sizes, m):
     """Views (W, b) of W^(m+1) and b^(m+1) in a flat vector laid out as `params`."""
     w_first, b_first = 0, 0

@@ -220,7 +220,7 @@ def warm_narrow_half(tiny, X, y, half, parallel_evaluation, steps):
                         parallel_evaluation, True)
         return
     for dispatcher, arguments in parts[half]:
-        dispatcher(*arguments)
+        compile_for(dispatcher, *arguments)
     if half == "backward" and wait_until_cached(parts["chunk"], lambda: False):
         optimizer, parallel_training, dropout, running = steps
         same = Optimizer(optimizer)

@@ -266,7 +266,10 @@ def test_loop_nests_and_vecmath_have_no_entry_for_python():
     assert not any(isinstance(function, CompiledOnly) or function.targetoptions.get("no_cpython_wrapper")
                    for function in (K.train_batches, K.train_batches.serial, K.backward.serial, K.forward.serial))
     # what Python calls elsewhere (tests, bench/, nbnet.lbfgs) gets it when called (config.entry_on_demand)
-    on_demand = [K.weighted_sum, K.activate, K.gradient_step_then_weighted_sum, K.add_costs, K.add_costs.serial]
+    from nbnet import epochs
+
+    on_demand = [K.weighted_sum, K.activate, K.gradient_step_then_weighted_sum, K.add_costs, K.add_costs.serial,
+                 narrow.weighted_sum, narrow.activate, narrow.update, epochs.score, epochs.permutation]
     assert all(isinstance(function, EntryOnDemand) and function.targetoptions["no_cpython_wrapper"]
                for function in on_demand)
     z2 = np.zeros((2, 4))
