@@ -45,7 +45,9 @@ def lanes(fn):
     array arguments declared not to overlap (config.distinct_arrays_option: no run-time overlap
     checks before each loop; the small data sets' fits took 5-12 % less time). Every call
     passes arrays whose elements it writes that no other argument reaches (rows of one
-    buffer, such as delta^(m+1) and delta^m, are different rows)."""
+    buffer, such as delta^(m+1) and delta^m, are different rows). Only the drivers call it in a
+    run: its entry for Python is compiled when Python calls it (config.on_demand), as the
+    one-thread kernels' below."""
     return on_demand(fn, fastmath=FASTMATH, noalias=True)
 
 

@@ -126,10 +126,10 @@ def tiny_steps(X, y, dropout, running, parallel):
 
 
 def training_halves(fused, parallel, driver, args):
-    """{"forward": calls, "backward": calls}: calls that compile the passes that `driver`
-    (kernels.train_batches when `fused`, else train_batches_with, called with `args`) calls
-    in its forward and backward half, each for the argument types the driver passes, so that
-    compiling them compiles the driver's callees (compile_for). (tests/test_compile.py checks, for the
+    """{"forward": calls, "backward": calls}: calls that compile (compile_for) the passes that
+    `driver` (kernels.train_batches when `fused`, else train_batches_with, called with `args`)
+    calls in its forward and backward half, each for the argument types the driver passes, so
+    that compiling them compiles the driver's callees. (tests/test_compile.py checks, for the
     one-thread drivers, that the driver then compiles no new signature of them; a parallel
     driver is the same Python body, so it passes its callees the same types.)"""
     a = dict(zip(inspect.signature(driver.py_func).parameters, args))
@@ -160,8 +160,9 @@ def training_halves(fused, parallel, driver, args):
 
 
 def compile_for(dispatcher, *args):
-    """Compile `dispatcher` for the types of `args`, as a call with them would, without running it: the
-    passes of a training step have no entry for Python (config.inner_driver). (Under
+    """Compile `dispatcher` for the types of `args`, as a call with them would, without running
+    it: the passes of a training step have no entry for Python (config.inner_driver), and
+    nbnet.narrow's kernels get theirs only when Python calls them (config.on_demand). (Under
     NUMBA_DISABLE_JIT, plain Python functions: the call itself.)"""
     if numba.config.DISABLE_JIT:
         dispatcher(*args)

@@ -235,12 +235,12 @@ def test_parallel_kernels_and_their_one_thread_twins_agree_bit_for_bit(shape):
 
 
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="plain Python functions under NUMBA_DISABLE_JIT")
-def test_loop_nests_and_vecmath_have_no_entry_for_python():
-    """config.compiled_only: the loop nests, nbnet.vecmath's functions, the kernels' bodies and the
-    inner passes of the drivers are compiled without
-    Numba's entry for Python (only compiled code calls them); called from Python they raise
-    TypeError instead of jumping to the entry they do not have, and the kernels that call
-    them work."""
+def test_functions_only_compiled_code_calls_have_no_entry_for_python():
+    """config.compiled_only: the loop nests, nbnet.vecmath's functions, the kernels' bodies and
+    the inner passes of the drivers are compiled without Numba's entry for Python (only compiled
+    code calls them); called from Python they raise TypeError instead of jumping to the entry
+    they do not have, and the kernels that call them work. config.entry_on_demand: the parallel
+    kernels and nbnet.narrow's get theirs when Python calls them."""
     from nbnet import vecmath
 
     W, b, a_prev = np.ones((4, 3)), np.arange(4.0), np.ones((2, 3))
