@@ -25,9 +25,9 @@ from numba.extending import overload
 
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
-from .config import (PARALLEL_MIN_WORK, SAMPLE_TILE, compiled_only, driver, entry_on_demand, inlined, inlined_nests,
-                     inner_driver, loop_nest, on_demand_driver, parallel, renamed, same_class, same_entries, serial,
-                     thin_parallel, thread_count)
+from .config import (PARALLEL_MIN_PRODUCTS, PARALLEL_MIN_WORK, SAMPLE_TILE, compiled_only, driver, entry_on_demand,
+                     inlined, inlined_nests, inner_driver, loop_nest, on_demand_driver, parallel, renamed, same_class,
+                     same_entries, serial, thin_parallel, thread_count)
 from .vecmath import exp, log, log1p, tanh
 
 
@@ -48,7 +48,7 @@ def NAME(ARGS):
 """
 CHOOSER = """
 def NAME(ARGS):
-    if WORK(ARGS) >= PARALLEL_MIN_WORK:
+    if WORK(ARGS) >= MIN_WORK:
         PARALLEL(ARGS)
     else:
         ONE_THREAD(ARGS)
@@ -60,8 +60,7 @@ def written_out(template, name, fn, compile_as, qualname=None, **scope):
     compiled code and cache files), with ARGS the parameters of the kernel body `fn` before its
     last two (lo, hi), compiled by `compile_as`."""
     args = ", ".join(list(inspect.signature(fn).parameters)[:-2])
-    scope = dict(scope, __name__=__name__, prange=prange, int64=np.int64, THREADS=THREADS,
-                 PARALLEL_MIN_WORK=PARALLEL_MIN_WORK)
+    scope = dict(dict(__name__=__name__, prange=prange, int64=np.int64, THREADS=THREADS), **scope)
     # (compiled as if written in this file, where Numba's disk cache keeps the parallel kernel)
     exec(compile(template.replace("NAME", name).replace("ARGS", args), __file__, "exec"), scope)
     function = scope[name]
@@ -69,7 +68,7 @@ def written_out(template, name, fn, compile_as, qualname=None, **scope):
     return compile_as(function)
 
 
-def kernel(work, owners):
+def kernel(work, owners, min_work=PARALLEL_MIN_WORK):
     """Compile a kernel from one Python body fn(ARGS, lo, hi), which computes the outputs owned
     by lo..hi-1 of the `owners(ARGS)` owners (samples s, neurons j or blocks of 4 of them: see
     the file's docstring), once, here (never inside a function, which would recompile on
@@ -85,8 +84,9 @@ def kernel(work, owners):
       NAME.serial      the same, with the body inlined: what the one-thread drivers call (a
                        compiled function of its own costs about 0.3 s of compile time however
                        small it is; a cold start of the digits saves 2 s);
-      NAME.auto        NAME when work(ARGS) reaches PARALLEL_MIN_WORK, else NAME.one_thread:
-                       what the parallel drivers call.
+      NAME.auto        NAME when work(ARGS) reaches min_work (config.PARALLEL_MIN_WORK
+                       elements, or PARALLEL_MIN_PRODUCTS multiply-adds), else
+                       NAME.one_thread: what the parallel drivers call.
 
     Every owner's outputs are computed by the same compiled loop whichever chunk it falls in,
     so all variants give the same bits, for any thread count (tests/test_kernels.py). The
@@ -113,8 +113,8 @@ def kernel(work, owners):
         compiled.one_thread = written_out(ONE_THREAD, name + "_one_thread", fn, inlined, OWNERS=how_many, ROWS=rows)
         compiled.serial = written_out(ONE_THREAD, name + "_serial", fn, inlined, OWNERS=how_many,
                                       ROWS=serial(renamed(fn, "_serial_rows"), inline="always"))
-        compiled.auto = written_out(CHOOSER, name + "_auto", fn, inlined, WORK=inlined(work), PARALLEL=compiled,
-                                    ONE_THREAD=compiled.one_thread)
+        compiled.auto = written_out(CHOOSER, name + "_auto", fn, inlined, WORK=inlined(work), MIN_WORK=min_work,
+                                    PARALLEL=compiled, ONE_THREAD=compiled.one_thread)
         return compiled
 
     return compile_variants
@@ -328,7 +328,8 @@ def sum_rows(W, b, a_prev, z, j0, j1, first, last):
             z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = z00, z01, z02, z03
 
 
-@kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size, owners=lambda W, b, a_prev, z: blocks_of_4(W))
+@kernel(work=lambda W, b, a_prev, z: a_prev.shape[0] * W.size, owners=lambda W, b, a_prev, z: blocks_of_4(W),
+        min_work=PARALLEL_MIN_PRODUCTS)
 def weighted_sum(W, b, a_prev, z, lo, hi):
     """z^m = W^m a^(m-1) + b^m:   z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k]. Plain loop: loops.weighted_sum.
 
@@ -452,7 +453,8 @@ def parts_or_1(parts):
 
 
 @kernel(work=lambda W_next, delta_next, z, a, act, delta, parts, phase: z.shape[0] * W_next.size,
-        owners=lambda W_next, delta_next, z, a, act, delta, parts, phase: parts_or_1(parts) * ((z.shape[0] + 1) // 2))
+        owners=lambda W_next, delta_next, z, a, act, delta, parts, phase: parts_or_1(parts) * ((z.shape[0] + 1) // 2),
+        min_work=PARALLEL_MIN_PRODUCTS)
 def hidden_delta(W_next, delta_next, z, a, act, delta, parts, phase, lo, hi):
     """delta^m = f'(z^m) * (W^(m+1))^T delta^(m+1):  delta[s, k] = f'(z[s, k]) sum_j W_next[j, k] delta_next[s, j].
     Plain loop: loops.hidden_delta. `parts`: nbnet.passes.row_parts(W_next, delta); `phase` 0,
@@ -578,7 +580,7 @@ def gradient_rows(delta, a_prev, W, scale, l2, grad_W, grad_b, j0, j1, first, la
 
 
 @kernel(work=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: a_prev.shape[0] * W.size,
-        owners=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: blocks_of_4(W))
+        owners=lambda delta, a_prev, W, l2_over_n, grad_W, grad_b: blocks_of_4(W), min_work=PARALLEL_MIN_PRODUCTS)
 def weight_gradient(delta, a_prev, W, l2_over_n, grad_W, grad_b, lo, hi):
     """dJ/dW^m = mean_s delta^m (a^(m-1))^T + (lambda/n) W^m,   dJ/db^m = mean_s delta^m.
     Plain loop: loops.weight_gradient.
@@ -621,7 +623,7 @@ def step_rows(delta, a_prev, lr, l2_over_n, W, b, j0, j1):
 
 
 @kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b: a_prev.shape[0] * W.size,
-        owners=lambda delta, a_prev, lr, l2_over_n, W, b: blocks_of_4(W))
+        owners=lambda delta, a_prev, lr, l2_over_n, W, b: blocks_of_4(W), min_work=PARALLEL_MIN_PRODUCTS)
 def gradient_step(delta, a_prev, lr, l2_over_n, W, b, lo, hi):
     """One SGD step on layer m: W^m -= alpha (dJ/dW^m + (lambda/n) W^m),  b^m -= alpha dJ/db^m,
     with dJ/dW^m = mean_s delta^m (a^(m-1))^T formed row by row and never stored (plain loops:
@@ -639,7 +641,7 @@ def gradient_step(delta, a_prev, lr, l2_over_n, W, b, lo, hi):
 
 @kernel(work=lambda delta, a_prev, lr, l2_over_n, W, b, x_next, z_next:
         (a_prev.shape[0] + x_next.shape[0]) * W.size,
-        owners=lambda delta, a_prev, lr, l2_over_n, W, b, x_next, z_next: blocks_of_4(W))
+        owners=lambda delta, a_prev, lr, l2_over_n, W, b, x_next, z_next: blocks_of_4(W), min_work=PARALLEL_MIN_PRODUCTS)
 def gradient_step_then_weighted_sum(delta, a_prev, lr, l2_over_n, W, b, x_next, z_next, lo, hi):
     """gradient_step on layer 1, then, while each block of 4 updated rows is still in cache
     (L1), the next minibatch's z^1 = W^1 x_next + b^1 (weighted_sum) for those rows (the two

@@ -276,3 +276,19 @@ def test_functions_only_compiled_code_calls_have_no_entry_for_python():
     K.weighted_sum(W, b, a_prev, z2)
     np.testing.assert_array_equal(z2, z)
     assert K.weighted_sum.python_entry.py_func.__qualname__ == "weighted_sum_parallel_from_python"
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="plain Python functions under NUMBA_DISABLE_JIT")
+def test_products_start_threads_at_ten_times_the_work_of_element_wise_kernels():
+    """kernel(min_work): the choosers (NAME.auto) of the products compare multiply-adds with
+    PARALLEL_MIN_PRODUCTS, those of the element-wise kernels elements with PARALLEL_MIN_WORK."""
+    from nbnet.config import PARALLEL_MIN_PRODUCTS, PARALLEL_MIN_WORK
+
+    def threshold(kernel):
+        return kernel.auto.py_func.__globals__["MIN_WORK"]
+
+    products = (K.weighted_sum, K.hidden_delta, K.weight_gradient, K.gradient_step, K.gradient_step_then_weighted_sum)
+    element_wise = (K.activate, K.output_delta, K.gather_rows, K.dropout, K.apply_mask, K.optimizer_step, K.output_cost)
+    assert PARALLEL_MIN_PRODUCTS == 10 * PARALLEL_MIN_WORK
+    assert [threshold(kernel) for kernel in products] == [PARALLEL_MIN_PRODUCTS] * len(products)
+    assert [threshold(kernel) for kernel in element_wise] == [PARALLEL_MIN_WORK] * len(element_wise)
