@@ -73,9 +73,9 @@ JIT_OPTIONS = dict(error_model="numpy", cache=True, nogil=True, no_cfunc_wrapper
 # parallel kernel costs about 2 us a call on two cores, more than such work takes. Work is
 # counted in elements for the element-wise kernels (an exp, a cost or a row copy each) and in
 # multiply-adds for the products (weighted_sum, hidden_delta, the gradient and the step), which
-# do 16 a SIMD instruction: their threshold is ten times higher. (At 10,000 multiply-adds the
-# products of a 10-output layer at batch 10 ran on two threads; on one, an MNIST epoch at batch
-# 10 took 8-20 % less time: docs/performance.md.)
+# do 16 in one SIMD instruction: their threshold is ten times higher. (At 10,000 multiply-adds
+# the products of a 10-output layer at batch 10 ran on two threads; on one, an MNIST epoch at
+# batch 10 takes 6-22 % less time: docs/performance.md, "Thread starts for the small products".)
 PARALLEL_MIN_WORK = 10_000
 PARALLEL_MIN_PRODUCTS = 100_000
 # A training run whose minibatch step has less work than this (samples x weights) runs every
