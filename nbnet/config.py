@@ -186,7 +186,7 @@ def loop_nest(fn):
     bit), so results do not depend on which ran, nor on the thread count. Only compiled code
     calls them (`compiled_only`).
     """
-    options = dict(JIT_OPTIONS, parallel=False, fastmath=set(FASTMATH), noalias=True, no_cpython_wrapper=True)
+    options = dict(JIT_OPTIONS, parallel=False, fastmath=set(FASTMATH), noalias=True)
     nest = compiled_only(njit(**options)(fn))
     nest.inlined = compiled_only(njit(forceinline=True, **options)(renamed(fn, "_inlined", **inlined_nests(fn))))
     return nest
@@ -217,22 +217,30 @@ class CompiledOnly(CPUDispatcher):
 
 
 def compiled_only(dispatcher):
-    """Mark `dispatcher`, compiled with no_cpython_wrapper=True, as callable only from compiled code:
-    the loop nests (`loop_nest`) and nbnet.vecmath's functions (`helper`). Numba gives every
-    compiled function an entry for Python (its `cpython` wrapper, which unboxes each argument:
-    for these 1,700 of the 21,000 lines of LLVM IR of the digits' run, and 0.25 s of its 5.5 s
-    of compiling);
-    only compiled code calls these. (Unchanged under NUMBA_DISABLE_JIT, where `njit` returns
-    the Python function.)"""
+    """Compile `dispatcher` (not compiled yet) without an entry for Python, callable only from
+    compiled code: the loop nests (`loop_nest`), nbnet.vecmath's functions (`helper`), the
+    kernels' bodies and the inner passes (`inner_driver`). Numba gives every compiled function an
+    entry for Python (its `cpython` wrapper, which unboxes each argument: for the loop nests and
+    vecmath 1,700 of the 21,000 lines of LLVM IR of the digits' run, and 0.25 s of its 5.5 s of
+    compiling); only compiled code calls these."""
+    return without_entry(dispatcher, CompiledOnly)
+
+
+def without_entry(dispatcher, kind):
+    """`dispatcher` (not compiled yet) compiled with no_cpython_wrapper, as a dispatcher of class
+    `kind` (CompiledOnly or EntryOnDemand), whose __call__ stands in for the missing entry: the
+    option and the class always go together. (Unchanged under NUMBA_DISABLE_JIT, where `njit`
+    returns the Python function.)"""
     if isinstance(dispatcher, CPUDispatcher):
-        dispatcher.__class__ = CompiledOnly
+        dispatcher.targetoptions["no_cpython_wrapper"] = True  # (read when it compiles)
+        dispatcher.__class__ = kind
     return dispatcher
 
 
 def helper(fn):
     """Compile `fn` as `serial` does, callable only from compiled code (`compiled_only`): an
     element-wise function of nbnet.vecmath, called by the kernels."""
-    return compiled_only(serial(fn, no_cpython_wrapper=True))
+    return compiled_only(serial(fn))
 
 
 def driver(fn=None, **extra):
@@ -250,7 +258,7 @@ def driver(fn=None, **extra):
 def inner_driver(fn):
     """A `driver` that only other drivers call (a pass of a training step), callable only from
     compiled code (`compiled_only`): nbnet.warm compiles it with `.compile(signature)`."""
-    return compiled_only(driver(fn, no_cpython_wrapper=True))
+    return compiled_only(driver(fn))
 
 
 def on_demand(fn=None, **extra):
@@ -259,13 +267,13 @@ def on_demand(fn=None, **extra):
     of nbnet.epochs, which drivers call in a run and the tests call from Python."""
     if fn is None:
         return lambda f: on_demand(f, **extra)
-    return entry_on_demand(serial(fn, no_cpython_wrapper=True, **extra))
+    return entry_on_demand(serial(fn, **extra))
 
 
 def on_demand_driver(fn):
     """A `driver` that compiled drivers call in a run and Python calls elsewhere (kernels.add_costs:
     nbnet.lbfgs and nbnet.loops), with its entry for Python compiled on demand (`entry_on_demand`)."""
-    return entry_on_demand(driver(fn, no_cpython_wrapper=True))
+    return entry_on_demand(driver(fn))
 
 
 class EntryOnDemand(CPUDispatcher):
@@ -280,16 +288,14 @@ class EntryOnDemand(CPUDispatcher):
 
 
 def entry_on_demand(dispatcher):
-    """Mark `dispatcher`, compiled with no_cpython_wrapper=True, as one that compiled code calls
-    in a run and Python calls elsewhere: the parallel kernels (tests and bench/ call them, the
+    """Compile `dispatcher` (not compiled yet) without an entry for Python, for a function that
+    compiled code calls in a run and Python calls elsewhere: the parallel kernels (tests and bench/ call them, the
     drivers do in a run), kernels.add_costs and the `on_demand` functions. Its entry for Python
     is compiled only for a call from Python, as a driver that calls it (a few lines of LLVM IR:
     drivers call nbnet.kernels' machine code as loaded, numba_cache.drivers_call_loaded_code),
     not with each function (for the parallel kernels, 2,500 of the 35,000 lines of LLVM IR an
     MNIST run compiles; for nbnet.narrow's and nbnet.epochs', 5,000 of an iris fit's 118,000)."""
-    if isinstance(dispatcher, CPUDispatcher):
-        dispatcher.__class__ = EntryOnDemand
-    return dispatcher
+    return without_entry(dispatcher, EntryOnDemand)
 
 
 def python_entry(dispatcher):
@@ -306,16 +312,11 @@ def python_entry(dispatcher):
     return driver(entry)
 
 
-def same_entries(dispatcher):
-    """The options that give a copy of `dispatcher` (its one-thread twin) the same entries:
-    no entry for Python compiled with it when it has none (`compiled_only`, `entry_on_demand`)."""
-    return {"no_cpython_wrapper": True} if isinstance(dispatcher, (CompiledOnly, EntryOnDemand)) else {}
-
-
-def same_class(original, copy):
-    """`copy` (a dispatcher) with the entries of `original` (`same_entries`)."""
-    if isinstance(original, (CompiledOnly, EntryOnDemand)) and isinstance(copy, CPUDispatcher):
-        copy.__class__ = original.__class__
+def same_entries(original, copy):
+    """`copy` (a dispatcher not compiled yet: `original`'s one-thread twin) with the entries of
+    `original`: none for Python when it has none (`compiled_only`, `entry_on_demand`)."""
+    if isinstance(original, (CompiledOnly, EntryOnDemand)):
+        return without_entry(copy, type(original))
     return copy
 
 
@@ -352,9 +353,9 @@ def renamed(fn, suffix, **replaced_globals):
     return copy
 
 
-def parallel(fn, fastmath=KERNEL_FASTMATH, **extra):
+def parallel(fn, fastmath=KERNEL_FASTMATH):
     """Compile `fn` with its `prange` loops run on several threads."""
-    return njit(parallel=True, fastmath=set(fastmath), **dict(JIT_OPTIONS, **extra))(fn)
+    return njit(parallel=True, fastmath=set(fastmath), **JIT_OPTIONS)(fn)
 
 
 patch_numba_cache()  # before anything is compiled (nbnet.numba_cache)

@@ -26,8 +26,8 @@ from numba.extending import overload
 from .codes import (ADAM, CROSS_ENTROPY, EXP, IDENTITY, MOMENTUM, NESTEROV, POISSON, QUADRATIC, RELU, RMSPROP, SGD,  # noqa: F401
                     SIGMOID, SOFTMAX, TANH)
 from .config import (PARALLEL_MIN_PRODUCTS, PARALLEL_MIN_WORK, SAMPLE_TILE, compiled_only, driver, entry_on_demand,
-                     inlined, inlined_nests, inner_driver, loop_nest, on_demand_driver, parallel, renamed, same_class,
-                     same_entries, serial, thin_parallel, thread_count)
+                     inlined, inlined_nests, inner_driver, loop_nest, on_demand_driver, parallel, renamed, same_entries,
+                     serial, thin_parallel, thread_count)
 from .vecmath import exp, log, log1p, tanh
 
 
@@ -105,10 +105,9 @@ def kernel(work, owners, min_work=PARALLEL_MIN_WORK):
     """
     def compile_variants(fn):
         name, how_many = fn.__name__, inlined(owners)
-        rows = compiled_only(serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True, no_cpython_wrapper=True))
-        parallel_kernel = lambda f: entry_on_demand(parallel(thin_parallel(f), no_cpython_wrapper=True))  # noqa: E731
-        compiled = written_out(PARALLEL, name, fn, parallel_kernel, qualname=name + "_parallel", OWNERS=how_many,
-                               ROWS=rows)
+        rows = compiled_only(serial(renamed(fn, "_rows", **inlined_nests(fn)), noalias=True))
+        compiled = written_out(PARALLEL, name, fn, lambda f: entry_on_demand(parallel(thin_parallel(f))),
+                               qualname=name + "_parallel", OWNERS=how_many, ROWS=rows)
         compiled.rows = rows
         compiled.one_thread = written_out(ONE_THREAD, name + "_one_thread", fn, inlined, OWNERS=how_many, ROWS=rows)
         compiled.serial = written_out(ONE_THREAD, name + "_serial", fn, inlined, OWNERS=how_many,
@@ -1043,8 +1042,7 @@ def one_thread(drivers, kernels):
     replaced = {kernel.__name__ + "_auto": kernel.serial for kernel in kernels}
     for compiled in drivers:  # callees first
         python_function = getattr(compiled, "py_func", compiled)  # (NUMBA_DISABLE_JIT=1: the function itself)
-        compiled.serial = same_class(compiled, serial(renamed(python_function, "_serial", **replaced),
-                                                      **same_entries(compiled)))
+        compiled.serial = same_entries(compiled, serial(renamed(python_function, "_serial", **replaced)))
         replaced[compiled.__name__] = compiled.serial
 
 

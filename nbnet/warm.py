@@ -96,11 +96,9 @@ def warm_math(dtype):
     them. (The costs' log and log1p stay with this process: with them the helper's half was the
     longer, and the digits' cold command 0.1 s slower. With the parallel kernels the helper's
     half is the longer already.)"""
-    if numba.config.DISABLE_JIT:  # (plain Python functions: nothing to compile)
-        return
     single = np.dtype(dtype) == np.float32
     for function in (vecmath.exp32, vecmath.tanh32) if single else (vecmath.exp64, vecmath.tanh64):
-        function.compile((numba.from_dtype(np.dtype(dtype)),))  # (compiled code alone calls them: config.helper)
+        compile_for(function, np.dtype(dtype).type(0.5))  # (compiled code alone calls them: config.helper)
 
 
 def warm_pixels(dtype, pixel_bytes, augment):
@@ -161,8 +159,9 @@ def training_halves(fused, parallel, driver, args):
 
 def compile_for(dispatcher, *args):
     """Compile `dispatcher` for the types of `args`, as a call with them would, without running
-    it: the passes of a training step have no entry for Python (config.inner_driver), and
-    nbnet.narrow's kernels get theirs only when Python calls them (config.on_demand). (Under
+    it: the passes of a training step and nbnet.vecmath's functions have no entry for Python
+    (config.compiled_only), and nbnet.narrow's kernels get theirs only when Python calls them
+    (config.on_demand). (Under
     NUMBA_DISABLE_JIT, plain Python functions: the call itself.)"""
     if numba.config.DISABLE_JIT:
         dispatcher(*args)
